@@ -1,0 +1,42 @@
+//! Model execution alone: tract on pre-encoded rows, batch 1/16/64/256, both fraud models.
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::time::Duration;
+
+mod common;
+
+fn score(c: &mut Criterion) {
+    for (dir, fixture) in [
+        ("models/fraud-mlp/1", "fraud-mlp-1"),
+        ("models/fraud-rf/1", "fraud-rf-1"),
+    ] {
+        let model = common::model(dir);
+        let (width, rows) = common::fixture_rows(fixture);
+        assert_eq!(width, model.width());
+        let mut session = model.session().expect("session");
+        let mut group = c.benchmark_group(format!("score/{fixture}"));
+        if fixture.contains("rf") {
+            // tract's tree ensemble costs ~1 ms per row; keep the run bounded.
+            group
+                .sample_size(10)
+                .measurement_time(Duration::from_secs(4));
+        } else {
+            group.measurement_time(Duration::from_secs(3));
+        }
+        for batch in [1usize, 16, 64, 256] {
+            let input = &rows[..batch * width];
+            let mut out = Vec::with_capacity(batch);
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, _| {
+                b.iter(|| {
+                    out.clear();
+                    session.score(input, &mut out).expect("score");
+                    out.len()
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, score);
+criterion_main!(benches);

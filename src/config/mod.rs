@@ -1,0 +1,423 @@
+//! Service configuration: one TOML file, overridable by environment variables.
+//!
+//! Every key in the file can be set from the environment as
+//! `DRIFTLINE_<SECTION>__<KEY>` (double underscore between levels), e.g.
+//! `DRIFTLINE_PIPELINE__BATCH_SIZE=128`; the environment wins over the file.
+//! Unknown keys are errors (a typo must not silently fall back to a default).
+//! [`Config::problems`] checks the whole configuration and returns every
+//! problem at once, each naming the file and the key.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::features::aggregates::parse_window;
+use crate::features::snapshot::SnapshotFormat;
+
+/// Environment prefix for overrides.
+pub const ENV_PREFIX: &str = "DRIFTLINE_";
+
+/// Errors loading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: no such config file")]
+    NotFound { path: PathBuf },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<figment::Error>,
+    },
+    #[error("{path}: {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The model to serve.
+    pub model: ModelConfig,
+    /// The online feature store.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Streaming aggregates over the events themselves.
+    #[serde(default)]
+    pub aggregates: AggregatesConfig,
+    /// Batching and input limits of the scoring loop.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// Which model directory to load.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Model directory (`models/<name>/<version>`), holding `model.toml` and the ONNX file.
+    pub dir: PathBuf,
+}
+
+/// Online feature store settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Snapshot loaded before the first event is scored (Parquet, Arrow IPC or CSV).
+    pub snapshot: Option<PathBuf>,
+    /// Snapshot format; by default taken from the file extension.
+    pub format: Option<String>,
+    /// Column holding the entity id.
+    pub entity_column: String,
+    /// Column holding each row's update time (epoch ms); rows without one are stamped with the load time.
+    pub updated_at_column: Option<String>,
+    /// Rows older than this read as stale and are evicted (e.g. `30d`); unset = never.
+    pub ttl: Option<String>,
+    /// Cap on entities held; beyond it the least recently updated are evicted.
+    pub max_entities: usize,
+    /// Lock shards (rounded to a power of two); more shards, less reader/writer contention.
+    pub shards: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            snapshot: None,
+            format: None,
+            entity_column: "entity_id".into(),
+            updated_at_column: Some("updated_at".into()),
+            ttl: None,
+            max_entities: 1_000_000,
+            shards: 16,
+        }
+    }
+}
+
+/// Streaming aggregate settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregatesConfig {
+    /// Buckets per window: the window slides in steps of window/buckets.
+    pub buckets: u32,
+    /// Cap on entities with aggregate state; beyond it the least recently seen are evicted.
+    pub max_entities: usize,
+    /// Lock shards (rounded to a power of two).
+    pub shards: usize,
+}
+
+impl Default for AggregatesConfig {
+    fn default() -> Self {
+        AggregatesConfig {
+            buckets: 12,
+            max_entities: 1_000_000,
+            shards: 16,
+        }
+    }
+}
+
+/// Scoring-loop settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Largest batch scored in one model call.
+    pub batch_size: usize,
+    /// Messages larger than this go to the DLQ as `oversize`.
+    pub max_message_bytes: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            batch_size: 256,
+            max_message_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info` or `driftline=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+impl Config {
+    /// Reads `path`, applies `DRIFTLINE_*` environment overrides, and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::NotFound {
+                path: path.to_owned(),
+            });
+        }
+        let mut overrides = figment::value::Dict::new();
+        for (key, value) in env {
+            // Only nested keys are settings; DRIFTLINE_CONFIG and the like are flags.
+            let Some(rest) = key.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if !rest.contains("__") {
+                continue;
+            }
+            let parsed: figment::value::Value = value
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            insert_nested(&mut overrides, &rest.to_ascii_lowercase(), parsed);
+        }
+        let figment = Figment::new()
+            .merge(Toml::file_exact(path))
+            .merge(Serialized::defaults(overrides));
+        let config: Config = figment.extract().map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// Every problem with the configuration, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let manifest = self.model.dir.join("model.toml");
+        if self.model.dir.as_os_str().is_empty() {
+            p.push("model.dir: required".into());
+        } else if !manifest.is_file() {
+            p.push(format!(
+                "model.dir: {} has no model.toml",
+                self.model.dir.display()
+            ));
+        }
+        let s = &self.store;
+        if let Some(snapshot) = &s.snapshot {
+            if !snapshot.is_file() {
+                p.push(format!(
+                    "store.snapshot: {} does not exist",
+                    snapshot.display()
+                ));
+            }
+            let format = match &s.format {
+                Some(f) => f
+                    .parse::<SnapshotFormat>()
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                None => SnapshotFormat::from_path(snapshot)
+                    .map(|_| ())
+                    .ok_or_else(|| {
+                        format!(
+                            "cannot tell the format of {} from its extension; set store.format",
+                            snapshot.display()
+                        )
+                    }),
+            };
+            if let Err(e) = format {
+                p.push(format!("store.format: {e}"));
+            }
+        }
+        if s.entity_column.trim().is_empty() {
+            p.push("store.entity_column: must not be empty".into());
+        }
+        if let Some(ttl) = &s.ttl {
+            if let Err(e) = parse_window(ttl) {
+                p.push(format!("store.ttl: {e}"));
+            }
+        }
+        if s.max_entities == 0 {
+            p.push("store.max_entities: must be at least 1".into());
+        }
+        if !(1..=1024).contains(&s.shards) {
+            p.push(format!("store.shards: {} is outside 1..=1024", s.shards));
+        }
+        let a = &self.aggregates;
+        if !(1..=1024).contains(&a.buckets) {
+            p.push(format!(
+                "aggregates.buckets: {} is outside 1..=1024",
+                a.buckets
+            ));
+        }
+        if a.max_entities == 0 {
+            p.push("aggregates.max_entities: must be at least 1".into());
+        }
+        if !(1..=1024).contains(&a.shards) {
+            p.push(format!(
+                "aggregates.shards: {} is outside 1..=1024",
+                a.shards
+            ));
+        }
+        let pl = &self.pipeline;
+        if !(1..=65_536).contains(&pl.batch_size) {
+            p.push(format!(
+                "pipeline.batch_size: {} is outside 1..=65536",
+                pl.batch_size
+            ));
+        }
+        if pl.max_message_bytes < 64 {
+            p.push(format!(
+                "pipeline.max_message_bytes: {} is too small for any event",
+                pl.max_message_bytes
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            p.push(format!(
+                "log.level: {:?} is not a valid filter",
+                self.log.level
+            ));
+        }
+        p
+    }
+
+    /// Store TTL in milliseconds (validated by [`Config::problems`]).
+    pub fn store_ttl_ms(&self) -> Option<i64> {
+        self.store.ttl.as_deref().and_then(|t| parse_window(t).ok())
+    }
+}
+
+/// Puts `value` at the `__`-separated path `key` inside `dict`.
+fn insert_nested(dict: &mut figment::value::Dict, key: &str, value: figment::value::Value) {
+    use figment::value::{Dict, Value};
+    match key.split_once("__") {
+        None => {
+            dict.insert(key.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let entry = dict
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_nested(inner, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn repo(p: &str) -> String {
+        format!("{}/{p}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn the_documented_default_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/driftline.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Paths in the file are relative to the repository root.
+        let text = text
+            .replace("\"models/", &format!("\"{}", repo("models/")))
+            .replace("\"data/", &format!("\"{}", repo("data/")));
+        let f = write(&text);
+        let cfg = Config::load_with_env(f.path(), Vec::new()).unwrap();
+        assert!(cfg.model.dir.ends_with("models/fraud-mlp/1"));
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let f = write(&format!(
+            "[model]\ndir = \"{}\"\n[pipeline]\nbatch_size = 64\n",
+            repo("models/fraud-mlp/1")
+        ));
+        let env = vec![
+            (
+                "DRIFTLINE_PIPELINE__BATCH_SIZE".to_owned(),
+                "128".to_owned(),
+            ),
+            ("DRIFTLINE_LOG__FORMAT".to_owned(), "json".to_owned()),
+            ("DRIFTLINE_CONFIG".to_owned(), "ignored.toml".to_owned()),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let cfg = Config::load_with_env(f.path(), env).unwrap();
+        assert_eq!(cfg.pipeline.batch_size, 128);
+        assert_eq!(cfg.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let f = write(&format!(
+            "[model]\ndir = \"{}\"\n[pipeline]\nbatch_sise = 64\n",
+            repo("models/fraud-mlp/1")
+        ));
+        let err = Config::load_with_env(f.path(), Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("batch_sise"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let f = write(
+            "[model]\ndir = \"/nonexistent/model\"\n\
+             [store]\nsnapshot = \"/nonexistent/cards.xlsx\"\nttl = \"forever\"\nshards = 0\n\
+             [pipeline]\nbatch_size = 0\n[log]\nlevel = \"[[[\"\n",
+        );
+        let err = Config::load_with_env(f.path(), Vec::new()).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected Invalid, got {err}");
+        };
+        for key in [
+            "model.dir",
+            "store.snapshot",
+            "store.format",
+            "store.ttl",
+            "store.shards",
+            "pipeline.batch_size",
+            "log.level",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(key)),
+                "{key} missing from {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = Config::load_with_env(Path::new("/nonexistent/driftline.toml"), Vec::new())
+            .unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/driftline.toml"));
+    }
+}

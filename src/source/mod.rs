@@ -1,0 +1,3 @@
+//! Getting events in: decoding of the `features` topic's message formats.
+
+pub mod decode;

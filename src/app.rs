@@ -132,31 +132,143 @@ fn snapshot_options(config: &Config) -> SnapshotOptions {
 }
 
 /// Every problem with the configuration at `path` and what it points at:
-/// config keys, the model (manifest, checksum, graph) and the snapshot.
+/// config keys, the model (manifest, checksum, graph) and the snapshot
+/// (every row). Each part is checked even when another failed.
 pub fn check(path: &Path) -> Vec<String> {
-    let config = match Config::load(path) {
-        Ok(c) => c,
+    let (config, mut problems) = match Config::load(path) {
+        Ok(c) => (c, Vec::new()),
         Err(crate::config::ConfigError::Invalid { problems, .. }) => {
-            // Keep going where the rest can still be checked.
-            let mut all: Vec<String> = problems
+            let problems: Vec<String> = problems
                 .into_iter()
                 .map(|p| format!("{}: {p}", path.display()))
                 .collect();
-            if let Ok(text) = std::fs::read_to_string(path) {
-                if let Ok(partial) = toml::from_str::<Config>(&text) {
-                    if partial.model.dir.join("model.toml").is_file() {
-                        if let Err(e) = Model::load(&partial.model.dir) {
-                            all.push(e.to_string());
-                        }
-                    }
-                }
+            // The file parsed, so the parts that are fine can still be checked.
+            match std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| toml::from_str::<Config>(&t).ok())
+            {
+                Some(partial) => (partial, problems),
+                None => return problems,
             }
-            return all;
         }
         Err(e) => return vec![e.to_string()],
     };
-    match build(&config) {
-        Ok(_) => Vec::new(),
-        Err(e) => vec![e.to_string()],
+    let manifest_path = config.model.dir.join("model.toml");
+    if !manifest_path.is_file() {
+        return problems; // already reported as model.dir
     }
+    let manifest = match Manifest::load(&manifest_path) {
+        Ok(m) => m,
+        Err(e) => {
+            problems.push(e.to_string());
+            return problems;
+        }
+    };
+    if let Err(e) = Model::from_manifest(manifest.clone(), &config.model.dir) {
+        problems.push(e.to_string());
+    }
+    let sources = sources(
+        &manifest,
+        StoreConfig {
+            shards: config.store.shards.clamp(1, 1024),
+            max_entities: config.store.max_entities.max(1),
+            ttl_ms: None,
+        },
+        AggregatorConfig {
+            buckets: config.aggregates.buckets.clamp(1, 1024),
+            shards: config.aggregates.shards.clamp(1, 1024),
+            max_entities: config.aggregates.max_entities.max(1),
+        },
+    );
+    match sources {
+        Err(e) => problems.push(e.to_string()),
+        Ok((Some(store), _)) => {
+            if let Some(snapshot) = config.store.snapshot.as_ref().filter(|p| p.is_file()) {
+                if let Err(e) = load_snapshot(&store, snapshot, &snapshot_options(&config)) {
+                    problems.push(format!("snapshot: {e}"));
+                }
+            }
+        }
+        Ok((None, _)) => {}
+    }
+    problems
+}
+
+/// Totals of a [`score_lines`] run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinesSummary {
+    pub scored: usize,
+    pub rejected: usize,
+}
+
+/// Scores JSON events read one per line and writes one JSON line per event,
+/// in input order: a prediction (spec format), or `{"line", "error", "detail"}`
+/// for an event that cannot be scored. Blank lines are skipped.
+pub fn score_lines(
+    pipeline: &mut crate::pipeline::Pipeline,
+    input: impl std::io::BufRead,
+    mut out: impl std::io::Write,
+    batch_size: usize,
+) -> std::io::Result<LinesSummary> {
+    use crate::pipeline::{BatchOutput, Message};
+    let mut summary = LinesSummary::default();
+    let mut batch = BatchOutput::default();
+    // (1-based line number, text) of the lines in the current batch.
+    let mut pending: Vec<(usize, String)> = Vec::with_capacity(batch_size);
+    let mut flush =
+        |pending: &mut Vec<(usize, String)>, out: &mut dyn std::io::Write| -> std::io::Result<()> {
+            let messages: Vec<Message<'_>> = pending
+                .iter()
+                .map(|(_, text)| Message {
+                    payload: text.as_bytes(),
+                    timestamp_ms: None,
+                })
+                .collect();
+            pipeline.process(&messages, now_ms(), &mut batch);
+            let model = pipeline.model();
+            let mut lines: Vec<(usize, String)> = Vec::with_capacity(pending.len());
+            for s in &batch.scored {
+                let prediction = serde_json::json!({
+                    "event_id": s.event.event_id.as_str(),
+                    "entity_id": s.event.entity_id.as_str(),
+                    "ts": s.ts_ms,
+                    "model": model.name(),
+                    "model_version": model.version(),
+                    "variant": "primary",
+                    "score": s.score,
+                });
+                lines.push((s.index, prediction.to_string()));
+            }
+            for r in &batch.rejected {
+                let error = serde_json::json!({
+                    "line": pending[r.index].0,
+                    "error": r.rejection.reason.code(),
+                    "detail": r.rejection.detail,
+                });
+                lines.push((r.index, error.to_string()));
+            }
+            summary.scored += batch.scored.len();
+            summary.rejected += batch.rejected.len();
+            lines.sort_unstable_by_key(|(i, _)| *i);
+            for (_, line) in lines {
+                writeln!(out, "{line}")?;
+            }
+            pending.clear();
+            Ok(())
+        };
+    for (n, line) in input.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        pending.push((n + 1, line));
+        if pending.len() >= batch_size.max(1) {
+            flush(&mut pending, &mut out)?;
+        }
+    }
+    if !pending.is_empty() {
+        flush(&mut pending, &mut out)?;
+    }
+    out.flush()?;
+    Ok(summary)
 }

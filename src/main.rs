@@ -1,19 +1,17 @@
 //! The `driftline` binary: parses the command line, loads configuration, sets
 //! up logging, and hands over to the library.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use driftline::app;
 use driftline::config::{Config, LogFormat};
-use driftline::demo::run::{DemoOptions, DEFAULT_MODEL_DIR};
-use driftline::event::now_ms;
-use driftline::pipeline::{BatchOutput, Message, Pipeline};
+use driftline::demo::run::DemoOptions;
+use driftline::pipeline::Pipeline;
 
 #[derive(Parser)]
 #[command(
@@ -130,84 +128,24 @@ fn score(
     let parts = app::build(&config)?;
     let mut pipeline = Pipeline::new(
         &parts.model,
-        parts.store.clone(),
-        parts.aggregator.clone(),
+        parts.store,
+        parts.aggregator,
         config.pipeline.max_message_bytes,
     )?;
     let reader: Box<dyn BufRead> = if input == std::path::Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {
-        let f = std::fs::File::open(input).with_context(|| format!("{}", input.display()))?;
+        let f = std::fs::File::open(input).with_context(|| input.display().to_string())?;
         Box::new(std::io::BufReader::new(f))
     };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut lines: Vec<String> = Vec::with_capacity(config.pipeline.batch_size);
-    let mut batch = BatchOutput::default();
-    let mut line_no = 0usize;
-    let mut rejected = 0usize;
-    let mut flush = |lines: &mut Vec<String>, first_line: usize, out: &mut dyn Write| {
-        let messages: Vec<Message<'_>> = lines
-            .iter()
-            .map(|l| Message {
-                payload: l.as_bytes(),
-                timestamp_ms: None,
-            })
-            .collect();
-        pipeline.process(&messages, now_ms(), &mut batch);
-        let model = Arc::clone(pipeline.model());
-        let mut results: Vec<(usize, String)> = Vec::with_capacity(lines.len());
-        for s in &batch.scored {
-            let value = serde_json::json!({
-                "event_id": s.event.event_id.as_str(),
-                "entity_id": s.event.entity_id.as_str(),
-                "ts": s.ts_ms,
-                "model": model.name(),
-                "model_version": model.version(),
-                "variant": "primary",
-                "score": s.score,
-            });
-            results.push((s.index, value.to_string()));
-        }
-        for r in &batch.rejected {
-            let value = serde_json::json!({
-                "line": first_line + r.index,
-                "error": r.rejection.reason.code(),
-                "detail": r.rejection.detail,
-            });
-            rejected += 1;
-            results.push((r.index, value.to_string()));
-        }
-        results.sort_by_key(|(i, _)| *i);
-        for (_, line) in results {
-            writeln!(out, "{line}")?;
-        }
-        lines.clear();
-        anyhow::Ok(())
-    };
-    let mut first_line = 1;
-    for line in reader.lines() {
-        let line = line.with_context(|| format!("{}: line {}", input.display(), line_no + 1))?;
-        line_no += 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        if lines.is_empty() {
-            first_line = line_no;
-        }
-        lines.push(line);
-        if lines.len() >= config.pipeline.batch_size {
-            flush(&mut lines, first_line, &mut out)?;
-        }
+    let out = std::io::BufWriter::new(std::io::stdout().lock());
+    let summary = app::score_lines(&mut pipeline, reader, out, config.pipeline.batch_size)
+        .with_context(|| format!("scoring {}", input.display()))?;
+    if summary.rejected > 0 {
+        eprintln!(
+            "{} event(s) scored, {} rejected (see the `error` lines)",
+            summary.scored, summary.rejected
+        );
     }
-    if !lines.is_empty() {
-        flush(&mut lines, first_line, &mut out)?;
-    }
-    out.flush()?;
-    drop(flush);
-    if rejected > 0 {
-        eprintln!("{rejected} event(s) rejected (see the `error` lines)");
-    }
-    let _ = DEFAULT_MODEL_DIR;
     Ok(ExitCode::SUCCESS)
 }

@@ -240,14 +240,20 @@ pub struct BucketState {
     pub max: Option<f64>,
 }
 
-/// Marks an empty ring / unused bucket. Real bucket numbers are clamped above it.
+/// Marks an empty ring (`N` unset). Real bucket numbers are clamped above it.
 const EMPTY: i64 = i64::MIN;
 /// Entities per arena chunk: growth allocates a chunk instead of copying the
 /// whole shard under its lock.
 const CHUNK: usize = 256;
 
 /// Word layout of one ring inside an entity block:
-/// `[N, (bucket, count, sum, [min], [max]) × B]`.
+/// `[N, (count, sum, [min], [max]) × B]`.
+///
+/// Slot `s` holds bucket `k ≡ s (mod B)` with `N - B < k ≤ N`, so bucket
+/// numbers are implied by `N` and need no storage: whenever `N` advances, the
+/// slots of the buckets it passes are cleared, as they held buckets that have
+/// just left the ring. An empty bucket has count 0, sum 0, min +∞ and max −∞,
+/// the identities of the accumulation, so reads need no emptiness test.
 #[derive(Debug)]
 struct Ring {
     field: usize,
@@ -262,9 +268,169 @@ struct Ring {
     outputs: std::ops::Range<usize>,
 }
 
+const COUNT: usize = 0;
+const SUM: usize = 1;
+const MIN: usize = 2;
+
 impl Ring {
     fn words(&self, buckets: usize) -> usize {
         1 + buckets * self.stride
+    }
+
+    #[inline]
+    fn slot(&self, bucket: i64, buckets: i64) -> usize {
+        1 + bucket.rem_euclid(buckets) as usize * self.stride
+    }
+
+    #[inline]
+    fn clear(&self, s: &mut [u64]) {
+        s[COUNT] = 0;
+        s[SUM] = 0f64.to_bits();
+        if self.has_min {
+            s[MIN] = f64::INFINITY.to_bits();
+        }
+        if self.has_max {
+            s[self.max_at] = f64::NEG_INFINITY.to_bits();
+        }
+    }
+
+    /// Empty ring: `N` unset, every slot cleared.
+    fn init(&self, words: &mut [u64]) {
+        words[0] = EMPTY as u64;
+        for s in words[1..].chunks_exact_mut(self.stride) {
+            self.clear(s);
+        }
+    }
+
+    /// Accumulates the accepted events with `max(bt, N) - B < b ≤ bt`, where
+    /// `bt = b(t)`.
+    #[inline]
+    fn read(&self, words: &[u64], bt: i64, buckets: i64) -> Acc {
+        let mut acc = Acc::EMPTY;
+        let newest = words[0] as i64;
+        if newest == EMPTY {
+            return acc;
+        }
+        let hi = bt.min(newest);
+        let lo = bt.max(newest).saturating_sub(buckets);
+        if hi <= lo {
+            return acc; // the window has slid past every stored bucket
+        }
+        // Slot s holds bucket base + s, or base + s - B past N's slot. Every
+        // slot is visited and filtered, rather than only the live ones, so
+        // that the loads do not wait on this arithmetic: at 100k entities
+        // they are cache misses, and independent ones overlap.
+        let r = newest.rem_euclid(buckets);
+        let base = newest - r;
+        for (s, slot) in (0i64..).zip(words[1..].chunks_exact(self.stride)) {
+            let k = if s > r { base + s - buckets } else { base + s };
+            if k > lo && k <= hi {
+                acc.count = acc.count.saturating_add(slot[COUNT]);
+                acc.sum += f64::from_bits(slot[SUM]);
+                if self.has_min {
+                    acc.min = acc.min.min(f64::from_bits(slot[MIN]));
+                }
+                if self.has_max {
+                    acc.max = acc.max.max(f64::from_bits(slot[self.max_at]));
+                }
+            }
+        }
+        acc
+    }
+
+    /// Folds `x` in bucket `b`; false if `b` is too old for the ring.
+    #[inline]
+    fn observe(&self, words: &mut [u64], b: i64, x: f64, buckets: i64) -> bool {
+        let newest = words[0] as i64;
+        let sb = b.rem_euclid(buckets) as usize;
+        if newest != EMPTY {
+            if b <= newest.saturating_sub(buckets) {
+                return false;
+            }
+            if b > newest {
+                // Buckets newest+1..=b enter the ring; their slots still hold
+                // buckets B earlier, which leave it. Clear at most B of them,
+                // walking back from b's slot.
+                let fresh = b.checked_sub(newest).map_or(buckets, |d| d.min(buckets));
+                let mut s = sb;
+                for _ in 0..fresh {
+                    let at = 1 + s * self.stride;
+                    self.clear(&mut words[at..at + self.stride]);
+                    s = if s == 0 { buckets as usize - 1 } else { s - 1 };
+                }
+            }
+        }
+        if b > newest {
+            words[0] = b as u64;
+        }
+        let at = 1 + sb * self.stride;
+        let s = &mut words[at..at + self.stride];
+        s[COUNT] = s[COUNT].saturating_add(1);
+        s[SUM] = (f64::from_bits(s[SUM]) + x).to_bits();
+        if self.has_min {
+            s[MIN] = f64::from_bits(s[MIN]).min(x).to_bits();
+        }
+        if self.has_max {
+            s[self.max_at] = f64::from_bits(s[self.max_at]).max(x).to_bits();
+        }
+        true
+    }
+
+    /// `N` and the non-empty buckets, oldest first.
+    fn export(&self, words: &[u64], buckets: i64) -> (Option<i64>, Vec<BucketState>) {
+        let newest = words[0] as i64;
+        if newest == EMPTY {
+            return (None, Vec::new());
+        }
+        let oldest = newest.saturating_sub(buckets) + 1;
+        let kept = (oldest..=newest)
+            .filter_map(|k| {
+                let at = self.slot(k, buckets);
+                let s = &words[at..at + self.stride];
+                (s[COUNT] > 0).then(|| BucketState {
+                    bucket: k,
+                    count: s[COUNT],
+                    sum: f64::from_bits(s[SUM]),
+                    min: self.has_min.then(|| f64::from_bits(s[MIN])),
+                    max: self.has_max.then(|| f64::from_bits(s[self.max_at])),
+                })
+            })
+            .collect();
+        (Some(newest), kept)
+    }
+
+    /// Loads `state` into an empty ring; false (ring left empty) if the state
+    /// lacks minima or maxima this ring needs.
+    fn import(&self, words: &mut [u64], state: &RingState, buckets: i64) -> bool {
+        let complete = state
+            .buckets
+            .iter()
+            .all(|b| (!self.has_min || b.min.is_some()) && (!self.has_max || b.max.is_some()));
+        if !complete {
+            return false;
+        }
+        let Some(newest) = state.newest_bucket else {
+            return true;
+        };
+        let newest = newest.max(EMPTY + 1);
+        let lo = newest.saturating_sub(buckets);
+        words[0] = newest as u64;
+        for b in &state.buckets {
+            if b.count == 0 || b.bucket <= lo || b.bucket > newest {
+                continue;
+            }
+            let at = self.slot(b.bucket, buckets);
+            let s = &mut words[at..at + self.stride];
+            s[COUNT] = b.count;
+            s[SUM] = b.sum.to_bits();
+            if self.has_min {
+                s[MIN] = b.min.unwrap_or(f64::INFINITY).to_bits();
+            }
+            if self.has_max {
+                s[self.max_at] = b.max.unwrap_or(f64::NEG_INFINITY).to_bits();
+            }
+        }
+        true
     }
 }
 
@@ -388,13 +554,23 @@ const HEADER: usize = 1;
 
 /// One shard: id → slot, the state blocks, and recency for eviction.
 ///
+/// The index maps the id's 64-bit hash to its slot and the id is checked
+/// against `keys[slot]`: index entries are 16 bytes (the table stays in cache
+/// at 100k entities, where one keyed by the strings does not), and the key
+/// check and the state block load in parallel. Ids whose hash equals that of
+/// another tracked id go to `collided`, keyed by the id itself, so lookups are
+/// exact whatever the hash does.
+///
 /// Recency is a queue of `(slot, stamp)` pushed on every observation, plus the
 /// latest stamp per slot; queue entries whose stamp is no longer their slot's
 /// are stale and skipped. The front live entry is then exactly the least
 /// recently observed slot, and an observation costs one append instead of
 /// unlinking a list node (two random cache misses at 100k entities).
 struct Shard {
-    index: HashMap<CompactString, u32, foldhash::fast::RandomState>,
+    // Randomly seeded over the fixed-seed id hash: crafted ids that collide
+    // in `hash_key` end up in `collided`, not in long probe chains.
+    index: HashMap<u64, u32, foldhash::fast::RandomState>,
+    collided: HashMap<CompactString, u32, foldhash::fast::RandomState>,
     keys: Vec<CompactString>,
     stamps: Vec<u64>,
     recency: VecDeque<(u32, u64)>,
@@ -411,6 +587,7 @@ impl Shard {
     fn new(width: usize) -> Self {
         Shard {
             index: HashMap::default(),
+            collided: HashMap::default(),
             keys: Vec::new(),
             stamps: Vec::new(),
             recency: VecDeque::new(),
@@ -427,11 +604,61 @@ impl Shard {
         self.keys.len()
     }
 
+    /// Slot of `entity`, whose [`shard::hash_key`] is `h`.
+    #[inline]
+    fn find(&self, entity: &str, h: u64) -> Option<usize> {
+        if let Some(&i) = self.index.get(&h) {
+            if self.keys[i as usize] == entity {
+                return Some(i as usize);
+            }
+        }
+        if self.collided.is_empty() {
+            return None;
+        }
+        self.collided.get(entity).map(|&i| i as usize)
+    }
+
+    fn index_insert(&mut self, key: CompactString, h: u64, i: usize) {
+        match self.index.entry(h) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(i as u32);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert(key, i as u32);
+            }
+        }
+    }
+
+    /// Forgets `key`, which is at slot `i`.
+    fn index_remove(&mut self, key: &str, i: usize) {
+        let h = shard::hash_key(key);
+        if self.index.get(&h) == Some(&(i as u32)) {
+            self.index.remove(&h);
+        } else {
+            self.collided.remove(key);
+        }
+    }
+
+    /// Points `key` at slot `to` instead of `from`.
+    fn index_move(&mut self, key: &str, from: usize, to: usize) {
+        let h = shard::hash_key(key);
+        match self.index.get_mut(&h) {
+            Some(v) if *v == from as u32 => *v = to as u32,
+            _ => {
+                if let Some(v) = self.collided.get_mut(key) {
+                    *v = to as u32;
+                }
+            }
+        }
+    }
+
     /// Marks slot `i` most recently observed.
     #[inline]
     fn touch(&mut self, i: usize) {
-        if self.stamps[i] == self.clock && self.clock != 0 {
-            return; // already the newest: keep the queue short for bursts
+        // Already the newest (checked on the queue, not `stamps`, so that the
+        // stamp is only stored to, never loaded, on the hot path).
+        if self.recency.back().is_some_and(|&(s, _)| s as usize == i) {
+            return;
         }
         self.clock += 1;
         self.stamps[i] = self.clock;
@@ -458,8 +685,8 @@ impl Shard {
     /// when full) if absent, and marked most recently observed.
     #[inline]
     fn entry(&mut self, entity: &str, ts: i64, init: &[u64], cap: usize) -> usize {
-        if let Some(&i) = self.index.get(entity) {
-            let i = i as usize;
+        let h = shard::hash_key(entity);
+        if let Some(i) = self.find(entity, h) {
             self.touch(i);
             let last = &mut self.arena.block_mut(i)[LAST_TS];
             *last = (*last as i64).max(ts) as u64;
@@ -474,10 +701,7 @@ impl Shard {
         let i = match victim {
             Some(i) => {
                 let old = std::mem::replace(&mut self.keys[i], key.clone());
-                self.index.remove(old.as_str());
-                // The victim's stamp may equal the clock (a one-entity shard):
-                // clear it so that `touch` queues the newcomer.
-                self.stamps[i] = 0;
+                self.index_remove(&old, i);
                 self.arena.block_mut(i).copy_from_slice(init);
                 self.evicted_capacity += 1;
                 i
@@ -489,7 +713,7 @@ impl Shard {
             }
         };
         self.arena.block_mut(i)[LAST_TS] = ts as u64;
-        self.index.insert(key, i as u32);
+        self.index_insert(key, h, i);
         self.touch(i);
         i
     }
@@ -498,14 +722,14 @@ impl Shard {
     /// recency queue inconsistent for the moved slot: call
     /// [`Shard::rebuild_recency`] after a series of removals.
     fn remove(&mut self, i: usize) {
+        let last = self.len() - 1;
         let key = self.keys.swap_remove(i);
         self.stamps.swap_remove(i);
         self.arena.swap_remove(i);
-        self.index.remove(key.as_str());
-        if i < self.len() {
-            if let Some(v) = self.index.get_mut(self.keys[i].as_str()) {
-                *v = i as u32;
-            }
+        self.index_remove(&key, i);
+        if i < last {
+            let moved = self.keys[i].clone();
+            self.index_move(&moved, last, i);
         }
     }
 
@@ -643,10 +867,10 @@ impl Aggregator {
                 window_ms,
                 gran_ms: window_ms / buckets,
                 offset,
-                stride: 3 + usize::from(has_min) + usize::from(has_max),
+                stride: 2 + usize::from(has_min) + usize::from(has_max),
                 has_min,
                 has_max,
-                max_at: 3 + usize::from(has_min),
+                max_at: MIN + usize::from(has_min),
                 outputs: start..outputs.len(),
             };
             offset += ring.words(nb);
@@ -655,10 +879,7 @@ impl Aggregator {
 
         let mut init = vec![0u64; offset];
         for ring in &rings {
-            init[ring.offset] = EMPTY as u64;
-            for s in 0..nb {
-                init[ring.offset + 1 + s * ring.stride] = EMPTY as u64;
-            }
+            ring.init(&mut init[ring.offset..ring.offset + ring.words(nb)]);
         }
 
         // Fewer shards than entities, so that every shard can hold at least one.
@@ -725,8 +946,7 @@ impl Aggregator {
         let shard = &mut *guard;
         let i = shard.entry(entity, ts_ms, &self.init, self.shard_cap);
         let block = shard.arena.block_mut(i);
-        self.read_block(block, ts_ms, out);
-        let late = !self.observe_block(block, ts_ms, features);
+        let late = !self.read_observe_block(block, ts_ms, features, Some(out));
         shard.observed += 1;
         shard.late += u64::from(late);
     }
@@ -739,8 +959,8 @@ impl Aggregator {
     pub fn read(&self, entity: &str, ts_ms: i64, out: &mut [f64]) {
         assert_eq!(out.len(), self.specs.len(), "one output per aggregate");
         let shard = self.shard(entity).lock();
-        match shard.index.get(entity) {
-            Some(&i) => self.read_block(shard.arena.block(i as usize), ts_ms, out),
+        match shard.find(entity, shard::hash_key(entity)) {
+            Some(i) => self.read_block(shard.arena.block(i), ts_ms, out),
             None => {
                 drop(shard);
                 self.read_block(&self.init, ts_ms, out);
@@ -753,7 +973,7 @@ impl Aggregator {
         let mut guard = self.shard(entity).lock();
         let shard = &mut *guard;
         let i = shard.entry(entity, ts_ms, &self.init, self.shard_cap);
-        let late = !self.observe_block(shard.arena.block_mut(i), ts_ms, features);
+        let late = !self.read_observe_block(shard.arena.block_mut(i), ts_ms, features, None);
         shard.observed += 1;
         shard.late += u64::from(late);
     }
@@ -812,36 +1032,19 @@ impl Aggregator {
     /// The entity's state for a checkpoint, or `None` if it is not tracked.
     pub fn export_entity(&self, entity: &str) -> Option<EntityState> {
         let shard = self.shard(entity).lock();
-        let i = *shard.index.get(entity)? as usize;
+        let i = shard.find(entity, shard::hash_key(entity))?;
         let block = shard.arena.block(i);
         let rings = self
             .rings
             .iter()
             .map(|ring| {
-                let words = &block[ring.offset..ring.offset + ring.words(self.buckets_usize)];
-                let newest = words[0] as i64;
-                let mut buckets: Vec<BucketState> = if newest == EMPTY {
-                    Vec::new()
-                } else {
-                    let lo = newest.saturating_sub(self.buckets);
-                    words[1..]
-                        .chunks_exact(ring.stride)
-                        .filter(|b| b[0] as i64 > lo && b[1] > 0)
-                        .map(|b| BucketState {
-                            bucket: b[0] as i64,
-                            count: b[1],
-                            sum: f64::from_bits(b[2]),
-                            min: ring.has_min.then(|| f64::from_bits(b[3])),
-                            max: ring.has_max.then(|| f64::from_bits(b[ring.max_at])),
-                        })
-                        .collect()
-                };
-                buckets.sort_by_key(|b| b.bucket);
+                let (newest_bucket, buckets) =
+                    ring.export(self.ring_words(ring, block), self.buckets);
                 RingState {
                     field: self.fields[ring.field].clone(),
                     window_ms: ring.window_ms,
                     buckets_per_window: self.buckets_usize as u32,
-                    newest_bucket: (newest != EMPTY).then_some(newest),
+                    newest_bucket,
                     buckets,
                 }
             })
@@ -875,117 +1078,64 @@ impl Aggregator {
             }) else {
                 continue;
             };
-            let complete = rs
-                .buckets
-                .iter()
-                .all(|b| (!ring.has_min || b.min.is_some()) && (!ring.has_max || b.max.is_some()));
-            let Some(newest) = rs.newest_bucket.filter(|_| complete) else {
-                if !complete {
-                    tracing::debug!(entity, field = %field, window_ms = ring.window_ms,
-                        "checkpointed ring lacks min/max now needed; starting it empty");
-                }
-                continue;
-            };
-            let newest = newest.max(EMPTY + 1);
-            let lo = newest.saturating_sub(self.buckets);
             let words = &mut block[ring.offset..ring.offset + ring.words(self.buckets_usize)];
-            words[0] = newest as u64;
-            for b in &rs.buckets {
-                if b.count == 0 || b.bucket <= lo || b.bucket > newest {
-                    continue;
-                }
-                let at = 1 + b.bucket.rem_euclid(self.buckets) as usize * ring.stride;
-                let s = &mut words[at..at + ring.stride];
-                s[0] = b.bucket as u64;
-                s[1] = b.count;
-                s[2] = b.sum.to_bits();
-                if ring.has_min {
-                    s[3] = b.min.unwrap_or(f64::INFINITY).to_bits();
-                }
-                if ring.has_max {
-                    s[ring.max_at] = b.max.unwrap_or(f64::NEG_INFINITY).to_bits();
-                }
+            if !ring.import(words, rs, self.buckets) {
+                tracing::debug!(entity, field = %field, window_ms = ring.window_ms,
+                    "checkpointed ring lacks min/max now needed; starting it empty");
             }
         }
+    }
+
+    #[inline]
+    fn ring_words<'b>(&self, ring: &Ring, block: &'b [u64]) -> &'b [u64] {
+        &block[ring.offset..ring.offset + ring.words(self.buckets_usize)]
     }
 
     /// Reads every ring of `block` at `t` into `out`.
     #[inline]
     fn read_block(&self, block: &[u64], t: i64, out: &mut [f64]) {
         for ring in &self.rings {
-            let words = &block[ring.offset..ring.offset + ring.words(self.buckets_usize)];
-            let newest = words[0] as i64;
             let bt = bucket_of(t, ring.gran_ms);
-            let lo = bt.max(newest).saturating_sub(self.buckets);
-            let mut acc = Acc::EMPTY;
-            // Every stored bucket is ≤ newest, so nothing qualifies otherwise
-            // (this also covers an empty ring).
-            if newest > lo {
-                for b in words[1..].chunks_exact(ring.stride) {
-                    let k = b[0] as i64;
-                    if k > lo && k <= bt {
-                        acc.count = acc.count.saturating_add(b[1]);
-                        acc.sum += f64::from_bits(b[2]);
-                        if ring.has_min {
-                            acc.min = acc.min.min(f64::from_bits(b[3]));
-                        }
-                        if ring.has_max {
-                            acc.max = acc.max.max(f64::from_bits(b[ring.max_at]));
-                        }
-                    }
-                }
-            }
-            for o in &self.outputs[ring.outputs.clone()] {
-                out[o.out] = acc.value(o.function);
-            }
+            let acc = ring.read(self.ring_words(ring, block), bt, self.buckets);
+            self.write_outputs(ring, &acc, out);
         }
     }
 
-    /// Folds the event into every ring of `block`; false if some ring dropped it as late.
     #[inline]
-    fn observe_block(&self, block: &mut [u64], ts: i64, features: &Features) -> bool {
+    fn write_outputs(&self, ring: &Ring, acc: &Acc, out: &mut [f64]) {
+        for o in &self.outputs[ring.outputs.clone()] {
+            out[o.out] = acc.value(o.function);
+        }
+    }
+
+    /// Reads every ring at `ts` into `out` (if given), then folds the event in;
+    /// false if some ring dropped it as late. One pass: each ring's bucket is
+    /// computed once and its words are still in cache for the fold.
+    #[inline]
+    fn read_observe_block(
+        &self,
+        block: &mut [u64],
+        ts: i64,
+        features: &Features,
+        mut out: Option<&mut [f64]>,
+    ) -> bool {
         let mut accepted_all = true;
         let mut cur_field = usize::MAX;
         let mut value = None;
         for ring in &self.rings {
+            // Rings are sorted by field: one lookup per distinct field.
             if ring.field != cur_field {
                 cur_field = ring.field;
                 value = numeric(features.get(&self.fields[ring.field]));
             }
-            let Some(x) = value else { continue };
-            let words = &mut block[ring.offset..ring.offset + ring.words(self.buckets_usize)];
             let b = bucket_of(ts, ring.gran_ms);
-            let newest = words[0] as i64;
-            if b <= newest.saturating_sub(self.buckets) {
-                accepted_all = false;
-                continue;
+            let words = &mut block[ring.offset..ring.offset + ring.words(self.buckets_usize)];
+            if let Some(out) = out.as_deref_mut() {
+                let acc = ring.read(words, b, self.buckets);
+                self.write_outputs(ring, &acc, out);
             }
-            if b > newest {
-                words[0] = b as u64;
-            }
-            let at = 1 + b.rem_euclid(self.buckets) as usize * ring.stride;
-            let s = &mut words[at..at + ring.stride];
-            // A different bucket number here is at least B buckets older than
-            // `b` (same slot, and nothing newer than N is stored), so it is
-            // outside every window still readable: reuse the slot.
-            if s[0] as i64 != b {
-                s[0] = b as u64;
-                s[1] = 0;
-                s[2] = 0f64.to_bits();
-                if ring.has_min {
-                    s[3] = f64::INFINITY.to_bits();
-                }
-                if ring.has_max {
-                    s[ring.max_at] = f64::NEG_INFINITY.to_bits();
-                }
-            }
-            s[1] = s[1].saturating_add(1);
-            s[2] = (f64::from_bits(s[2]) + x).to_bits();
-            if ring.has_min {
-                s[3] = f64::from_bits(s[3]).min(x).to_bits();
-            }
-            if ring.has_max {
-                s[ring.max_at] = f64::from_bits(s[ring.max_at]).max(x).to_bits();
+            if let Some(x) = value {
+                accepted_all &= ring.observe(words, b, x, self.buckets);
             }
         }
         accepted_all
@@ -1110,8 +1260,8 @@ mod tests {
     fn rings_are_shared_per_field_and_window() {
         let agg = Aggregator::new(fraud_specs(), AggregatorConfig::default()).unwrap();
         assert_eq!(agg.rings.len(), 2);
-        // last_ts, 1h: N + 12 × (bucket, count, sum); 24h: N + 12 × (bucket, count, sum, max).
-        assert_eq!(agg.init.len(), 1 + (1 + 12 * 3) + (1 + 12 * 4));
+        // last_ts, 1h: N + 12 × (count, sum); 24h: N + 12 × (count, sum, max).
+        assert_eq!(agg.init.len(), 1 + (1 + 12 * 2) + (1 + 12 * 3));
     }
 
     #[test]

@@ -189,6 +189,9 @@ struct Source {
 
 /// What each batch column means to the store.
 struct Plan {
+    format: SnapshotFormat,
+    /// Columns per batch; readers promise it, the loader checks it rather than index blindly.
+    width: usize,
     entity: usize,
     updated_at: Option<usize>,
     /// `(batch column, store column, kind)`.
@@ -250,7 +253,7 @@ pub fn load_snapshot(
         SnapshotFormat::Csv => open_csv(file, batch_size, &roles).map_err(read_err)?,
     };
 
-    let plan = plan(path, &source, &roles)?;
+    let plan = plan(path, format, &source, &roles)?;
     let mut report = SnapshotReport {
         rows: 0,
         ignored_columns: source
@@ -384,7 +387,12 @@ fn open_csv(
     })
 }
 
-fn plan(path: &Path, source: &Source, roles: &Roles<'_>) -> Result<Plan, SnapshotError> {
+fn plan(
+    path: &Path,
+    format: SnapshotFormat,
+    source: &Source,
+    roles: &Roles<'_>,
+) -> Result<Plan, SnapshotError> {
     let path_buf = || path.to_path_buf();
     for (i, name) in source.file_columns.iter().enumerate() {
         if roles.wanted(name) && source.file_columns[..i].contains(name) {
@@ -434,6 +442,8 @@ fn plan(path: &Path, source: &Source, roles: &Roles<'_>) -> Result<Plan, Snapsho
         column: roles.entity.to_string(),
     })?;
     Ok(Plan {
+        format,
+        width: source.schema.fields().len(),
         entity,
         updated_at,
         columns,
@@ -458,22 +468,29 @@ fn load_batch(
     opts: &SnapshotOptions,
     values: &mut Vec<(usize, FeatureValue)>,
 ) -> Result<usize, SnapshotError> {
+    if batch.num_columns() != plan.width {
+        return Err(SnapshotError::Read {
+            path: path.to_path_buf(),
+            format: plan.format,
+            source: format!(
+                "record batch has {} columns, the file schema {}",
+                batch.num_columns(),
+                plan.width
+            )
+            .into(),
+        });
+    }
     let schema = batch.schema();
     let name = |i: usize| schema.field(i).name().clone();
-    let convert = |i: usize, to: &DataType| -> Result<ArrayRef, SnapshotError> {
-        // Not `safe`: an overflowing cast must fail rather than turn into a null.
-        let options = CastOptions {
-            safe: false,
-            ..CastOptions::default()
-        };
-        cast_with_options(batch.column(i), to, &options).map_err(|source| SnapshotError::Convert {
+    let convert = |i: usize, a: &ArrayRef, to: &DataType| {
+        convert_array(a, to).map_err(|source| SnapshotError::Convert {
             path: path.to_path_buf(),
             column: name(i),
             source,
         })
     };
     let as_text = |i: usize| -> Result<StringArray, SnapshotError> {
-        let a = convert(i, &DataType::Utf8)?;
+        let a = convert(i, batch.column(i), &DataType::Utf8)?;
         downcast::<StringArray>(&a, path, name(i))
     };
 
@@ -481,23 +498,14 @@ fn load_batch(
     let times = match plan.updated_at {
         Some(i) => {
             let mut a = batch.column(i).clone();
-            // Timestamps of any unit become milliseconds before dropping the type.
+            // Timestamps of any unit become milliseconds before the type is dropped.
             if let DataType::Timestamp(unit, tz) = a.data_type() {
                 if *unit != TimeUnit::Millisecond {
-                    a = convert_array(&a, &DataType::Timestamp(TimeUnit::Millisecond, tz.clone()))
-                        .map_err(|source| SnapshotError::Convert {
-                            path: path.to_path_buf(),
-                            column: name(i),
-                            source,
-                        })?;
+                    let ms = DataType::Timestamp(TimeUnit::Millisecond, tz.clone());
+                    a = convert(i, &a, &ms)?;
                 }
             }
-            let a =
-                convert_array(&a, &DataType::Int64).map_err(|source| SnapshotError::Convert {
-                    path: path.to_path_buf(),
-                    column: name(i),
-                    source,
-                })?;
+            let a = convert(i, &a, &DataType::Int64)?;
             Some(downcast::<Int64Array>(&a, path, name(i))?)
         }
         None => None,
@@ -508,7 +516,7 @@ fn load_batch(
         .map(|&(i, col, kind)| {
             let cells = match kind {
                 ColumnKind::Numeric => {
-                    let a = convert(i, &DataType::Float64)?;
+                    let a = convert(i, batch.column(i), &DataType::Float64)?;
                     Cells::Number(downcast::<Float64Array>(&a, path, name(i))?)
                 }
                 ColumnKind::Categorical => Cells::Text(as_text(i)?),
@@ -568,6 +576,8 @@ fn load_batch(
     Ok(batch.num_rows())
 }
 
+/// Casts with `safe` off: an overflowing value must fail the load rather
+/// than silently become a null (that is, a missing feature).
 fn convert_array(a: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
     let options = CastOptions {
         safe: false,

@@ -12,10 +12,14 @@
 //!   and representable as `f32`) before the shard is locked; a rejected upsert
 //!   changes no row.
 //! - **Bounded size.** At most `ceil(max_entities / shards)` rows per shard;
-//!   inserting past that evicts the shard's least recently updated row.
+//!   inserting past that evicts the shard's least recently updated row. Shards
+//!   never fill exactly evenly, so eviction can begin slightly (≈0.1% at 1M
+//!   over 16 shards) before `max_entities` rows in total.
 //! - **Compact rows.** A cell is 4 bytes (an `f32`, or a `u32` dictionary code
-//!   for categorical columns); keys up to 24 bytes live inline; freed slots are
-//!   reused. 1M entities × 10 numeric features take about 100 bytes per entity.
+//!   for categorical columns); a row's key (inline up to 24 bytes), update time
+//!   and cells are one contiguous record; freed slots are reused. 1M entities
+//!   × 10 numeric features hold about 102 bytes per entity, index included
+//!   (`tests/store_memory.rs` measures it).
 //!
 //! Time is whatever the caller says it is (`updated_at_ms`, `now_ms`): the store
 //! never reads the clock, which keeps it deterministic under test and replay.
@@ -320,7 +324,8 @@ impl Table {
     }
 
     fn grow(&mut self) {
-        let n = (self.buckets.len() * 2).max(16);
+        // 1.5× rather than 2×: the table is ~15% of a row's memory, and sizes need not be powers of two.
+        let n = (self.buckets.len() * 3 / 2).max(16);
         let mut buckets = vec![EMPTY_BUCKET; n];
         for b in self.buckets.iter().filter(|b| b.slot != EMPTY_SLOT) {
             Self::place(&mut buckets, *b);
@@ -355,88 +360,181 @@ impl Table {
     }
 }
 
-/// Rows of one shard. Slot `s` owns `keys[s]`, `times[s]` and `cells[s*w..(s+1)*w]`.
+/// Words of a row before its cells: key tag, 24 key bytes, update time.
+const HEAD: usize = 1 + KEY_WORDS + 2;
+/// Inline key capacity in words (24 bytes, like `CompactString`).
+const KEY_WORDS: usize = 6;
+const INLINE_KEY_BYTES: usize = KEY_WORDS * 4;
+/// Tag of a row whose key is in `long_keys` (its index is the first key word).
+const LONG_KEY: u32 = u32::MAX;
+/// Tag of a free slot; live tags are the inline key length (1..=24) or `LONG_KEY`.
+const FREE: u32 = 0;
+
+/// Rows of one shard, in one slab so that a lookup touches the index bucket
+/// and then a single contiguous record (key, time and cells), which is what
+/// bounds read latency once the store outgrows the CPU caches.
+///
+/// Slot `s` is `rows[s * stride..][..stride]`: `[tag, key × 6, time lo, time hi, cells…]`.
 struct Shard {
     table: Table,
-    /// An empty key marks a free slot (entity ids are never empty).
-    keys: Vec<CompactString>,
-    times: Vec<i64>,
-    cells: Vec<u32>,
+    rows: Vec<u32>,
+    stride: usize,
     free: Vec<u32>,
+    /// Keys longer than 24 bytes; an empty entry is free.
+    long_keys: Vec<Box<str>>,
+    long_free: Vec<u32>,
+    long_key_bytes: usize,
     live: usize,
     /// `(updated_at, slot)` min-heap for eviction and expiry. Entries are not
     /// removed when a row changes; an entry counts only while the slot is live
     /// with that exact time. Rebuilt when stale entries outnumber live rows.
-    queue: BinaryHeap<Reverse<(i64, u32)>>,
-    /// Heap bytes of keys longer than the inline limit.
-    key_heap_bytes: usize,
+    queue: BinaryHeap<QueueEntry>,
 }
 
 impl Shard {
-    fn new() -> Self {
+    fn new(width: usize) -> Self {
         Shard {
             table: Table::new(),
-            keys: Vec::new(),
-            times: Vec::new(),
-            cells: Vec::new(),
+            rows: Vec::new(),
+            stride: HEAD + width,
             free: Vec::new(),
+            long_keys: Vec::new(),
+            long_free: Vec::new(),
+            long_key_bytes: 0,
             live: 0,
             queue: BinaryHeap::new(),
-            key_heap_bytes: 0,
+        }
+    }
+
+    fn slots(&self) -> usize {
+        self.rows.len() / self.stride
+    }
+
+    #[inline]
+    fn row(&self, slot: u32) -> &[u32] {
+        let start = slot as usize * self.stride;
+        &self.rows[start..start + self.stride]
+    }
+
+    #[inline]
+    fn row_mut(&mut self, slot: u32) -> &mut [u32] {
+        let start = slot as usize * self.stride;
+        &mut self.rows[start..start + self.stride]
+    }
+
+    #[inline]
+    fn time(row: &[u32]) -> i64 {
+        (u64::from(row[HEAD - 2]) | (u64::from(row[HEAD - 1]) << 32)) as i64
+    }
+
+    fn set_time(row: &mut [u32], time: i64) {
+        row[HEAD - 2] = time as u64 as u32;
+        row[HEAD - 1] = ((time as u64) >> 32) as u32;
+    }
+
+    #[inline]
+    fn key_matches(&self, slot: u32, key: &str) -> bool {
+        let row = self.row(slot);
+        match row[0] {
+            LONG_KEY => self
+                .long_keys
+                .get(row[1] as usize)
+                .is_some_and(|k| **k == *key),
+            len => len as usize == key.len() && inline_key(row)[..key.len()] == *key.as_bytes(),
+        }
+    }
+
+    /// The key of a live slot.
+    fn key(&self, slot: u32) -> CompactString {
+        let row = self.row(slot);
+        match row[0] {
+            LONG_KEY => self
+                .long_keys
+                .get(row[1] as usize)
+                .map_or_else(CompactString::default, |k| CompactString::new(k)),
+            len => {
+                let bytes = inline_key(row);
+                let len = (len as usize).min(INLINE_KEY_BYTES);
+                // Valid UTF-8: the bytes were copied from a `&str`.
+                CompactString::from_utf8_lossy(&bytes[..len])
+            }
         }
     }
 
     #[inline]
     fn find(&self, key: &str, hash: u32) -> Option<u32> {
-        let keys = &self.keys;
         self.table
-            .find(hash, |s| keys[s as usize] == key)
+            .find(hash, |s| self.key_matches(s, key))
             .map(|i| self.table.buckets[i].slot)
     }
 
     fn is_current(&self, time: i64, slot: u32) -> bool {
-        let s = slot as usize;
-        s < self.keys.len() && !self.keys[s].is_empty() && self.times[s] == time
+        (slot as usize) < self.slots() && {
+            let row = self.row(slot);
+            row[0] != FREE && Self::time(row) == time
+        }
     }
 
     fn insert_row(&mut self, key: &str, hash: u32, time: i64, blank: &[u32]) -> u32 {
-        let key = CompactString::new(key);
-        if key.is_heap_allocated() {
-            self.key_heap_bytes += key.capacity();
-        }
-        let w = blank.len();
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                let s = slot as usize;
-                self.keys[s] = key;
-                self.times[s] = time;
-                self.cells[s * w..(s + 1) * w].copy_from_slice(blank);
-                slot
+        let mut head = [0u32; HEAD];
+        if key.len() <= INLINE_KEY_BYTES {
+            head[0] = key.len() as u32;
+            let mut bytes = [0u8; INLINE_KEY_BYTES];
+            bytes[..key.len()].copy_from_slice(key.as_bytes());
+            for (w, chunk) in head[1..=KEY_WORDS].iter_mut().zip(bytes.chunks_exact(4)) {
+                *w = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
             }
+        } else {
+            let boxed: Box<str> = key.into();
+            self.long_key_bytes += boxed.len();
+            head[0] = LONG_KEY;
+            head[1] = match self.long_free.pop() {
+                Some(i) => {
+                    self.long_keys[i as usize] = boxed;
+                    i
+                }
+                None => {
+                    self.long_keys.push(boxed);
+                    (self.long_keys.len() - 1) as u32
+                }
+            };
+        }
+        Self::set_time(&mut head, time);
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
             None => {
                 // The per-shard cap is clamped below EMPTY_SLOT, so this fits.
-                let slot = self.keys.len() as u32;
-                self.keys.push(key);
-                self.times.push(time);
-                self.cells.extend_from_slice(blank);
+                let slot = self.slots() as u32;
+                self.rows.resize(self.rows.len() + self.stride, 0);
                 slot
             }
         };
+        let row = self.row_mut(slot);
+        row[..HEAD].copy_from_slice(&head);
+        row[HEAD..].copy_from_slice(blank);
         self.table.insert(hash, slot);
         self.live += 1;
-        self.queue.push(Reverse((time, slot)));
+        self.queue.push(QueueEntry::new(time, slot));
         slot
     }
 
     fn remove_slot(&mut self, slot: u32) -> CompactString {
-        let s = slot as usize;
-        let hash = shard::hash_key(&self.keys[s]) as u32;
+        let key = self.key(slot);
+        let hash = shard::hash_key(&key) as u32;
         if let Some(i) = self.table.find(hash, |x| x == slot) {
             self.table.remove_at(i);
         }
-        let key = std::mem::take(&mut self.keys[s]);
-        if key.is_heap_allocated() {
-            self.key_heap_bytes -= key.capacity();
+        let (tag, long) = {
+            let row = self.row_mut(slot);
+            let tag = std::mem::replace(&mut row[0], FREE);
+            (tag, row[1])
+        };
+        if tag == LONG_KEY {
+            if let Some(k) = self.long_keys.get_mut(long as usize) {
+                self.long_key_bytes -= k.len();
+                *k = Box::default();
+                self.long_free.push(long);
+            }
         }
         self.free.push(slot);
         self.live -= 1;
@@ -445,7 +543,8 @@ impl Shard {
 
     /// Removes the row with the oldest update time.
     fn evict_oldest(&mut self) -> Option<CompactString> {
-        while let Some(Reverse((time, slot))) = self.queue.pop() {
+        while let Some(entry) = self.queue.pop() {
+            let (time, slot) = entry.get();
             if self.is_current(time, slot) {
                 return Some(self.remove_slot(slot));
             }
@@ -456,7 +555,7 @@ impl Shard {
     /// Removes rows updated before `cutoff`, oldest first.
     fn expire_before(&mut self, cutoff: i64) -> usize {
         let mut removed = 0;
-        while let Some(&Reverse((time, slot))) = self.queue.peek() {
+        while let Some((time, slot)) = self.queue.peek().map(QueueEntry::get) {
             if time >= cutoff {
                 break;
             }
@@ -476,25 +575,52 @@ impl Shard {
         let mut entries = std::mem::take(&mut self.queue).into_vec();
         entries.clear();
         entries.extend(
-            self.keys
-                .iter()
-                .zip(&self.times)
+            self.rows
+                .chunks_exact(self.stride)
                 .enumerate()
-                .filter(|(_, (k, _))| !k.is_empty())
-                .map(|(s, (_, &t))| Reverse((t, s as u32))),
+                .filter(|(_, row)| row[0] != FREE)
+                .map(|(s, row)| QueueEntry::new(Self::time(row), s as u32)),
         );
         self.queue = BinaryHeap::from(entries);
     }
 
     fn heap_bytes(&self) -> usize {
         self.table.buckets.capacity() * size_of::<Bucket>()
-            + self.keys.capacity() * size_of::<CompactString>()
-            + self.key_heap_bytes
-            + self.times.capacity() * size_of::<i64>()
-            + self.cells.capacity() * size_of::<u32>()
+            + self.rows.capacity() * size_of::<u32>()
             + self.free.capacity() * size_of::<u32>()
-            + self.queue.capacity() * size_of::<Reverse<(i64, u32)>>()
+            + self.long_keys.capacity() * size_of::<Box<str>>()
+            + self.long_key_bytes
+            + self.long_free.capacity() * size_of::<u32>()
+            + self.queue.capacity() * size_of::<QueueEntry>()
     }
+}
+
+/// `(updated_at, slot)` ordered oldest first in a max-heap.
+///
+/// Stored as `(time high, time low, slot)` in 32-bit parts, which orders like
+/// `(i64, u32)` but packs into 12 bytes instead of 16: one entry per row adds up.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct QueueEntry(Reverse<(i32, u32, u32)>);
+
+impl QueueEntry {
+    fn new(time: i64, slot: u32) -> Self {
+        QueueEntry(Reverse(((time >> 32) as i32, time as u32, slot)))
+    }
+
+    fn get(&self) -> (i64, u32) {
+        let Reverse((hi, lo, slot)) = self.0;
+        ((i64::from(hi) << 32) | i64::from(lo), slot)
+    }
+}
+
+/// The inline key bytes of a row (meaningful up to the tag's length).
+#[inline]
+fn inline_key(row: &[u32]) -> [u8; INLINE_KEY_BYTES] {
+    let mut bytes = [0u8; INLINE_KEY_BYTES];
+    for (chunk, w) in bytes.chunks_exact_mut(4).zip(&row[1..=KEY_WORDS]) {
+        chunk.copy_from_slice(&w.to_ne_bytes());
+    }
+    bytes
 }
 
 /// Relaxed counters of one shard, summed by [`FeatureStore::stats`].
@@ -518,20 +644,25 @@ struct ShardSlot {
     counters: Counters,
 }
 
+/// Categories per dictionary chunk: bounds what publishing a new category copies.
+const DICT_CHUNK: usize = 256;
+
 /// Code ↔ text of one categorical column.
 ///
-/// Readers decode through an immutable `Vec` snapshot (lock-free); writers take
-/// the mutex, and when a category is new, publish a copy with it appended.
-/// New categories are rare, so the copy is cheaper than any read-side locking.
+/// Readers decode through an immutable snapshot (lock-free `ArcSwap` load);
+/// writers take the mutex, and when a category is new, publish a new snapshot.
+/// The snapshot is a list of shared fixed-size chunks, so publishing copies
+/// only the last chunk and the chunk pointers, not every name: a column that
+/// turns out to have many categories stays linear to fill rather than quadratic.
 struct Dictionary {
-    names: ArcSwap<Vec<CompactString>>,
+    chunks: ArcSwap<Vec<Arc<Vec<CompactString>>>>,
     codes: Mutex<HashMap<CompactString, u32, foldhash::fast::RandomState>>,
 }
 
 impl Dictionary {
     fn new() -> Self {
         Dictionary {
-            names: ArcSwap::from_pointee(Vec::new()),
+            chunks: ArcSwap::from_pointee(Vec::new()),
             codes: Mutex::new(HashMap::default()),
         }
     }
@@ -546,28 +677,51 @@ impl Dictionary {
         }
         let code = codes.len() as u32;
         let name = CompactString::new(name);
-        let mut names = Vec::with_capacity(codes.len() + 1);
-        names.extend(self.names.load().iter().cloned());
-        names.push(name.clone());
-        // Publish before the code can reach any row, so a reader never sees an unknown code.
-        self.names.store(Arc::new(names));
+        let mut chunks: Vec<Arc<Vec<CompactString>>> = self.chunks.load().as_ref().clone();
+        match chunks.last_mut() {
+            Some(last) if last.len() < DICT_CHUNK => {
+                let mut names = Vec::with_capacity(DICT_CHUNK);
+                names.extend(last.iter().cloned());
+                names.push(name.clone());
+                *last = Arc::new(names);
+            }
+            _ => {
+                let mut names = Vec::with_capacity(DICT_CHUNK);
+                names.push(name.clone());
+                chunks.push(Arc::new(names));
+            }
+        }
+        // Published before the code can reach any row, so readers never meet an unknown code.
+        self.chunks.store(Arc::new(chunks));
         codes.insert(name, code);
         Some(code)
     }
 
     fn decode(&self, code: u32) -> Option<CompactString> {
-        self.names.load().get(code as usize).cloned()
+        let code = code as usize;
+        self.chunks
+            .load()
+            .get(code / DICT_CHUNK)?
+            .get(code % DICT_CHUNK)
+            .cloned()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.chunks.load().iter().map(|c| c.len()).sum()
     }
 
     fn heap_bytes(&self) -> usize {
-        let names = self.names.load();
-        let text: usize = names
+        let chunks = self.chunks.load();
+        let text: usize = chunks
             .iter()
+            .flat_map(|c| c.iter())
             .filter(|n| n.is_heap_allocated())
             .map(|n| n.capacity())
             .sum();
-        // The map holds a second copy of every name.
-        names.capacity() * size_of::<CompactString>()
+        // The code map holds a second copy of every name.
+        chunks.capacity() * size_of::<Arc<Vec<CompactString>>>()
+            + chunks.len() * (DICT_CHUNK * size_of::<CompactString>() + 2 * size_of::<usize>())
             + self.codes.lock().capacity() * (size_of::<(CompactString, u32)>() + 1)
             + 2 * text
     }
@@ -613,7 +767,7 @@ impl FeatureStore {
             .clamp(1, EMPTY_SLOT as usize - 1);
         let shards = (0..n)
             .map(|_| ShardSlot {
-                rows: RwLock::new(Shard::new()),
+                rows: RwLock::new(Shard::new(schema.len())),
                 counters: Counters::default(),
             })
             .collect();
@@ -756,16 +910,15 @@ impl FeatureStore {
     fn write(&self, entity: &str, staged: &[(usize, u32)], updated_at_ms: i64) -> UpsertOutcome {
         let slot_ref = self.slot_of(entity);
         let hash = shard::hash_key(entity) as u32;
-        let w = self.blank.len();
         let mut outcome = UpsertOutcome::default();
         {
             let mut shard = slot_ref.rows.write();
             let slot = match shard.find(entity, hash) {
                 Some(slot) => {
-                    let s = slot as usize;
-                    if updated_at_ms > shard.times[s] {
-                        shard.times[s] = updated_at_ms;
-                        shard.queue.push(Reverse((updated_at_ms, slot)));
+                    let row = shard.row_mut(slot);
+                    if updated_at_ms > Shard::time(row) {
+                        Shard::set_time(row, updated_at_ms);
+                        shard.queue.push(QueueEntry::new(updated_at_ms, slot));
                     }
                     slot
                 }
@@ -780,7 +933,7 @@ impl FeatureStore {
                     shard.insert_row(entity, hash, updated_at_ms, &self.blank)
                 }
             };
-            let row = &mut shard.cells[slot as usize * w..(slot as usize + 1) * w];
+            let row = &mut shard.row_mut(slot)[HEAD..];
             for &(col, bits) in staged {
                 row[col] = bits;
             }
@@ -814,20 +967,18 @@ impl FeatureStore {
     pub fn get(&self, entity: &str, now_ms: i64, out: &mut Row) -> Lookup {
         let slot_ref = self.slot_of(entity);
         let hash = shard::hash_key(entity) as u32;
-        let w = self.blank.len();
         let lookup = {
             let shard = slot_ref.rows.read();
             match shard.find(entity, hash) {
                 None => Lookup::Miss,
                 Some(slot) => {
-                    let s = slot as usize;
-                    let updated_at_ms = shard.times[s];
+                    let row = shard.row(slot);
+                    let updated_at_ms = Shard::time(row);
                     if self.is_expired(updated_at_ms, now_ms) {
                         Lookup::Expired
                     } else {
                         out.cells.clear();
-                        out.cells
-                            .extend_from_slice(&shard.cells[s * w..(s + 1) * w]);
+                        out.cells.extend_from_slice(&row[HEAD..]);
                         Lookup::Hit { updated_at_ms }
                     }
                 }
@@ -940,11 +1091,12 @@ impl FeatureStore {
             cells.clear();
             {
                 let shard = slot_ref.rows.read();
-                for (s, key) in shard.keys.iter().enumerate() {
-                    if !key.is_empty() {
-                        keys.push(key.clone());
-                        times.push(shard.times[s]);
-                        cells.extend_from_slice(&shard.cells[s * w..(s + 1) * w]);
+                for slot in 0..shard.slots() as u32 {
+                    let row = shard.row(slot);
+                    if row[0] != FREE {
+                        keys.push(shard.key(slot));
+                        times.push(Shard::time(row));
+                        cells.extend_from_slice(&row[HEAD..]);
                     }
                 }
             }
@@ -1203,12 +1355,7 @@ mod tests {
         // A rejected upsert neither creates the entity nor registers its category.
         assert!(store.upsert("new", &cases_bad(), 1).is_err());
         assert_eq!(store.get("new", 1, &mut row), Lookup::Miss);
-        assert!(store.dictionaries[2]
-            .as_ref()
-            .unwrap()
-            .names
-            .load()
-            .is_empty());
+        assert_eq!(store.dictionaries[2].as_ref().unwrap().len(), 0);
         assert_eq!(
             store.upsert("", &feats(&[]), 1),
             Err(StoreError::EmptyEntity)
@@ -1367,9 +1514,9 @@ mod tests {
         }
         let shard = store.shards[0].rows.read();
         assert!(
-            shard.keys.len() <= 500,
+            shard.slots() <= 500,
             "freed slots are reused: {}",
-            shard.keys.len()
+            shard.slots()
         );
         assert!(shard.queue.len() <= 2 * shard.live + 1024);
         drop(shard);
@@ -1437,6 +1584,86 @@ mod tests {
             store.get(&entities[5], 0, &mut row),
             Lookup::Hit { updated_at_ms: 300 }
         );
+    }
+
+    #[test]
+    fn queue_pops_oldest_first_across_the_whole_i64_range() {
+        let times = [
+            i64::MIN,
+            -5_000_000_000,
+            -1,
+            0,
+            1,
+            4_294_967_295,
+            4_294_967_296,
+            i64::MAX,
+        ];
+        let mut heap = BinaryHeap::new();
+        for (i, t) in times.iter().rev().enumerate() {
+            heap.push(QueueEntry::new(*t, i as u32));
+        }
+        let popped: Vec<i64> = std::iter::from_fn(|| heap.pop().map(|e| e.get().0)).collect();
+        assert_eq!(popped, times);
+        assert_eq!(QueueEntry::new(-7, 3).get(), (-7, 3));
+        assert_eq!(size_of::<QueueEntry>(), 12);
+    }
+
+    #[test]
+    fn dictionary_codes_are_stable_across_chunks() {
+        let d = Dictionary::new();
+        let names: Vec<String> = (0..3 * DICT_CHUNK + 7)
+            .map(|i| format!("merchant-{i}"))
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(d.encode(n), Some(i as u32));
+        }
+        assert_eq!(
+            d.encode(&names[DICT_CHUNK + 1]),
+            Some(DICT_CHUNK as u32 + 1)
+        );
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(d.decode(i as u32).as_deref(), Some(n.as_str()));
+        }
+        assert_eq!(d.decode(names.len() as u32), None);
+        assert_eq!(d.len(), names.len());
+    }
+
+    #[test]
+    fn store_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<FeatureStore>();
+    }
+
+    proptest::proptest! {
+        /// Random upserts and deletes, with short and long keys, agree with a map.
+        #[test]
+        fn behaves_like_a_map(ops in proptest::collection::vec((0u8..3, 0u16..300, -1e6f64..1e6), 1..600)) {
+            let store = FeatureStore::new(schema(), StoreConfig { shards: 2, ..StoreConfig::default() });
+            let mut model = std::collections::HashMap::new();
+            let mut row = Row::new();
+            for (t, (op, k, x)) in ops.into_iter().enumerate() {
+                let key = if k % 2 == 0 { format!("k{k}") } else { format!("a-key-longer-than-twenty-four-bytes-{k}") };
+                match op {
+                    0 => {
+                        store.upsert(&key, &feats(&[("credit_limit", num(x))]), t as i64).unwrap();
+                        model.insert(key, x as f32);
+                    }
+                    1 => proptest::prop_assert_eq!(store.delete(&key), model.remove(&key).is_some()),
+                    _ => match (store.get(&key, 0, &mut row), model.get(&key)) {
+                        (Lookup::Hit { .. }, Some(&v)) => proptest::prop_assert_eq!(store.number(&row, 0), Some(v)),
+                        (Lookup::Miss, None) => {}
+                        (got, want) => proptest::prop_assert!(false, "{}: {:?} vs {:?}", key, got, want),
+                    },
+                }
+            }
+            proptest::prop_assert_eq!(store.len(), model.len());
+            let mut seen = 0;
+            store.for_each_row(|k, _, r| {
+                assert_eq!(store.number(r, 0), model.get(k).copied(), "{k}");
+                seen += 1;
+            });
+            proptest::prop_assert_eq!(seen, model.len());
+        }
     }
 
     #[test]

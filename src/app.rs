@@ -57,14 +57,18 @@ pub fn store_schema(manifest: &Manifest) -> Result<StoreSchema, StoreError> {
     StoreSchema::new(columns)
 }
 
+/// The feature sources a model reads: the store if it has store inputs, the
+/// aggregator if it has aggregate inputs.
+pub type Sources = (Option<Arc<FeatureStore>>, Option<Arc<Aggregator>>);
+
 /// Builds the store (empty) and the aggregator for a model.
 pub fn sources(
     manifest: &Manifest,
     store: StoreConfig,
     aggregates: AggregatorConfig,
-) -> Result<(Option<Arc<FeatureStore>>, Option<Arc<Aggregator>>), AppError> {
+) -> Result<Sources, AppError> {
     let schema = store_schema(manifest)?;
-    let store = (schema.len() > 0).then(|| Arc::new(FeatureStore::new(schema, store)));
+    let store = (!schema.is_empty()).then(|| Arc::new(FeatureStore::new(schema, store)));
     let specs = manifest.aggregate_specs();
     let aggregator = if specs.is_empty() {
         None

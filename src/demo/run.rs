@@ -225,7 +225,7 @@ fn produce(
             let generated = generator.next_event();
             let mut buf = Vec::with_capacity(256);
             sent += 1;
-            if sent % BROKEN_EVERY == 0 {
+            if sent.is_multiple_of(BROKEN_EVERY) {
                 broken_event(sent / BROKEN_EVERY, &generated.event.event_id, &mut buf);
             } else {
                 write_json(&generated.event, &mut buf);

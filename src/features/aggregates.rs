@@ -49,12 +49,16 @@
 //!
 //! # Memory
 //!
-//! Per entity and ring: the ring's `N` plus `B` buckets of (bucket number,
-//! count, sum) and min/max only if an aggregate needs them, 8 bytes each;
-//! all rings of an entity live in one fixed-width block of a per-shard arena,
-//! so there is no allocation per entity beyond the entity id (inline up to
-//! 24 bytes) and the shard's amortised growth. [`Aggregator::bytes_per_entity`]
-//! gives the figure for a configuration.
+//! All rings of an entity live in one fixed-width block of 8-byte words in a
+//! per-shard arena: the entity's newest event time, then per ring its `N` and
+//! `B` buckets of (count, sum) plus min and/or max only if an aggregate of the
+//! ring needs them. A bucket's number is not stored: slot `s` always holds the
+//! bucket `k ≡ s (mod B)` in `(N - B, N]`, its slots being cleared as `N`
+//! advances past them, which also bounds memory at `B` buckets per ring
+//! whatever the event rate. Besides its block, an entity costs its id (inline
+//! up to 24 bytes), a 16-byte index entry, a recency stamp and queue entry;
+//! [`Aggregator::bytes_per_entity`] gives the total. There is no allocation per
+//! call for a known entity.
 //!
 //! # Entities
 //!
@@ -240,7 +244,7 @@ pub struct BucketState {
     pub max: Option<f64>,
 }
 
-/// Marks an empty ring (`N` unset). Real bucket numbers are clamped above it.
+/// Marks an empty ring (`N` unset); real bucket numbers are far above it.
 const EMPTY: i64 = i64::MIN;
 /// Entities per arena chunk: growth allocates a chunk instead of copying the
 /// whole shard under its lock.
@@ -412,8 +416,8 @@ impl Ring {
         let Some(newest) = state.newest_bucket else {
             return true;
         };
-        let newest = newest.max(EMPTY + 1);
-        let lo = newest.saturating_sub(buckets);
+        let newest = newest.clamp(-BUCKET_LIMIT, BUCKET_LIMIT);
+        let lo = newest - buckets;
         words[0] = newest as u64;
         for b in &state.buckets {
             if b.count == 0 || b.bucket <= lo || b.bucket > newest {
@@ -470,10 +474,15 @@ impl Acc {
     }
 }
 
+/// Bucket numbers are kept within ±2^62 (timestamps beyond ±146 million years
+/// are clamped), so that bucket arithmetic cannot overflow and stays clear of
+/// [`EMPTY`].
+const BUCKET_LIMIT: i64 = 1 << 62;
+
 #[inline]
 fn bucket_of(ts: i64, gran_ms: i64) -> i64 {
-    // gran_ms ≥ 1 by construction; the clamp keeps EMPTY unambiguous.
-    ts.div_euclid(gran_ms).max(EMPTY + 1)
+    // gran_ms ≥ 1 by construction.
+    ts.div_euclid(gran_ms).clamp(-BUCKET_LIMIT, BUCKET_LIMIT)
 }
 
 #[inline]
@@ -522,6 +531,19 @@ impl Arena {
         self.len += 1;
         self.block_mut(i).copy_from_slice(init);
         i
+    }
+
+    /// Loads one word of every cache line of block `i`, so that all its lines
+    /// are fetched at once instead of as the ring loops reach them: at 100k
+    /// entities each line is a miss, and issued together they overlap.
+    #[inline]
+    fn warm(&self, i: usize) {
+        let b = self.block(i);
+        let mut x = b.last().copied().unwrap_or(0);
+        for w in b.iter().step_by(8) {
+            x ^= *w;
+        }
+        std::hint::black_box(x);
     }
 
     /// Moves the last block into slot `to` and shrinks by one.
@@ -608,6 +630,8 @@ impl Shard {
     #[inline]
     fn find(&self, entity: &str, h: u64) -> Option<usize> {
         if let Some(&i) = self.index.get(&h) {
+            // Before the key check, whose load is a miss of its own.
+            self.arena.warm(i as usize);
             if self.keys[i as usize] == entity {
                 return Some(i as usize);
             }
@@ -629,9 +653,8 @@ impl Shard {
         }
     }
 
-    /// Forgets `key`, which is at slot `i`.
-    fn index_remove(&mut self, key: &str, i: usize) {
-        let h = shard::hash_key(key);
+    /// Forgets `key` (hash `h`), which is at slot `i`.
+    fn index_remove(&mut self, key: &str, h: u64, i: usize) {
         if self.index.get(&h) == Some(&(i as u32)) {
             self.index.remove(&h);
         } else {
@@ -639,9 +662,8 @@ impl Shard {
         }
     }
 
-    /// Points `key` at slot `to` instead of `from`.
-    fn index_move(&mut self, key: &str, from: usize, to: usize) {
-        let h = shard::hash_key(key);
+    /// Points `key` (hash `h`) at slot `to` instead of `from`.
+    fn index_move(&mut self, key: &str, h: u64, from: usize, to: usize) {
         match self.index.get_mut(&h) {
             Some(v) if *v == from as u32 => *v = to as u32,
             _ => {
@@ -701,7 +723,7 @@ impl Shard {
         let i = match victim {
             Some(i) => {
                 let old = std::mem::replace(&mut self.keys[i], key.clone());
-                self.index_remove(&old, i);
+                self.index_remove(&old, shard::hash_key(&old), i);
                 self.arena.block_mut(i).copy_from_slice(init);
                 self.evicted_capacity += 1;
                 i
@@ -726,10 +748,10 @@ impl Shard {
         let key = self.keys.swap_remove(i);
         self.stamps.swap_remove(i);
         self.arena.swap_remove(i);
-        self.index_remove(&key, i);
+        self.index_remove(&key, shard::hash_key(&key), i);
         if i < last {
             let moved = self.keys[i].clone();
-            self.index_move(&moved, last, i);
+            self.index_move(&moved, shard::hash_key(&moved), last, i);
         }
     }
 
@@ -912,14 +934,14 @@ impl Aggregator {
 
     /// Approximate resident bytes per tracked entity: its state block, id
     /// (inline up to 24 bytes), recency stamp and one queue entry, and its
-    /// index entry. Hash-table and queue slack come on top (up to about 80
-    /// bytes more just after the table or queue has grown).
+    /// index entry. Hash-table, queue and arena slack come on top (up to
+    /// about 50 bytes just after the table or queue has grown).
     pub fn bytes_per_entity(&self) -> usize {
         self.init.len() * 8
             + std::mem::size_of::<CompactString>()
             + std::mem::size_of::<u64>()
             + std::mem::size_of::<(u32, u64)>()
-            + std::mem::size_of::<(CompactString, u32)>()
+            + std::mem::size_of::<(u64, u32)>()
             + 1
     }
 
@@ -1354,6 +1376,34 @@ mod tests {
     }
 
     #[test]
+    fn extreme_timestamps_do_not_overflow() {
+        let specs = vec![
+            spec("c", "amount", AggFn::Count, 12),
+            spec("m", "amount", AggFn::Min, 7 * 24 * H),
+        ];
+        let agg = Aggregator::new(specs, cfg(12, 1, 10)).unwrap();
+        for ts in [
+            i64::MIN,
+            i64::MIN + 1,
+            -1,
+            0,
+            i64::MAX - 1,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            rto(&agg, "e", ts, &amount(1.0));
+            read(&agg, "e", ts);
+        }
+        // Far past and far future, both ends clamped: the i64::MIN events are late.
+        assert_eq!(agg.stats().late_events, 1);
+        let st = agg.export_entity("e").unwrap();
+        agg.import_entity("e", st.clone());
+        assert_eq!(agg.export_entity("e"), Some(st));
+        assert_eq!(agg.expire(i64::MAX), 0);
+        assert_eq!(agg.expire(i64::MIN), 0);
+    }
+
+    #[test]
     fn late_events_are_dropped_and_counted() {
         let specs = vec![
             spec("c1", "amount", AggFn::Count, 1200),
@@ -1510,6 +1560,36 @@ mod tests {
     }
 
     #[test]
+    fn colliding_hashes_stay_exact() {
+        // Pretend "a", "b" and "c" share one 64-bit hash.
+        let mut sh = Shard::new(1);
+        for (i, k) in ["a", "b", "c"].into_iter().enumerate() {
+            sh.keys.push(k.into());
+            sh.stamps.push(0);
+            sh.arena.push(&[i as u64]);
+            sh.index_insert(k.into(), 7, i);
+        }
+        assert_eq!(sh.collided.len(), 2);
+        assert_eq!(
+            [sh.find("a", 7), sh.find("b", 7), sh.find("c", 7)],
+            [Some(0), Some(1), Some(2)]
+        );
+        assert_eq!(sh.find("d", 7), None);
+        // Removing the one in the main index leaves the others reachable.
+        sh.index_remove("a", 7, 0);
+        assert_eq!(
+            [sh.find("a", 7), sh.find("b", 7), sh.find("c", 7)],
+            [None, Some(1), Some(2)]
+        );
+        sh.index_move("c", 7, 2, 0);
+        sh.keys[0] = "c".into();
+        assert_eq!(sh.find("c", 7), Some(0));
+        sh.index_remove("b", 7, 1);
+        assert_eq!(sh.find("b", 7), None);
+        assert_eq!(sh.find("c", 7), Some(0));
+    }
+
+    #[test]
     fn one_entity_shard_keeps_evicting() {
         let agg =
             Aggregator::new(vec![spec("c", "amount", AggFn::Count, H)], cfg(12, 1, 1)).unwrap();
@@ -1629,6 +1709,9 @@ mod tests {
             })
     }
 
+    /// An entity's earlier events for one field: (ts, numeric value), in call order.
+    type History = Vec<(i64, Option<f64>)>;
+
     /// The module docs, computed from the list of the entity's earlier events.
     fn brute(history: &[(i64, Option<f64>)], t: i64, window: i64, buckets: i64, f: AggFn) -> f64 {
         let g = window / buckets;
@@ -1700,7 +1783,7 @@ mod tests {
                 .collect();
             let agg = Aggregator::new(specs.clone(), cfg(buckets, 2, 100)).unwrap();
             // Per entity, per field: (ts, numeric value) in call order.
-            let mut hist: Vec<[Vec<(i64, Option<f64>)>; 2]> = vec![Default::default(); 3];
+            let mut hist: Vec<[History; 2]> = vec![Default::default(); 3];
             let mut clock = start;
             let mut late = 0u64;
             let mut out = vec![0.0; specs.len()];

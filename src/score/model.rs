@@ -263,7 +263,7 @@ impl Session {
         if rows.is_empty() {
             return Ok(());
         }
-        if rows.len() % width != 0 {
+        if !rows.len().is_multiple_of(width) {
             return Err(self.model.run_err(format!(
                 "{} floats is not a whole number of {width}-wide rows",
                 rows.len()

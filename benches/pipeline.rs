@@ -67,6 +67,18 @@ fn pipeline(c: &mut Criterion) {
             e
         })
     });
+    // Baseline in the same run: a bare generic JSON parse, the least any
+    // consumer does per event. README quotes the path as a multiple of it,
+    // which holds across machines better than absolute times.
+    let mut i = 0usize;
+    group.bench_function("baseline_serde_json_value/event", |b| {
+        b.iter(|| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&f.json[i % f.json.len()]).expect("valid");
+            i += 1;
+            v
+        })
+    });
     group.finish();
 }
 

@@ -30,7 +30,15 @@ pub fn decode_json(bytes: &[u8], max_bytes: usize) -> Result<Event, Rejection> {
             format!("message is {} bytes, the limit is {max_bytes}", bytes.len()),
         ));
     }
-    let raw: RawEvent = serde_json::from_slice(bytes).map_err(classify)?;
+    // One validation pass over the whole message (std's ASCII fast path),
+    // then parsing from `&str`, where serde_json skips per-string re-checks.
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        Rejection::new(
+            RejectReason::MalformedJson,
+            format!("message is not UTF-8: {e}"),
+        )
+    })?;
+    let raw: RawEvent = serde_json::from_str(text).map_err(classify)?;
     let event_id = required(raw.event_id, "event_id")?;
     let entity_id = required(raw.entity_id, "entity_id")?;
     Ok(Event {

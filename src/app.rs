@@ -78,21 +78,31 @@ pub fn sources(
     Ok((store, aggregator))
 }
 
+/// The store settings of a config (clamped, so `check` can use an invalid one).
+fn store_config(config: &Config) -> StoreConfig {
+    StoreConfig {
+        shards: config.store.shards.clamp(1, 1024),
+        max_entities: config.store.max_entities.max(1),
+        ttl_ms: config.store_ttl_ms(),
+    }
+}
+
+/// The aggregator settings of a config (clamped, as [`store_config`]).
+fn aggregator_config(config: &Config) -> AggregatorConfig {
+    AggregatorConfig {
+        buckets: config.aggregates.buckets.clamp(1, 1024),
+        shards: config.aggregates.shards.clamp(1, 1024),
+        max_entities: config.aggregates.max_entities.max(1),
+    }
+}
+
 /// Loads the model, fills the store from its snapshot, and builds the aggregator.
 pub fn build(config: &Config) -> Result<Parts, AppError> {
     let model = Arc::new(Model::load(&config.model.dir)?);
     let (store, aggregator) = sources(
         model.manifest(),
-        StoreConfig {
-            shards: config.store.shards,
-            max_entities: config.store.max_entities,
-            ttl_ms: config.store_ttl_ms(),
-        },
-        AggregatorConfig {
-            buckets: config.aggregates.buckets,
-            shards: config.aggregates.shards,
-            max_entities: config.aggregates.max_entities,
-        },
+        store_config(config),
+        aggregator_config(config),
     )?;
     if let (Some(store), Some(path)) = (&store, &config.store.snapshot) {
         let started = std::time::Instant::now();
@@ -171,20 +181,7 @@ pub fn check(path: &Path) -> Vec<String> {
     if let Err(e) = Model::from_manifest(manifest.clone(), &config.model.dir) {
         problems.push(e.to_string());
     }
-    let sources = sources(
-        &manifest,
-        StoreConfig {
-            shards: config.store.shards.clamp(1, 1024),
-            max_entities: config.store.max_entities.max(1),
-            ttl_ms: None,
-        },
-        AggregatorConfig {
-            buckets: config.aggregates.buckets.clamp(1, 1024),
-            shards: config.aggregates.shards.clamp(1, 1024),
-            max_entities: config.aggregates.max_entities.max(1),
-        },
-    );
-    match sources {
+    match sources(&manifest, store_config(&config), aggregator_config(&config)) {
         Err(e) => problems.push(e.to_string()),
         Ok((Some(store), _)) => {
             if let Some(snapshot) = config.store.snapshot.as_ref().filter(|p| p.is_file()) {

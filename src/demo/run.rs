@@ -80,14 +80,9 @@ fn load_model(dir: Option<&PathBuf>) -> anyhow::Result<Arc<Model>> {
     let model = match dir {
         Some(dir) => Model::load(dir)?,
         None => {
-            let tmp = std::env::temp_dir().join(format!("driftline-demo-{}", std::process::id()));
-            std::fs::create_dir_all(&tmp)?;
-            std::fs::write(tmp.join("model.onnx"), EMBEDDED_ONNX)?;
-            let manifest =
-                Manifest::parse(EMBEDDED_MANIFEST, std::path::Path::new(DEFAULT_MODEL_DIR))?;
-            let model = Model::from_manifest(manifest, &tmp);
-            let _ = std::fs::remove_dir_all(&tmp);
-            model?
+            let dir = std::path::Path::new(DEFAULT_MODEL_DIR);
+            let manifest = Manifest::parse(EMBEDDED_MANIFEST, &dir.join("model.toml"))?;
+            Model::from_bytes(manifest, EMBEDDED_ONNX, dir)?
         }
     };
     Ok(Arc::new(model))

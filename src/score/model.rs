@@ -96,7 +96,14 @@ impl Model {
             path: path.clone(),
             source,
         })?;
-        let actual = sha256_hex(&bytes);
+        Self::from_bytes(manifest, &bytes, dir)
+    }
+
+    /// Builds a model from ONNX bytes held in memory (e.g. built into the
+    /// binary); `dir` is where the model is said to live, for messages.
+    pub fn from_bytes(manifest: Manifest, bytes: &[u8], dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join(&manifest.file);
+        let actual = sha256_hex(bytes);
         if !actual.eq_ignore_ascii_case(&manifest.sha256) {
             return Err(ModelError::Checksum {
                 path,
@@ -110,7 +117,7 @@ impl Model {
             detail: format!("{e:#}"),
         };
         let mut model = onnx_framework()
-            .model_for_read(&mut bytes.as_slice())
+            .model_for_read(&mut &*bytes)
             .map_err(load_err)?;
         if model.inputs.len() != 1 {
             return Err(ModelError::Shape {

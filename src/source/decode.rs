@@ -343,7 +343,30 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
-            let _ = decode_json(&bytes, 128);
+            match decode_json(&bytes, 128) {
+                Ok(e) => proptest::prop_assert!(!e.event_id.is_empty() && !e.entity_id.is_empty()),
+                Err(r) => proptest::prop_assert!(!r.detail.is_empty()),
+            }
+        }
+
+        #[test]
+        fn round_trips_generated_events(
+            id in "[a-z0-9-]{1,20}",
+            entity in "[a-z0-9-]{1,30}",
+            ts in proptest::option::of(0i64..4_000_000_000_000),
+            amount in -1e9f64..1e9,
+            category in "[a-z_]{0,12}",
+        ) {
+            let mut features = Features::default();
+            features.insert("amount", FeatureValue::Number(amount));
+            features.insert("category", FeatureValue::Text(category.as_str().into()));
+            features.insert("flag", FeatureValue::Bool(amount > 0.0));
+            features.insert("gone", FeatureValue::Null);
+            let event = Event { event_id: id.as_str().into(), entity_id: entity.as_str().into(), ts_ms: ts, features };
+            let mut buf = Vec::new();
+            crate::demo::generator::write_json(&event, &mut buf);
+            let decoded = decode_json(&buf, 0).map_err(|r| proptest::test_runner::TestCaseError::fail(r.to_string()))?;
+            proptest::prop_assert_eq!(decoded, event);
         }
     }
 }

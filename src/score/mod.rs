@@ -6,6 +6,7 @@
 
 pub mod manifest;
 pub mod model;
+pub mod trees;
 
 pub use manifest::Manifest;
 pub use model::{Model, ModelError, Session};

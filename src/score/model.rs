@@ -59,7 +59,11 @@ pub struct Model {
 /// registered into tract's ONNX op register (`Onnx::op_register`), so that the
 /// rest of the graph keeps running on tract.
 pub fn onnx_framework() -> tract_onnx::Onnx {
-    tract_onnx::onnx()
+    let mut onnx = tract_onnx::onnx();
+    // Tree ensembles: tract's own classifier is ~1000x slower than
+    // onnxruntime and it has no regressor (see `score::trees`).
+    crate::score::trees::register(&mut onnx.op_register);
+    onnx
 }
 
 /// Hex SHA-256 of a byte string.

@@ -15,7 +15,7 @@ fn pipeline(c: &mut Criterion) {
             "fraud-mlp-1",
             &[1usize, 16, 64, 256][..],
         ),
-        ("models/fraud-rf/1", "fraud-rf-1", &[64usize][..]),
+        ("models/fraud-rf/1", "fraud-rf-1", &[1usize, 64, 256][..]),
     ] {
         let f = common::fraud(dir, 10_000, 200_000);
         let mut pipeline =
@@ -23,13 +23,7 @@ fn pipeline(c: &mut Criterion) {
                 .expect("pipeline");
         let mut out = BatchOutput::default();
         let mut group = c.benchmark_group(format!("pipeline/{name}"));
-        if name.contains("rf") {
-            group
-                .sample_size(10)
-                .measurement_time(Duration::from_secs(4));
-        } else {
-            group.measurement_time(Duration::from_secs(4));
-        }
+        group.measurement_time(Duration::from_secs(4));
         for &batch in batches {
             let mut offset = 0usize;
             group.throughput(Throughput::Elements(batch as u64));

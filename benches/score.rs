@@ -14,14 +14,7 @@ fn score(c: &mut Criterion) {
         assert_eq!(width, model.width());
         let mut session = model.session().expect("session");
         let mut group = c.benchmark_group(format!("score/{fixture}"));
-        if fixture.contains("rf") {
-            // tract's tree ensemble costs ~1 ms per row; keep the run bounded.
-            group
-                .sample_size(10)
-                .measurement_time(Duration::from_secs(4));
-        } else {
-            group.measurement_time(Duration::from_secs(3));
-        }
+        group.measurement_time(Duration::from_secs(3));
         for batch in [1usize, 16, 64, 256] {
             let input = &rows[..batch * width];
             let mut out = Vec::with_capacity(batch);

@@ -6,12 +6,17 @@
 //! size; rows without NaN), printed next to onnxruntime's recorded ns/event
 //! (`tests/fixtures/scores/ort_timing_trees.json`) and the ratio.
 //!
-//! `cargo bench --bench trees` measures; without `--bench` (as `cargo test
-//! --all-targets` runs it) it only checks that every model scores.
+//! Each model/batch is also a criterion benchmark (`trees/<model>/<batch>`,
+//! throughput in events) for history and regression reports; the table uses
+//! the median method because that is how onnxruntime was measured, so the
+//! ratio compares like with like. Under `cargo test --all-targets` criterion
+//! runs each benchmark once and the table is skipped.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
 
 use driftline::score::Model;
 
@@ -75,36 +80,47 @@ fn main() {
             .expect("ort timing"),
     )
     .expect("ort timing json");
-    if measure {
-        println!(
-            "{:<16} {:>6} {:>14} {:>14} {:>8}",
-            "model", "batch", "driftline ns", "onnxrt ns", "ratio"
-        );
-    }
-    let mut smoke = 0;
+    let mut criterion = Criterion::default()
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_secs(1))
+        .configure_from_args();
+    let mut table = Vec::new();
     for (name, fixture) in MODELS {
         let model = Arc::new(Model::load(&repo(&format!("models/{name}/1"))).expect("model loads"));
         let width = model.width();
         let data = rows(fixture, width);
         let mut session = model.session().expect("session");
+        let mut group = criterion.benchmark_group(format!("trees/{name}"));
         for batch in BATCHES {
             let input = &data[..batch * width];
-            if !measure {
-                let mut out = Vec::new();
-                session.score(input, &mut out).expect("score");
-                assert_eq!(out.len(), batch);
-                smoke += 1;
-                continue;
+            let mut out = Vec::with_capacity(batch);
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, _| {
+                b.iter(|| {
+                    out.clear();
+                    session.score(input, &mut out).expect("score");
+                    out.len()
+                })
+            });
+            if measure {
+                let ns = median_ns_per_event(&mut session, input, batch);
+                let reference = ort["ns_per_event"][name][batch.to_string()].as_f64();
+                table.push((name, batch, ns, reference));
             }
-            let ns = median_ns_per_event(&mut session, input, batch);
-            let reference = ort["ns_per_event"][name][batch.to_string()].as_f64();
+        }
+        group.finish();
+    }
+    criterion.final_summary();
+    if measure {
+        println!(
+            "\n{:<16} {:>6} {:>14} {:>14} {:>8}",
+            "model", "batch", "driftline ns", "onnxrt ns", "ratio"
+        );
+        for (name, batch, ns, reference) in table {
             match reference {
                 Some(r) => println!("{name:<16} {batch:>6} {ns:>14.1} {r:>14.1} {:>8.3}", ns / r),
                 None => println!("{name:<16} {batch:>6} {ns:>14.1} {:>14} {:>8}", "-", "-"),
             }
         }
-    }
-    if !measure {
-        println!("trees bench (smoke): {smoke} model/batch runs scored; `cargo bench --bench trees` measures");
     }
 }

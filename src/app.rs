@@ -148,25 +148,19 @@ fn snapshot_options(config: &Config) -> SnapshotOptions {
 /// Every problem with the configuration at `path` and what it points at:
 /// config keys, the model (manifest, checksum, graph) and the snapshot
 /// (every row). Each part is checked even when another failed.
-pub fn check(path: &Path) -> Vec<String> {
-    let (config, mut problems) = match Config::load(path) {
-        Ok(c) => (c, Vec::new()),
-        Err(crate::config::ConfigError::Invalid { problems, .. }) => {
-            let problems: Vec<String> = problems
-                .into_iter()
-                .map(|p| format!("{}: {p}", path.display()))
-                .collect();
-            // The file parsed, so the parts that are fine can still be checked.
-            match std::fs::read_to_string(path)
-                .ok()
-                .and_then(|t| toml::from_str::<Config>(&t).ok())
-            {
-                Some(partial) => (partial, problems),
-                None => return problems,
-            }
-        }
+///
+/// `env` holds the `DRIFTLINE_*` overrides (the process environment, plus
+/// command-line flags last so they win).
+pub fn check(path: &Path, env: &[(String, String)]) -> Vec<String> {
+    let config = match Config::merge(path, env.iter().cloned()) {
+        Ok(c) => c,
         Err(e) => return vec![e.to_string()],
     };
+    let mut problems: Vec<String> = config
+        .problems()
+        .into_iter()
+        .map(|p| format!("{}: {p}", path.display()))
+        .collect();
     let manifest_path = config.model.dir.join("model.toml");
     if !manifest_path.is_file() {
         return problems; // already reported as model.dir

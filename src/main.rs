@@ -39,6 +39,8 @@ enum Command {
             env = "DRIFTLINE_CONFIG"
         )]
         config: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
     },
     /// Score JSON events (one per line) from a file or stdin; print predictions as JSON lines.
     Score {
@@ -48,10 +50,48 @@ enum Command {
             env = "DRIFTLINE_CONFIG"
         )]
         config: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
         /// Input file of JSON events, one per line; `-` reads stdin.
         #[arg(long, default_value = "-")]
         input: PathBuf,
     },
+}
+
+/// The most used settings as flags; they win over the environment and the file.
+#[derive(clap::Args)]
+struct Overrides {
+    /// Model directory (`model.dir`).
+    #[arg(long = "model")]
+    model_dir: Option<PathBuf>,
+    /// Store snapshot file (`store.snapshot`).
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// Events per model call (`pipeline.batch_size`).
+    #[arg(long)]
+    batch_size: Option<usize>,
+}
+
+impl Overrides {
+    /// The process environment followed by the flags, as `DRIFTLINE_*` pairs:
+    /// later pairs win, so flags beat variables.
+    fn environment(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = std::env::vars().collect();
+        let mut set = |key: &str, value: String| env.push((format!("DRIFTLINE_{key}"), value));
+        if let Some(dir) = &self.model_dir {
+            set("MODEL__DIR", format!("{:?}", dir.display().to_string()));
+        }
+        if let Some(snapshot) = &self.snapshot {
+            set(
+                "STORE__SNAPSHOT",
+                format!("{:?}", snapshot.display().to_string()),
+            );
+        }
+        if let Some(n) = self.batch_size {
+            set("PIPELINE__BATCH_SIZE", n.to_string());
+        }
+        env
+    }
 }
 
 #[derive(clap::Args)]
@@ -91,8 +131,14 @@ fn main() -> ExitCode {
             };
             driftline::demo::run::run(options).map(|_| ExitCode::SUCCESS)
         }
-        Command::Validate { config } => validate(&config, cli.log_format),
-        Command::Score { config, input } => score(&config, &input, cli.log_format),
+        Command::Validate { config, overrides } => {
+            validate(&config, &overrides.environment(), cli.log_format)
+        }
+        Command::Score {
+            config,
+            overrides,
+            input,
+        } => score(&config, &overrides.environment(), &input, cli.log_format),
     };
     match result {
         Ok(code) => code,
@@ -103,9 +149,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn validate(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
+fn validate(
+    path: &std::path::Path,
+    env: &[(String, String)],
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<ExitCode> {
     driftline::telemetry::init(log_format.unwrap_or_default(), "warn");
-    let problems = app::check(path);
+    let problems = app::check(path, env);
     if problems.is_empty() {
         println!("{}: ok (config, model, snapshot)", path.display());
         Ok(ExitCode::SUCCESS)
@@ -120,10 +170,11 @@ fn validate(path: &std::path::Path, log_format: Option<LogFormat>) -> anyhow::Re
 
 fn score(
     path: &std::path::Path,
+    env: &[(String, String)],
     input: &std::path::Path,
     log_format: Option<LogFormat>,
 ) -> anyhow::Result<ExitCode> {
-    let config = Config::load(path)?;
+    let config = Config::load_with_env(path, env.iter().cloned())?;
     driftline::telemetry::init(log_format.unwrap_or(config.log.format), &config.log.level);
     let parts = app::build(&config)?;
     let mut pipeline = Pipeline::new(

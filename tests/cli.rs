@@ -163,3 +163,52 @@ fn demo_runs_bounded_and_accounts_for_every_event() {
     assert!(rejected > 0, "the demo injects broken events: {summary}");
     assert!(stdout.contains("rejected by reason"), "{stdout}");
 }
+
+#[test]
+fn flags_override_the_config_file() {
+    let event = r#"{"event_id":"e1","entity_id":"card-000001","ts":1793491200000,"features":{"amount":25.0,"merchant_category":"grocery","channel":"chip","hour":10,"is_international":false,"distance_from_home_km":2.5}}"#;
+    let mut child = bin()
+        .args([
+            "score",
+            "--config",
+            "config/driftline.toml",
+            "--model",
+            "models/fraud-rf/1",
+            "--batch-size",
+            "1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(event.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!(line["model"], "fraud-rf");
+
+    // A flag's value is validated like the file's.
+    let out = bin()
+        .args([
+            "validate",
+            "--config",
+            "config/driftline.toml",
+            "--batch-size",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pipeline.batch_size: 0"));
+}

@@ -173,8 +173,27 @@ impl Config {
         Self::load_with_env(path, std::env::vars())
     }
 
-    /// As [`Config::load`], with the environment given explicitly (for tests).
+    /// As [`Config::load`], with the environment given explicitly (tests, and
+    /// command-line flags appended as `DRIFTLINE_*` pairs so they win).
     pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let config = Self::merge(path, env)?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// The file with the overrides applied, parsed but not validated (so
+    /// `validate` can go on checking the parts that are fine).
+    pub fn merge(
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
@@ -200,19 +219,10 @@ impl Config {
         let figment = Figment::new()
             .merge(Toml::file_exact(path))
             .merge(Serialized::defaults(overrides));
-        let config: Config = figment.extract().map_err(|source| ConfigError::Parse {
+        figment.extract().map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source: Box::new(source),
-        })?;
-        let problems = config.problems();
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                problems,
-            })
-        }
+        })
     }
 
     /// Every problem with the configuration, each naming its key.

@@ -1,14 +1,13 @@
-//! Model execution alone: tract on pre-encoded rows, batch 1/16/64/256, both fraud models.
+//! Model execution alone: tract on pre-encoded rows, batch 1/16/64/256, for the
+//! neural network. Tree models have their own bench (`benches/trees.rs`), which
+//! also sets them beside onnxruntime.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
 
 mod common;
 
 fn score(c: &mut Criterion) {
-    for (dir, fixture) in [
-        ("models/fraud-mlp/1", "fraud-mlp-1"),
-        ("models/fraud-rf/1", "fraud-rf-1"),
-    ] {
+    for (dir, fixture) in [("models/fraud-mlp/1", "fraud-mlp-1")] {
         let model = common::model(dir);
         let (width, rows) = common::fixture_rows(fixture);
         assert_eq!(width, model.width());

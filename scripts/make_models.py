@@ -635,16 +635,7 @@ def main() -> None:
     pos_in_ho = {int(r): i for i, r in enumerate(ho_idx)}
 
     def raw(name: str, r: int):
-        v = columns[name][r]
-        kind = next(k for nm, k, *_ in INPUTS if nm == name)
-        if kind == "categorical":
-            return None if v is None else str(v)
-        if kind == "boolean":
-            return bool(v)
-        v = float(v)
-        if np.isnan(v):
-            return None
-        return int(v) if name in ("hour", "txn_count_1h") else v
+        return raw_value(columns, name, r)
 
     fx_dir = ROOT / "tests" / "fixtures" / "scores"
     fx_dir.mkdir(parents=True, exist_ok=True)
@@ -695,6 +686,20 @@ def main() -> None:
     print(f"versions: sklearn {sklearn.__version__}, skl2onnx {skl2onnx.__version__}, "
           f"onnxruntime {ort.__version__}, onnx {onnx.__version__}, pyarrow {pa.__version__}, "
           f"numpy {np.__version__}")
+
+
+def raw_value(columns: dict, name: str, r: int):
+    """A fixture's raw feature value, as a producer would send it (None = missing)."""
+    v = columns[name][r]
+    kind = next(k for nm, k, *_ in INPUTS if nm == name)
+    if kind == "categorical":
+        return None if v is None else str(v)
+    if kind == "boolean":
+        return bool(v)
+    v = float(v)
+    if np.isnan(v):
+        return None
+    return int(v) if name in ("hour", "txn_count_1h") else v
 
 
 if __name__ == "__main__":

@@ -632,17 +632,7 @@ def write_op_fixtures(rng: np.random.Generator) -> None:
 
 
 def raw(cols: dict, name: str, r: int):
-    v = cols[name][r]
-    kind = next(k for nm, k, *_ in mm.INPUTS if nm == name)
-    if kind == "categorical":
-        return None if v is None else str(v)
-    if kind == "boolean":
-        return bool(v)
-    v = float(v)
-    if np.isnan(v):
-        return None
-    return int(v) if name in ("hour", "txn_count_1h") else v
-
+    return mm.raw_value(cols, name, r)
 
 if __name__ == "__main__":
     main()

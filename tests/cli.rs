@@ -10,6 +10,30 @@ fn bin() -> Command {
     c
 }
 
+/// Runs the binary with `args`, feeding `input` on stdin; asserts it succeeded.
+fn run_with_stdin(args: &[&str], input: &str) -> std::process::Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn repo(p: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
 }
@@ -83,25 +107,7 @@ fn score_writes_one_line_per_event_in_order() {
         r#"{"event_id":"e4","entity_id":"nobody","ts":"2026-11-01T00:05:00Z","features":{"amount":2500.0,"merchant_category":"electronics","channel":"online","hour":3,"is_international":true,"distance_from_home_km":4200.0}}"#,
     ]
     .join("\n");
-    let mut child = bin()
-        .args(["score", "--config", "config/driftline.toml"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_with_stdin(&["score", "--config", "config/driftline.toml"], &input);
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -167,8 +173,8 @@ fn demo_runs_bounded_and_accounts_for_every_event() {
 #[test]
 fn flags_override_the_config_file() {
     let event = r#"{"event_id":"e1","entity_id":"card-000001","ts":1793491200000,"features":{"amount":25.0,"merchant_category":"grocery","channel":"chip","hour":10,"is_international":false,"distance_from_home_km":2.5}}"#;
-    let mut child = bin()
-        .args([
+    let out = run_with_stdin(
+        &[
             "score",
             "--config",
             "config/driftline.toml",
@@ -176,23 +182,8 @@ fn flags_override_the_config_file() {
             "models/fraud-rf/1",
             "--batch-size",
             "1",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(event.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        event,
     );
     let line: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();

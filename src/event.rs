@@ -75,6 +75,48 @@ pub struct Event {
     pub features: Features,
 }
 
+impl Event {
+    /// The event as a spec JSON value (for DLQ records of Arrow batch rows,
+    /// which have no bytes of their own). JSON has no NaN or infinity, so a
+    /// non-finite number is written as the string `"NaN"`, `"inf"` or `"-inf"`.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut features = serde_json::Map::with_capacity(self.features.len());
+        for (name, value) in self.features.iter() {
+            features.insert(name.to_string(), value.to_json());
+        }
+        let value = serde_json::json!({
+            "event_id": self.event_id.as_str(),
+            "entity_id": self.entity_id.as_str(),
+            "ts": self.ts_ms,
+            "features": features,
+        });
+        serde_json::to_vec(&value).unwrap_or_default()
+    }
+}
+
+impl FeatureValue {
+    /// The value as JSON (non-finite numbers as strings, see [`Event::to_json`]).
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            FeatureValue::Number(x) => serde_json::Number::from_f64(*x)
+                .map(serde_json::Value::Number)
+                .unwrap_or_else(|| {
+                    let text = if x.is_nan() {
+                        "NaN"
+                    } else if *x > 0.0 {
+                        "inf"
+                    } else {
+                        "-inf"
+                    };
+                    serde_json::Value::String(text.into())
+                }),
+            FeatureValue::Text(t) => serde_json::Value::String(t.to_string()),
+            FeatureValue::Bool(b) => serde_json::Value::Bool(*b),
+            FeatureValue::Null => serde_json::Value::Null,
+        }
+    }
+}
+
 /// Current wall-clock time in epoch milliseconds.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

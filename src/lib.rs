@@ -20,11 +20,17 @@
 //! - [`config`]: the service configuration, its environment overrides and validation.
 //! - [`demo`]: the synthetic fraud-event generator and the `driftline demo` runner.
 //! - [`shutdown`]: SIGINT/SIGTERM handling shared by every long-running command.
-//! - [`telemetry`]: logging set-up.
+//! - [`serve`]: the Kafka loop of `driftline serve`: consumer group, micro-batches,
+//!   rebalances, aggregate changelog, feature-updates follower, shutdown.
+//! - [`sink`]: Kafka out (predictions, DLQ, changelog) and the offset tracker
+//!   that decides what may be committed.
+//! - [`admin`]: the admin HTTP port (metrics, health, readiness, lookups).
+//! - [`telemetry`]: logging set-up and the Prometheus metric names.
 //!
 //! The binary (`src/main.rs`) only parses the command line, loads configuration,
 //! sets up tracing and calls into these modules.
 
+pub mod admin;
 pub mod app;
 pub mod config;
 pub mod demo;
@@ -33,6 +39,8 @@ pub mod event;
 pub mod features;
 pub mod pipeline;
 pub mod score;
+pub mod serve;
 pub mod shutdown;
+pub mod sink;
 pub mod source;
 pub mod telemetry;

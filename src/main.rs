@@ -31,6 +31,17 @@ struct Cli {
 enum Command {
     /// Run everything in-process on synthetic card-fraud events and print a live summary.
     Demo(DemoArgs),
+    /// Run the service: consume `features` from Kafka, score, publish predictions.
+    Serve {
+        #[arg(
+            long,
+            default_value = "config/driftline.toml",
+            env = "DRIFTLINE_CONFIG"
+        )]
+        config: PathBuf,
+        #[command(flatten)]
+        overrides: Overrides,
+    },
     /// Check config, model and snapshot; report every problem at once.
     Validate {
         #[arg(
@@ -70,6 +81,15 @@ struct Overrides {
     /// Events per model call (`pipeline.batch_size`).
     #[arg(long)]
     batch_size: Option<usize>,
+    /// Kafka bootstrap servers (`kafka.brokers`).
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Consumer group (`kafka.group_id`).
+    #[arg(long)]
+    group_id: Option<String>,
+    /// Admin HTTP listen address (`admin.listen`).
+    #[arg(long)]
+    listen: Option<String>,
 }
 
 impl Overrides {
@@ -89,6 +109,16 @@ impl Overrides {
         }
         if let Some(n) = self.batch_size {
             set("PIPELINE__BATCH_SIZE", n.to_string());
+        }
+        // Quoted, so that values like `127.0.0.1:9092` stay strings.
+        for (key, value) in [
+            ("KAFKA__BROKERS", &self.brokers),
+            ("KAFKA__GROUP_ID", &self.group_id),
+            ("ADMIN__LISTEN", &self.listen),
+        ] {
+            if let Some(v) = value {
+                set(key, format!("{v:?}"));
+            }
         }
         env
     }
@@ -114,6 +144,9 @@ struct DemoArgs {
     /// Random seed for the generator.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Admin HTTP address (`/metrics`, `/readyz`, `/v1/...`); port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    listen: String,
 }
 
 fn main() -> ExitCode {
@@ -128,8 +161,12 @@ fn main() -> ExitCode {
                 cards: args.cards,
                 batch_size: args.batch_size,
                 seed: args.seed,
+                listen: args.listen,
             };
             driftline::demo::run::run(options).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Serve { config, overrides } => {
+            serve(&config, &overrides.environment(), cli.log_format)
         }
         Command::Validate { config, overrides } => {
             validate(&config, &overrides.environment(), cli.log_format)
@@ -199,4 +236,58 @@ fn score(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn serve(
+    path: &std::path::Path,
+    env: &[(String, String)],
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<ExitCode> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let config = Config::load_with_env(path, env.iter().cloned())?;
+    driftline::telemetry::init(log_format.unwrap_or(config.log.format), &config.log.level);
+    let metrics = driftline::telemetry::metrics::install()?;
+    let parts = app::build(&config)?;
+    let shared = Arc::new(driftline::serve::Shared::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("admin")
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = driftline::admin::AdminState {
+            shared: shared.clone(),
+            metrics,
+            parts: parts.clone(),
+        };
+        let (addr, server) = driftline::admin::bind(&config.admin.listen, state, async {
+            let _ = http_stopped.await;
+        })
+        .await?;
+        tracing::info!(%addr, "admin http listening");
+        let server = tokio::spawn(server);
+        let options = driftline::serve::ServeOptions {
+            stop: stop.clone(),
+            shared,
+        };
+        let mut scoring =
+            tokio::task::spawn_blocking(move || driftline::serve::run(&config, parts, options));
+        let result = tokio::select! {
+            signal = driftline::shutdown::signal() => {
+                tracing::info!(signal, "shutting down: draining, flushing, committing");
+                stop.store(true, Ordering::Relaxed);
+                (&mut scoring).await
+            }
+            result = &mut scoring => result,
+        };
+        // HTTP stops last, so probes see the drain.
+        let _ = stop_http.send(());
+        let _ = server.await;
+        result??;
+        Ok(ExitCode::SUCCESS)
+    })
 }

@@ -33,6 +33,31 @@ pub struct Message<'a> {
     pub timestamp_ms: Option<i64>,
 }
 
+/// A decoded event waiting for enrichment and scoring.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// Position of the input in the caller's batch (several events may share
+    /// one position when a message carried a batch).
+    pub index: usize,
+    pub event: Event,
+    /// Broker timestamp, used as event time when the event carries no `ts`.
+    pub broker_ts: Option<i64>,
+    /// Fold the event into the streaming aggregates; false for an event the
+    /// restored aggregate state already holds (a replay after a crash).
+    pub observe: bool,
+}
+
+impl Decoded {
+    pub fn new(index: usize, event: Event, broker_ts: Option<i64>) -> Self {
+        Decoded {
+            index,
+            event,
+            broker_ts,
+            observe: true,
+        }
+    }
+}
+
 /// A scored event.
 #[derive(Debug, Clone)]
 pub struct Scored {
@@ -49,6 +74,9 @@ pub struct Scored {
 pub struct Rejected {
     pub index: usize,
     pub rejection: Rejection,
+    /// The decoded event when decoding succeeded (enrichment or the model
+    /// rejected it), so a caller can render what it was.
+    pub event: Option<Event>,
 }
 
 /// Outcomes of one batch, reused across calls.
@@ -110,9 +138,13 @@ impl Pipeline {
         out.clear();
         let events = messages.iter().enumerate().filter_map(|(index, m)| {
             match decode_json(m.payload, self.max_message_bytes) {
-                Ok(event) => Some((index, event, m.timestamp_ms)),
+                Ok(event) => Some(Decoded::new(index, event, m.timestamp_ms)),
                 Err(rejection) => {
-                    out.rejected.push(Rejected { index, rejection });
+                    out.rejected.push(Rejected {
+                        index,
+                        rejection,
+                        event: None,
+                    });
                     None
                 }
             }
@@ -121,25 +153,27 @@ impl Pipeline {
         self.score_events(events, now_ms, out);
     }
 
-    /// Enriches and scores already decoded events (the Arrow batch path and
-    /// tests enter here). Each item is (index in batch, event, broker timestamp).
-    pub fn score_events(
-        &mut self,
-        events: Vec<(usize, Event, Option<i64>)>,
-        now_ms: i64,
-        out: &mut BatchOutput,
-    ) {
+    /// Enriches and scores already decoded events (the Kafka loop, with its
+    /// Arrow batches and replay marks, enters here). Appends to `out`.
+    pub fn score_events(&mut self, events: Vec<Decoded>, now_ms: i64, out: &mut BatchOutput) {
         let width = self.enricher.width();
         self.rows.clear();
         let first_scored = out.scored.len();
-        for (index, event, broker_ts) in events {
+        for Decoded {
+            index,
+            event,
+            broker_ts,
+            observe,
+        } in events
+        {
             let ts_ms = event.ts_ms.or(broker_ts).unwrap_or(now_ms);
             let start = self.rows.len();
             self.rows.resize(start + width, 0.0);
-            match self.enricher.enrich(
+            match self.enricher.enrich_with(
                 &event,
                 ts_ms,
                 now_ms,
+                observe,
                 &mut self.scratch,
                 &mut self.rows[start..],
             ) {
@@ -159,7 +193,11 @@ impl Pipeline {
                 }
                 Err(rejection) => {
                     self.rows.truncate(start);
-                    out.rejected.push(Rejected { index, rejection });
+                    out.rejected.push(Rejected {
+                        index,
+                        rejection,
+                        event: Some(event),
+                    });
                 }
             }
         }
@@ -170,6 +208,7 @@ impl Pipeline {
                 out.rejected.push(Rejected {
                     index: s.index,
                     rejection: Rejection::new(RejectReason::ModelError, detail.clone()),
+                    event: Some(s.event),
                 });
             }
             return;

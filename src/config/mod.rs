@@ -54,6 +54,122 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Kafka: brokers, consumer group, topics and client properties (`serve`).
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// The admin HTTP port (`/metrics`, `/healthz`, `/readyz`, `/v1/...`).
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// Kafka settings of `serve`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers (`bootstrap.servers`), comma-separated `host:port`.
+    pub brokers: String,
+    /// Consumer group of the `features` consumer; also names the internal
+    /// changelog topic, so two deployments never share state.
+    pub group_id: String,
+    /// How often input offsets whose outputs are acknowledged are committed
+    /// (e.g. `1s`); also how often aggregate state is checkpointed. Bounds the
+    /// duplicates a crash can cause.
+    pub commit_interval: String,
+    /// How long shutdown and partition hand-over wait for outstanding
+    /// deliveries before giving up (without committing them).
+    pub flush_timeout: String,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// librdkafka properties for every client (e.g. `security.protocol`,
+    /// `sasl.mechanism`, `ssl.ca.location`), passed through unchanged.
+    /// From the environment, `_` stands for `.`:
+    /// `DRIFTLINE_KAFKA__CLIENT__SECURITY_PROTOCOL=SASL_SSL`.
+    pub client: std::collections::BTreeMap<String, PropertyValue>,
+    /// librdkafka properties for the consumers only (override `client`).
+    pub consumer: std::collections::BTreeMap<String, PropertyValue>,
+    /// librdkafka properties for the producer only (override `client`).
+    pub producer: std::collections::BTreeMap<String, PropertyValue>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "localhost:9092".into(),
+            group_id: "driftline".into(),
+            commit_interval: "1s".into(),
+            flush_timeout: "30s".into(),
+            topics: TopicsConfig::default(),
+            client: Default::default(),
+            consumer: Default::default(),
+            producer: Default::default(),
+        }
+    }
+}
+
+/// A librdkafka property value as written in TOML or the environment.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for PropertyValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PropertyValue::Text(s) => f.write_str(s),
+            PropertyValue::Integer(n) => write!(f, "{n}"),
+            PropertyValue::Float(x) => write!(f, "{x}"),
+            PropertyValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// Topic names (spec defaults).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Input feature events (JSON or Arrow IPC batches).
+    pub features: String,
+    /// Store upserts and tombstones; empty = the store is only the snapshot.
+    pub feature_updates: String,
+    /// One prediction per scored event.
+    pub predictions: String,
+    /// Every input that could not be scored, with the reason in headers.
+    pub dlq: String,
+    /// Compacted changelog of streaming-aggregate state; by default
+    /// `<group_id>-aggregates-changelog`. Created when missing.
+    pub changelog: Option<String>,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        TopicsConfig {
+            features: "features".into(),
+            feature_updates: "feature-updates".into(),
+            predictions: "predictions".into(),
+            dlq: "features-dlq".into(),
+            changelog: None,
+        }
+    }
+}
+
+/// Admin HTTP settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Listen address of the admin port.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "0.0.0.0:9464".into(),
+        }
+    }
 }
 
 /// Which model directory to load.
@@ -128,6 +244,11 @@ pub struct PipelineConfig {
     pub batch_size: usize,
     /// Messages larger than this go to the DLQ as `oversize`.
     pub max_message_bytes: usize,
+    /// Arrow IPC batch messages larger than this go to the DLQ as `oversize`.
+    pub max_batch_bytes: usize,
+    /// Latency budget of a micro-batch (e.g. `5ms`): a batch is scored when
+    /// it is full or this long after its first message, whichever is first.
+    pub max_batch_wait: String,
 }
 
 impl Default for PipelineConfig {
@@ -135,6 +256,8 @@ impl Default for PipelineConfig {
         PipelineConfig {
             batch_size: 256,
             max_message_bytes: 64 * 1024,
+            max_batch_bytes: 16 * 1024 * 1024,
+            max_batch_wait: "5ms".into(),
         }
     }
 }
@@ -306,6 +429,60 @@ impl Config {
                 pl.max_message_bytes
             ));
         }
+        if let Err(e) = parse_window(&pl.max_batch_wait) {
+            p.push(format!("pipeline.max_batch_wait: {e}"));
+        }
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            p.push("kafka.brokers: must not be empty".into());
+        }
+        if k.group_id.trim().is_empty() {
+            p.push("kafka.group_id: must not be empty".into());
+        }
+        for (key, value) in [
+            ("kafka.commit_interval", &k.commit_interval),
+            ("kafka.flush_timeout", &k.flush_timeout),
+        ] {
+            if let Err(e) = parse_window(value) {
+                p.push(format!("{key}: {e}"));
+            }
+        }
+        let t = &k.topics;
+        for (key, name) in [
+            ("kafka.topics.features", &t.features),
+            ("kafka.topics.predictions", &t.predictions),
+            ("kafka.topics.dlq", &t.dlq),
+        ] {
+            if name.trim().is_empty() {
+                p.push(format!("{key}: must not be empty"));
+            }
+        }
+        if t.features == t.predictions || t.features == t.dlq {
+            p.push(format!(
+                "kafka.topics: the input topic {:?} is also an output topic",
+                t.features
+            ));
+        }
+        for (table, props) in [
+            ("kafka.client", &k.client),
+            ("kafka.consumer", &k.consumer),
+            ("kafka.producer", &k.producer),
+        ] {
+            for key in props.keys() {
+                let property = librdkafka_property(key);
+                if MANAGED_PROPERTIES.contains(&property.as_str()) {
+                    p.push(format!(
+                        "{table}.{key}: set by driftline itself (at-least-once delivery depends on it)"
+                    ));
+                }
+            }
+        }
+        if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push(format!(
+                "admin.listen: {:?} is not an ip:port address",
+                self.admin.listen
+            ));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             p.push(format!(
                 "log.level: {:?} is not a valid filter",
@@ -315,10 +492,38 @@ impl Config {
         p
     }
 
+    /// The changelog topic of streaming-aggregate state.
+    pub fn changelog_topic(&self) -> String {
+        match &self.kafka.topics.changelog {
+            Some(t) if !t.trim().is_empty() => t.clone(),
+            _ => format!("{}-aggregates-changelog", self.kafka.group_id),
+        }
+    }
+
+    /// A duration setting in milliseconds (validated by [`Config::problems`]).
+    pub fn duration_ms(value: &str) -> i64 {
+        parse_window(value).unwrap_or(1)
+    }
+
     /// Store TTL in milliseconds (validated by [`Config::problems`]).
     pub fn store_ttl_ms(&self) -> Option<i64> {
         self.store.ttl.as_deref().and_then(|t| parse_window(t).ok())
     }
+}
+
+/// Client properties driftline sets itself: letting a config change them
+/// would silently break at-least-once delivery or the consumer group.
+pub const MANAGED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+];
+
+/// The librdkafka spelling of a pass-through key: the environment cannot
+/// carry dots in variable names, and librdkafka names never contain `_`.
+pub fn librdkafka_property(key: &str) -> String {
+    key.replace('_', ".")
 }
 
 /// Puts `value` at the `__`-separated path `key` inside `dict`.

@@ -1,28 +1,33 @@
-//! `driftline demo`: the whole in-process path on synthetic card-fraud events.
+//! `driftline demo`: the real service loop on an embedded Kafka cluster.
 //!
-//! A generator thread produces realistic events (with a small share of
-//! deliberately broken ones, so rejections show up) at a fixed open-loop rate
-//! into a bounded queue; a scoring thread decodes, enriches and scores them in
-//! batches; the main thread prints a summary every second. It stops after
-//! `duration` or on Ctrl-C, then prints totals. No external service is needed:
-//! the model is built into the binary and the store is filled from the
-//! generator's own cards.
+//! librdkafka's mock cluster stands in for Kafka (no external service). The
+//! demo creates the spec's topics on it, starts the same scoring loop as
+//! `driftline serve` (consumer group, micro-batches, DLQ, aggregate
+//! changelog, at-least-once commits) and the admin HTTP port, and runs a
+//! generator thread that produces realistic card-fraud events at a fixed
+//! open-loop rate, with one in 500 deliberately broken so the DLQ shows. It
+//! prints a summary every second, stops after `duration` or on Ctrl-C, waits
+//! until every produced event has a prediction or a DLQ record, and prints
+//! totals. The model is built into the binary and the store is filled from
+//! the generator's own cards.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
 use super::generator::{write_json, FraudGenerator};
-use crate::app::sources;
+use crate::app::{sources, Parts};
+use crate::config::Config;
 use crate::event::{now_ms, RejectReason};
 use crate::features::aggregates::AggregatorConfig;
 use crate::features::store::StoreConfig;
-use crate::pipeline::{BatchOutput, Message, Pipeline};
 use crate::score::{Manifest, Model};
+use crate::serve::{ServeOptions, Shared};
 
 /// Model directory of the model built into the binary, for messages.
 pub const DEFAULT_MODEL_DIR: &str = "models/fraud-mlp/1";
@@ -31,18 +36,27 @@ const EMBEDDED_ONNX: &[u8] = include_bytes!("../../models/fraud-mlp/1/model.onnx
 
 /// One in this many generated events is deliberately broken.
 const BROKEN_EVERY: u64 = 500;
+const PARTITIONS: i32 = 4;
+/// How long the demo waits, after the generator stops, for the loop to catch up.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Events the generator may run ahead of the service. The mock cluster keeps
+/// a bounded log per partition; beyond it, unread events would be deleted
+/// (a real cluster's retention does the same, only later).
+const MAX_AHEAD: u64 = 20_000;
 
 /// Demo settings (from the command line).
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub duration: Duration,
-    /// Target events per second; 0 = unthrottled.
+    /// Target events per second; 0 = as fast as the producer goes.
     pub rate: u64,
     /// Model directory; `None` = the embedded fraud MLP.
     pub model_dir: Option<PathBuf>,
     pub cards: usize,
     pub batch_size: usize,
     pub seed: u64,
+    /// Admin HTTP address (`/metrics`, `/readyz`, ...).
+    pub listen: String,
 }
 
 /// Totals of a demo run, also printed at the end.
@@ -56,24 +70,6 @@ pub struct DemoReport {
     pub latency_p50_us: u64,
     pub latency_p99_us: u64,
     pub latency_max_us: u64,
-    pub flagged: u64,
-}
-
-/// A batch of encoded events with the instant each was produced.
-struct Batch {
-    payloads: Vec<Vec<u8>>,
-    produced: Vec<Instant>,
-}
-
-#[derive(Default)]
-struct Shared {
-    generated: AtomicU64,
-    scored: AtomicU64,
-    rejected: AtomicU64,
-    flagged: AtomicU64,
-    reasons: Mutex<Vec<(RejectReason, u64)>>,
-    /// Latency from production to score, in microseconds.
-    latency: Mutex<Option<Histogram<u64>>>,
 }
 
 fn load_model(dir: Option<&PathBuf>) -> anyhow::Result<Arc<Model>> {
@@ -111,99 +107,231 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
             store.upsert(entity, &features, start_ms)?;
         }
     }
-    let mut pipeline = Pipeline::new(&model, store.clone(), aggregator, 64 * 1024)?;
+    let parts = Parts {
+        model: model.clone(),
+        store: store.clone(),
+        aggregator,
+    };
+
+    let cluster = MockCluster::new(1)?;
+    let mut config = Config::default();
+    config.model.dir = PathBuf::from(DEFAULT_MODEL_DIR);
+    config.kafka.brokers = cluster.bootstrap_servers();
+    config.kafka.group_id = "driftline-demo".into();
+    config.pipeline.batch_size = options.batch_size.clamp(1, 65_536);
+    config.admin.listen = options.listen.clone();
+    let t = &config.kafka.topics;
+    for (topic, partitions) in [
+        (t.features.as_str(), PARTITIONS),
+        (t.feature_updates.as_str(), 1),
+        (t.predictions.as_str(), PARTITIONS),
+        (t.dlq.as_str(), 1),
+        (config.changelog_topic().as_str(), PARTITIONS),
+    ] {
+        cluster.create_topic(topic, partitions, 1)?;
+    }
+
+    let metrics = crate::telemetry::metrics::install()?;
+    let shared = Arc::new(Shared::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
+    watch_ctrl_c(Arc::clone(&interrupted));
+    let http = start_admin(&config.admin.listen, shared.clone(), metrics, parts.clone());
+
     println!(
-        "driftline demo: model {}/{} ({} inputs), {} cards in the store, target {} events/s for {}s (Ctrl-C stops)",
+        "driftline demo: model {}/{} ({} inputs), {} cards in the store, embedded Kafka at {} ({} partitions), target {} events/s for {}s (Ctrl-C stops)",
         model.name(),
         model.version(),
         model.manifest().inputs.len(),
         store.as_ref().map_or(0, |s| s.len()),
+        config.kafka.brokers,
+        PARTITIONS,
         if options.rate == 0 { "unlimited".to_string() } else { options.rate.to_string() },
         options.duration.as_secs()
     );
+    if let Some((addr, _)) = &http {
+        println!("metrics: http://{addr}/metrics  readiness: http://{addr}/readyz");
+    }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(Arc::clone(&stop));
-    let shared = Arc::new(Shared {
-        latency: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).ok()),
-        ..Shared::default()
-    });
-    let (tx, rx) = sync_channel::<Batch>(64);
-    let batch_size = options.batch_size.clamp(1, 65_536);
+    let service = {
+        let (config, stop, shared) = (config.clone(), stop.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name("scoring-loop".into())
+            .spawn(move || crate::serve::run(&config, parts, ServeOptions { stop, shared }))?
+    };
+    let generated = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + options.duration;
-
     let producer = {
-        let stop = Arc::clone(&stop);
-        let shared = Arc::clone(&shared);
+        let (generated, interrupted, shared) =
+            (generated.clone(), interrupted.clone(), shared.clone());
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.kafka.brokers)
+            .set("linger.ms", "2")
+            .create()?;
+        let topic = config.kafka.topics.features.clone();
         let rate = options.rate;
         std::thread::Builder::new()
             .name("demo-generator".into())
             .spawn(move || {
-                produce(
-                    &mut generator,
-                    tx,
+                let pace = Pace {
                     rate,
-                    batch_size,
                     deadline,
-                    &stop,
-                    &shared,
-                )
+                    stop: &interrupted,
+                    shared: &shared,
+                };
+                produce(&mut generator, &producer, &topic, &pace, &generated);
+                let _ = producer.flush(Duration::from_secs(10));
             })?
-    };
-    let scorer = {
-        let shared = Arc::clone(&shared);
-        std::thread::Builder::new()
-            .name("demo-scorer".into())
-            .spawn(move || consume(&mut pipeline, rx, &shared))?
     };
 
     let mut last = (Instant::now(), 0u64);
-    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+    while Instant::now() < deadline && !interrupted.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        if service.is_finished() {
+            break;
+        }
         if last.0.elapsed() >= Duration::from_secs(1) {
-            let scored = shared.scored.load(Ordering::Relaxed);
-            let rejected = shared.rejected.load(Ordering::Relaxed);
-            let done = scored + rejected;
+            let done = finished(&shared);
             let rate = (done - last.1) as f64 / last.0.elapsed().as_secs_f64();
-            let (p50, p99) = percentiles(&shared);
+            let (p50, p99) = shared.stats.take_latencies().map_or((0, 0), |h| {
+                (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
+            });
             println!(
-                "[{:>4.0}s] {:>9.0} events/s | latency p50 {:>6} us p99 {:>6} us | scored {:>9} | rejected (DLQ) {:>5} | flagged as fraud {:>6}",
+                "[{:>4.0}s] {:>9.0} events/s | latency p50 {:>6} us p99 {:>6} us | predictions {:>9} | DLQ {:>5} | {}",
                 started.elapsed().as_secs_f64(),
                 rate,
                 p50,
                 p99,
-                scored,
-                rejected,
-                shared.flagged.load(Ordering::Relaxed),
+                shared.stats.predicted.load(Ordering::Relaxed),
+                shared.stats.dlq.load(Ordering::Relaxed),
+                match shared.ready() {
+                    Ok(()) => "ready",
+                    Err("no partitions assigned") => "joining the consumer group",
+                    Err(why) => why,
+                }
             );
             last = (Instant::now(), done);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    // The generator stops, the queue drains, the scorer finishes what was queued.
     let _ = producer.join();
-    let _ = scorer.join();
+    // Let the loop catch up with everything produced, then stop it cleanly.
+    let produced = generated.load(Ordering::Relaxed);
+    let drain_started = Instant::now();
+    while finished(&shared) < produced
+        && drain_started.elapsed() < DRAIN_TIMEOUT
+        && !service.is_finished()
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let served = service
+        .join()
+        .map_err(|_| anyhow::anyhow!("the scoring loop panicked"))?;
+    if let Some((_, stop_http)) = http {
+        let _ = stop_http.send(());
+    }
+    served?;
 
-    let report = report(&shared, started.elapsed());
+    let (p50, p99, max) = shared.stats.total_latencies().map_or((0, 0, 0), |h| {
+        (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
+    });
+    let report = DemoReport {
+        generated: produced,
+        scored: shared.stats.predicted.load(Ordering::Relaxed),
+        rejected: shared.stats.dlq.load(Ordering::Relaxed),
+        rejected_by_reason: shared.stats.dlq_by_reason(),
+        elapsed,
+        latency_p50_us: p50,
+        latency_p99_us: p99,
+        latency_max_us: max,
+    };
     print_report(&report);
+    drop(cluster);
     Ok(report)
+}
+
+fn finished(shared: &Shared) -> u64 {
+    shared.stats.predicted.load(Ordering::Relaxed) + shared.stats.dlq.load(Ordering::Relaxed)
+}
+
+/// Serves the admin port on its own runtime thread; a taken port is only a
+/// warning (the demo runs without HTTP then).
+fn start_admin(
+    listen: &str,
+    shared: Arc<Shared>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    parts: Parts,
+) -> Option<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let listen = listen.to_string();
+    let spawned = std::thread::Builder::new()
+        .name("demo-admin".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                let state = crate::admin::AdminState {
+                    shared,
+                    metrics,
+                    parts,
+                };
+                match crate::admin::bind(&listen, state, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                {
+                    Ok((addr, server)) => {
+                        let _ = addr_tx.send(Some(addr));
+                        if let Err(e) = server.await {
+                            tracing::warn!(error = %e, "admin server stopped");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "demo runs without its admin port");
+                        let _ = addr_tx.send(None);
+                    }
+                }
+            });
+        });
+    if spawned.is_err() {
+        return None;
+    }
+    addr_rx
+        .recv_timeout(Duration::from_secs(5))
+        .ok()
+        .flatten()
+        .map(|addr| (addr, stop_tx))
+}
+
+/// When the generator may send.
+struct Pace<'a> {
+    rate: u64,
+    deadline: Instant,
+    stop: &'a AtomicBool,
+    shared: &'a Shared,
 }
 
 fn produce(
     generator: &mut FraudGenerator,
-    tx: SyncSender<Batch>,
-    rate: u64,
-    batch_size: usize,
-    deadline: Instant,
-    stop: &AtomicBool,
-    shared: &Shared,
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    topic: &str,
+    pace: &Pace<'_>,
+    generated: &AtomicU64,
 ) {
+    let (rate, deadline, stop) = (pace.rate, pace.deadline, pace.stop);
     let started = Instant::now();
     let mut sent: u64 = 0;
+    let mut buf = Vec::with_capacity(512);
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         // Open loop: the schedule is fixed by the rate, not by how fast the
-        // scorer answers, so a slow scorer shows up as latency, not as a lower rate.
+        // service answers, so a slow service shows up as latency, not as a lower rate.
         if rate > 0 {
             let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
             let now = Instant::now();
@@ -212,39 +340,35 @@ fn produce(
                 continue;
             }
         }
-        let mut batch = Batch {
-            payloads: Vec::with_capacity(batch_size),
-            produced: Vec::with_capacity(batch_size),
-        };
-        for _ in 0..batch_size {
-            let generated = generator.next_event();
-            let mut buf = Vec::with_capacity(256);
-            sent += 1;
-            if sent.is_multiple_of(BROKEN_EVERY) {
-                broken_event(sent / BROKEN_EVERY, &generated.event.event_id, &mut buf);
-            } else {
-                write_json(&generated.event, &mut buf);
-            }
-            batch.payloads.push(buf);
-            batch.produced.push(Instant::now());
+        if sent.saturating_sub(finished(pace.shared)) > MAX_AHEAD {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
         }
-        shared
-            .generated
-            .fetch_add(batch_size as u64, Ordering::Relaxed);
-        let mut pending = batch;
+        let event = generator.next_event().event;
+        buf.clear();
+        sent += 1;
+        if sent.is_multiple_of(BROKEN_EVERY) {
+            broken_event(sent / BROKEN_EVERY, &event.event_id, &mut buf);
+        } else {
+            write_json(&event, &mut buf);
+        }
+        let mut record = BaseRecord::to(topic)
+            .key(event.entity_id.as_bytes())
+            .payload(&buf[..]);
         loop {
-            match tx.try_send(pending) {
+            match producer.send(record) {
                 Ok(()) => break,
-                Err(TrySendError::Full(b)) => {
+                Err((_, back)) => {
+                    // Local queue full: the open loop falls behind rather than drop.
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    pending = b;
-                    std::thread::sleep(Duration::from_micros(200));
+                    record = back;
+                    std::thread::sleep(Duration::from_millis(1));
                 }
-                Err(TrySendError::Disconnected(_)) => return,
             }
         }
+        generated.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -268,83 +392,6 @@ fn broken_event(n: u64, event_id: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(text.as_bytes());
 }
 
-fn consume(pipeline: &mut Pipeline, rx: Receiver<Batch>, shared: &Shared) {
-    let mut out = BatchOutput::default();
-    let mut local = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).ok();
-    let mut reasons: Vec<(RejectReason, u64)> = Vec::new();
-    while let Ok(batch) = rx.recv() {
-        let messages: Vec<Message<'_>> = batch
-            .payloads
-            .iter()
-            .map(|p| Message {
-                payload: p,
-                timestamp_ms: None,
-            })
-            .collect();
-        pipeline.process(&messages, now_ms(), &mut out);
-        let done = Instant::now();
-        if let Some(h) = local.as_mut() {
-            for produced in &batch.produced {
-                let us = done.duration_since(*produced).as_micros() as u64;
-                let _ = h.record(us.max(1));
-            }
-        }
-        let flagged = out.scored.iter().filter(|s| s.score >= 0.5).count() as u64;
-        for r in &out.rejected {
-            match reasons.iter_mut().find(|(k, _)| *k == r.rejection.reason) {
-                Some((_, n)) => *n += 1,
-                None => reasons.push((r.rejection.reason, 1)),
-            }
-        }
-        shared
-            .scored
-            .fetch_add(out.scored.len() as u64, Ordering::Relaxed);
-        shared
-            .rejected
-            .fetch_add(out.rejected.len() as u64, Ordering::Relaxed);
-        shared.flagged.fetch_add(flagged, Ordering::Relaxed);
-        // Publish once per batch; the printer reads a consistent copy.
-        if let (Ok(mut global), Some(h)) = (shared.latency.lock(), local.as_mut()) {
-            if let Some(g) = global.as_mut() {
-                let _ = g.add(&*h);
-            }
-            h.reset();
-        }
-        if let Ok(mut global) = shared.reasons.lock() {
-            global.clone_from(&reasons);
-        }
-    }
-}
-
-fn percentiles(shared: &Shared) -> (u64, u64) {
-    match shared.latency.lock() {
-        Ok(h) => h.as_ref().map_or((0, 0), |h| {
-            (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
-        }),
-        Err(_) => (0, 0),
-    }
-}
-
-fn report(shared: &Shared, elapsed: Duration) -> DemoReport {
-    let (p50, p99, max) = match shared.latency.lock() {
-        Ok(h) => h.as_ref().map_or((0, 0, 0), |h| {
-            (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
-        }),
-        Err(_) => (0, 0, 0),
-    };
-    DemoReport {
-        generated: shared.generated.load(Ordering::Relaxed),
-        scored: shared.scored.load(Ordering::Relaxed),
-        rejected: shared.rejected.load(Ordering::Relaxed),
-        rejected_by_reason: shared.reasons.lock().map(|r| r.clone()).unwrap_or_default(),
-        elapsed,
-        latency_p50_us: p50,
-        latency_p99_us: p99,
-        latency_max_us: max,
-        flagged: shared.flagged.load(Ordering::Relaxed),
-    }
-}
-
 fn print_report(r: &DemoReport) {
     let done = r.scored + r.rejected;
     println!();
@@ -359,10 +406,9 @@ fn print_report(r: &DemoReport) {
         done as f64 / r.elapsed.as_secs_f64().max(1e-9)
     );
     println!(
-        "latency (produced -> scored): p50 {} us, p99 {} us, max {} us",
+        "latency (received -> prediction sent): p50 {} us, p99 {} us, max {} us",
         r.latency_p50_us, r.latency_p99_us, r.latency_max_us
     );
-    println!("flagged as fraud (score >= 0.5): {}", r.flagged);
     if !r.rejected_by_reason.is_empty() {
         let reasons: Vec<String> = r
             .rejected_by_reason

@@ -142,6 +142,21 @@ impl Enricher {
         scratch: &mut Scratch,
         out: &mut [f32],
     ) -> Result<StoreLookup, Rejection> {
+        self.enrich_with(event, ts_ms, now_ms, true, scratch, out)
+    }
+
+    /// [`enrich`](Self::enrich), choosing whether the event is folded into
+    /// the aggregates. A replayed event (one the restored aggregate state
+    /// already holds) is read against that state but not counted twice.
+    pub fn enrich_with(
+        &self,
+        event: &Event,
+        ts_ms: i64,
+        now_ms: i64,
+        observe: bool,
+        scratch: &mut Scratch,
+        out: &mut [f32],
+    ) -> Result<StoreLookup, Rejection> {
         debug_assert_eq!(out.len(), self.width);
         let lookup = match (&self.store, self.reads_store) {
             (Some(store), true) => match store.get(&event.entity_id, now_ms, &mut scratch.row) {
@@ -180,12 +195,16 @@ impl Enricher {
                 scratch
                     .aggregates
                     .resize(aggregator.specs().len(), f64::NAN);
-                aggregator.read_then_observe(
-                    &event.entity_id,
-                    ts_ms,
-                    &event.features,
-                    &mut scratch.aggregates,
-                );
+                if observe {
+                    aggregator.read_then_observe(
+                        &event.entity_id,
+                        ts_ms,
+                        &event.features,
+                        &mut scratch.aggregates,
+                    );
+                } else {
+                    aggregator.read(&event.entity_id, ts_ms, &mut scratch.aggregates);
+                }
             }
             for slot in self
                 .slots

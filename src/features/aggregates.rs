@@ -1051,6 +1051,35 @@ impl Aggregator {
         ids
     }
 
+    /// Drops the given entities' state (their partition moved to another
+    /// instance); returns how many were tracked. Not counted as eviction.
+    pub fn remove_entities<S: AsRef<str>>(&self, ids: impl IntoIterator<Item = S>) -> usize {
+        let mut by_shard: Vec<Vec<S>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for id in ids {
+            by_shard[shard::shard_of(id.as_ref(), self.shards.len())].push(id);
+        }
+        let mut removed = 0;
+        for (s, ids) in self.shards.iter().zip(by_shard) {
+            if ids.is_empty() {
+                continue;
+            }
+            let mut shard = s.0.lock();
+            let before = shard.len();
+            for id in ids {
+                let id = id.as_ref();
+                if let Some(i) = shard.find(id, shard::hash_key(id)) {
+                    shard.remove(i);
+                }
+            }
+            if shard.len() < before {
+                // Recency entries of removed slots would point at moved ones.
+                shard.rebuild_recency();
+                removed += before - shard.len();
+            }
+        }
+        removed
+    }
+
     /// The entity's state for a checkpoint, or `None` if it is not tracked.
     pub fn export_entity(&self, entity: &str) -> Option<EntityState> {
         let shard = self.shard(entity).lock();
@@ -1528,6 +1557,16 @@ mod tests {
             }
         }
         assert_eq!(other.stats().entities, 7);
+        // Handing partitions away: removed ids read as empty, the rest keep
+        // their state, and the slots that moved still evict in LRU order.
+        let gone = ["card-1", "card-4", "nobody"];
+        assert_eq!(other.remove_entities(gone), 2);
+        assert_eq!(other.stats().entities, 5);
+        assert!(other.export_entity("card-1").is_none());
+        for id in ["card-0", "card-2", "card-3", "card-5", "card-6"] {
+            assert_eq!(other.export_entity(id), agg.export_entity(id), "{id}");
+        }
+        assert_eq!(other.stats().evicted_capacity, 0);
 
         // A config with other rings takes what matches and starts the rest empty.
         let st = agg.export_entity("card-0").unwrap();

@@ -24,6 +24,60 @@ const BAD_TS: &str = "invalid timestamp: ";
 
 /// Decodes one JSON event. `max_bytes` bounds the message size (0 = no bound).
 pub fn decode_json(bytes: &[u8], max_bytes: usize) -> Result<Event, Rejection> {
+    let raw = parse_raw(bytes, max_bytes)?;
+    let event_id = required(raw.event_id, "event_id")?;
+    let entity_id = required(raw.entity_id, "entity_id")?;
+    Ok(Event {
+        event_id,
+        entity_id,
+        ts_ms: raw.ts.map(|t| t.0),
+        features: raw.features.unwrap_or_default(),
+    })
+}
+
+/// A decoded `feature-updates` record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    pub entity_id: CompactString,
+    pub ts_ms: Option<i64>,
+    pub features: Features,
+}
+
+/// Decodes one `feature-updates` value (`{"entity_id", "ts", "features"}`),
+/// with the same value rules as [`decode_json`]. The record key stands in
+/// for a missing `entity_id`; when both are present they must agree, since a
+/// compacted topic keeps only the newest record per key.
+pub fn decode_update(
+    bytes: &[u8],
+    key: Option<&[u8]>,
+    max_bytes: usize,
+) -> Result<Update, Rejection> {
+    let raw = parse_raw(bytes, max_bytes)?;
+    let key = key.and_then(|k| std::str::from_utf8(k).ok());
+    let entity_id = match (raw.entity_id, key) {
+        (Some(id), Some(k)) if !id.trim().is_empty() && id != k => {
+            return Err(Rejection::new(
+                RejectReason::WrongType,
+                format!("`entity_id` {id:?} differs from the record key {k:?}"),
+            ))
+        }
+        (Some(id), _) if !id.trim().is_empty() => id,
+        (_, Some(k)) if !k.trim().is_empty() => CompactString::from(k),
+        _ => {
+            return Err(Rejection::new(
+                RejectReason::MissingField,
+                "`entity_id` is required (in the value or as the record key)",
+            ))
+        }
+    };
+    Ok(Update {
+        entity_id,
+        ts_ms: raw.ts.map(|t| t.0),
+        features: raw.features.unwrap_or_default(),
+    })
+}
+
+fn parse_raw(bytes: &[u8], max_bytes: usize) -> Result<RawEvent, Rejection> {
     if max_bytes > 0 && bytes.len() > max_bytes {
         return Err(Rejection::new(
             RejectReason::Oversize,
@@ -38,15 +92,7 @@ pub fn decode_json(bytes: &[u8], max_bytes: usize) -> Result<Event, Rejection> {
             format!("message is not UTF-8: {e}"),
         )
     })?;
-    let raw: RawEvent = serde_json::from_str(text).map_err(classify)?;
-    let event_id = required(raw.event_id, "event_id")?;
-    let entity_id = required(raw.entity_id, "entity_id")?;
-    Ok(Event {
-        event_id,
-        entity_id,
-        ts_ms: raw.ts.map(|t| t.0),
-        features: raw.features.unwrap_or_default(),
-    })
+    serde_json::from_str(text).map_err(classify)
 }
 
 fn required(value: Option<CompactString>, field: &str) -> Result<CompactString, Rejection> {
@@ -275,6 +321,30 @@ mod tests {
         assert_eq!(e.features.get("hour"), Some(&FeatureValue::Number(23.0)));
         assert_eq!(e.features.get("intl"), Some(&FeatureValue::Bool(true)));
         assert_eq!(e.features.get("x"), Some(&FeatureValue::Null));
+    }
+
+    #[test]
+    fn decodes_updates_with_the_key_standing_in_for_the_id() {
+        let u = decode_update(
+            br#"{"entity_id":"card-7","ts":5,"features":{"credit_limit":900}}"#,
+            Some(b"card-7"),
+            0,
+        )
+        .unwrap();
+        assert_eq!(u.entity_id, "card-7");
+        assert_eq!(u.ts_ms, Some(5));
+        assert_eq!(
+            u.features.get("credit_limit"),
+            Some(&FeatureValue::Number(900.0))
+        );
+        let keyed = decode_update(br#"{"features":{"card_tier":"gold"}}"#, Some(b"card-8"), 0);
+        assert_eq!(keyed.unwrap().entity_id, "card-8");
+        let no_id = decode_update(br#"{"features":{}}"#, None, 0).unwrap_err();
+        assert_eq!(no_id.reason, RejectReason::MissingField);
+        let clash = decode_update(br#"{"entity_id":"a","features":{}}"#, Some(b"b"), 0);
+        assert_eq!(clash.unwrap_err().reason, RejectReason::WrongType);
+        let list = decode_update(br#"{"entity_id":"a","features":{"x":[1]}}"#, None, 0);
+        assert_eq!(list.unwrap_err().reason, RejectReason::WrongType);
     }
 
     #[test]

@@ -18,3 +18,4 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
+pub mod metrics;

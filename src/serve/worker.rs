@@ -1,0 +1,665 @@
+//! The scoring side of the Kafka loop: micro-batches in, predictions and DLQ
+//! records out, aggregate state checkpointed, offsets committed.
+//!
+//! Guarantees:
+//! - every input record yields its outputs (one per event; an Arrow batch
+//!   message one per row) before its offset can be committed, through the
+//!   [`Tracker`];
+//! - inputs are handled in the order they were polled, so per-partition (and
+//!   so per-entity) order is kept;
+//! - aggregate state follows partitions: on revoke the state of the
+//!   partition's entities is checkpointed to the changelog, its outputs
+//!   flushed and offsets committed synchronously, then the state is dropped;
+//!   on assign it is restored from the changelog before the partition's
+//!   first record is scored;
+//! - an event at or before the offset a restored entity's state already
+//!   holds (a replay after a crash) is scored against that state without
+//!   being counted again.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use compact_str::CompactString;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::event::{now_ms, Rejection};
+use crate::features::aggregates::Aggregator;
+use crate::features::store::FeatureStore;
+use crate::pipeline::{BatchOutput, Decoded, Pipeline};
+use crate::serve::changelog::{self, Record};
+use crate::serve::{LoopContext, Reader, Shared};
+use crate::sink::offsets::{Token, Tracker};
+use crate::sink::{prediction_headers, Prediction, Sink, SinkError, Source};
+use crate::source::arrow::{decode_arrow_batch, ARROW_CONTENT_TYPE};
+use crate::source::decode::decode_json;
+use crate::telemetry::metrics::{self, LoopMetrics};
+
+/// Topic names the worker writes to.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub features: String,
+    pub predictions: String,
+    pub dlq: String,
+    pub changelog: String,
+}
+
+/// Limits and timings of the worker.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub batch_size: usize,
+    pub max_message_bytes: usize,
+    pub max_batch_bytes: usize,
+    pub flush_timeout: Duration,
+}
+
+/// One polled record, copied out of librdkafka's buffer so that a batch can
+/// outlive the poll call (a rebalance inside a later poll must score it).
+#[derive(Debug, Clone)]
+struct Item {
+    partition: i32,
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    key: Option<(usize, usize)>,
+    payload: Option<(usize, usize)>,
+    arrow: bool,
+    received: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    items: Vec<Item>,
+    first_at: Option<Instant>,
+    /// Events in the batch (rows of Arrow messages count one each, roughly).
+    events: usize,
+}
+
+impl Batch {
+    fn push(&mut self, m: &BorrowedMessage<'_>) {
+        let mut span = |data: Option<&[u8]>| {
+            data.map(|d| {
+                let start = self.bytes.len();
+                self.bytes.extend_from_slice(d);
+                (start, self.bytes.len())
+            })
+        };
+        let key = span(m.key());
+        let payload = span(m.payload());
+        let arrow = m.headers().is_some_and(|h| {
+            h.iter().any(|h| {
+                h.key.eq_ignore_ascii_case("content-type")
+                    && h.value
+                        .is_some_and(|v| v.starts_with(ARROW_CONTENT_TYPE.as_bytes()))
+            })
+        });
+        let now = Instant::now();
+        self.first_at.get_or_insert(now);
+        self.items.push(Item {
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
+            key,
+            payload,
+            arrow,
+            received: now,
+        });
+        // An Arrow message is assumed to fill a batch on its own.
+        self.events += 1;
+    }
+
+    fn slice(&self, span: Option<(usize, usize)>) -> Option<&[u8]> {
+        span.map(|(a, b)| &self.bytes[a..b])
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.items.clear();
+        self.first_at = None;
+        self.events = 0;
+    }
+}
+
+/// Aggregate bookkeeping of one entity.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    /// Input offset of the newest event folded into the entity's state.
+    offset: i64,
+    dirty: bool,
+}
+
+#[derive(Debug, Default)]
+struct PartitionState {
+    marks: HashMap<CompactString, Mark, foldhash::fast::RandomState>,
+    dirty: Vec<CompactString>,
+    /// Last offset sent in a commit.
+    committed: i64,
+}
+
+/// An output waiting to be sent: where its input was, and what it is.
+enum Pending {
+    Dlq {
+        item: usize,
+        row: Option<usize>,
+        rejection: Rejection,
+        /// The row rendered as JSON, for rows of batch messages.
+        value: Option<Vec<u8>>,
+    },
+}
+
+/// The scoring loop's state. Lives in the consumer context behind a mutex,
+/// so that rebalance callbacks (which run inside `poll`) can drain it.
+pub struct Worker {
+    pipeline: Pipeline,
+    out: BatchOutput,
+    batch: Batch,
+    sink: Arc<Sink>,
+    tracker: Arc<Tracker>,
+    topics: Topics,
+    limits: Limits,
+    model: String,
+    version: String,
+    aggregator: Option<Arc<Aggregator>>,
+    store: Option<Arc<FeatureStore>>,
+    partitions: HashMap<i32, PartitionState>,
+    /// Reads changelog partitions on assignment; never subscribed.
+    restorer: Reader,
+    metrics: LoopMetrics,
+    shared: Arc<Shared>,
+    // Per-batch scratch, reused.
+    slots: Vec<(usize, Option<usize>)>,
+    outputs: Vec<u32>,
+    pending: Vec<Pending>,
+    value: Vec<u8>,
+    latencies_us: Vec<u64>,
+}
+
+/// Errors that stop the loop.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("restoring aggregate state: {0}")]
+    Restore(#[from] changelog::ReadError),
+    #[error("a delivery failed for good ({0}); stopping without committing past it")]
+    Delivery(String),
+}
+
+/// What the worker is built from.
+pub struct WorkerParts {
+    pub pipeline: Pipeline,
+    pub sink: Arc<Sink>,
+    pub topics: Topics,
+    pub limits: Limits,
+    pub aggregator: Option<Arc<Aggregator>>,
+    pub store: Option<Arc<FeatureStore>>,
+    pub restorer: Reader,
+    pub shared: Arc<Shared>,
+}
+
+impl Worker {
+    pub fn new(p: WorkerParts) -> Self {
+        let model = p.pipeline.model().name().to_string();
+        let version = p.pipeline.model().version().to_string();
+        let metrics = LoopMetrics::new(&p.topics.features, &model, &version);
+        Worker {
+            tracker: p.sink.tracker().clone(),
+            pipeline: p.pipeline,
+            out: BatchOutput::default(),
+            batch: Batch::default(),
+            sink: p.sink,
+            topics: p.topics,
+            limits: p.limits,
+            model,
+            version,
+            aggregator: p.aggregator,
+            store: p.store,
+            partitions: HashMap::new(),
+            restorer: p.restorer,
+            metrics,
+            shared: p.shared,
+            slots: Vec::new(),
+            outputs: Vec::new(),
+            pending: Vec::new(),
+            value: Vec::new(),
+            latencies_us: Vec::new(),
+        }
+    }
+
+    /// Adds a polled record; scores the batch when it is full.
+    pub fn push(&mut self, m: &BorrowedMessage<'_>) -> Result<(), WorkerError> {
+        self.batch.push(m);
+        if self.batch.events >= self.limits.batch_size {
+            self.process()?;
+        }
+        Ok(())
+    }
+
+    /// When the open batch's latency budget runs out, if there is one.
+    pub fn batch_started(&self) -> Option<Instant> {
+        self.batch.first_at
+    }
+
+    /// Scores the open batch and enqueues its outputs.
+    pub fn process(&mut self) -> Result<(), WorkerError> {
+        if self.batch.items.is_empty() {
+            return Ok(());
+        }
+        if let Some(failure) = self.tracker.failure() {
+            return Err(WorkerError::Delivery(failure));
+        }
+        let now = now_ms();
+        let n = self.batch.items.len();
+        self.slots.clear();
+        self.pending.clear();
+        self.outputs.clear();
+        self.outputs.resize(n, 0);
+        let mut decoded = Vec::with_capacity(self.batch.events);
+        let mut replayed = 0u64;
+        for (i, item) in self.batch.items.iter().enumerate() {
+            let payload = self.batch.slice(item.payload).unwrap_or_default();
+            let mut accept = |event: crate::event::Event, row: Option<usize>| {
+                let observe = self.aggregator.is_none()
+                    || self
+                        .partitions
+                        .get(&item.partition)
+                        .and_then(|p| p.marks.get(&event.entity_id))
+                        .is_none_or(|m| item.offset > m.offset);
+                replayed += u64::from(!observe);
+                let index = self.slots.len();
+                self.slots.push((i, row));
+                decoded.push(Decoded {
+                    index,
+                    event,
+                    broker_ts: item.timestamp_ms,
+                    observe,
+                });
+            };
+            if item.arrow {
+                match decode_arrow_batch(payload, self.limits.max_batch_bytes) {
+                    Ok(rows) => {
+                        self.outputs[i] = rows.len() as u32;
+                        for (r, row) in rows.into_iter().enumerate() {
+                            match row {
+                                Ok(event) => accept(event, Some(r)),
+                                Err((rejection, value)) => self.pending.push(Pending::Dlq {
+                                    item: i,
+                                    row: Some(r),
+                                    rejection,
+                                    value: Some(value),
+                                }),
+                            }
+                        }
+                    }
+                    Err(rejection) => {
+                        self.outputs[i] = 1;
+                        self.pending.push(Pending::Dlq {
+                            item: i,
+                            row: None,
+                            rejection,
+                            value: None,
+                        });
+                    }
+                }
+            } else {
+                self.outputs[i] = 1;
+                match decode_json(payload, self.limits.max_message_bytes) {
+                    Ok(event) => accept(event, None),
+                    Err(rejection) => self.pending.push(Pending::Dlq {
+                        item: i,
+                        row: None,
+                        rejection,
+                        value: None,
+                    }),
+                }
+            }
+        }
+        // Registered before anything is sent, so no report can precede it.
+        self.tracker.register(
+            self.batch
+                .items
+                .iter()
+                .zip(&self.outputs)
+                .map(|(it, &n)| (it.partition, it.offset, n)),
+        );
+        if self.aggregator.is_some() {
+            for d in &decoded {
+                let item = &self.batch.items[self.slots[d.index].0];
+                if let Some(part) = self.partitions.get_mut(&item.partition) {
+                    mark(part, &d.event.entity_id, item.offset);
+                }
+            }
+        }
+        let events = decoded.len();
+        let started = Instant::now();
+        self.out.clear();
+        self.pipeline.score_events(decoded, now, &mut self.out);
+        self.metrics
+            .inference
+            .record(started.elapsed().as_secs_f64());
+        self.metrics.batch_events.record(events as f64);
+        self.send_outputs(now)?;
+        let consumed: u64 = self.outputs.iter().map(|&n| u64::from(n.max(1))).sum();
+        self.metrics.consumed.increment(consumed);
+        self.metrics.replayed.increment(replayed);
+        self.batch.clear();
+        Ok(())
+    }
+
+    fn send_outputs(&mut self, now: i64) -> Result<(), WorkerError> {
+        let headers = prediction_headers(&self.model, &self.version);
+        self.latencies_us.clear();
+        for s in &self.out.scored {
+            let item = &self.batch.items[self.slots[s.index].0];
+            let latency_us = item.received.elapsed().as_micros() as u64;
+            Prediction {
+                event_id: &s.event.event_id,
+                entity_id: &s.event.entity_id,
+                ts_ms: s.ts_ms,
+                model: &self.model,
+                version: &self.version,
+                score: s.score,
+                latency_us,
+            }
+            .write_json(&mut self.value);
+            self.sink.send(
+                &self.topics.predictions,
+                None,
+                Some(s.event.entity_id.as_bytes()),
+                Some(&self.value),
+                Some(headers.clone()),
+                Token::Input {
+                    partition: item.partition,
+                    offset: item.offset,
+                },
+            )?;
+            if let Some(ts) = item.timestamp_ms {
+                self.metrics
+                    .end_to_end
+                    .record((now - ts).max(0) as f64 / 1000.0);
+            }
+            self.latencies_us.push(latency_us);
+        }
+        for r in self.out.rejected.drain(..) {
+            let (item, row) = self.slots[r.index];
+            let value = match (row, &r.event) {
+                (Some(_), Some(event)) => Some(event.to_json()),
+                _ => None,
+            };
+            self.pending.push(Pending::Dlq {
+                item,
+                row,
+                rejection: r.rejection,
+                value,
+            });
+        }
+        for p in self.pending.drain(..) {
+            let Pending::Dlq {
+                item,
+                row,
+                rejection,
+                value,
+            } = p;
+            let it = &self.batch.items[item];
+            let key = self.batch.slice(it.key);
+            let value = value.as_deref().or(self.batch.slice(it.payload));
+            self.sink.send_dlq(
+                &self.topics.dlq,
+                key,
+                value,
+                &rejection,
+                Source {
+                    topic: &self.topics.features,
+                    partition: it.partition,
+                    offset: it.offset,
+                    row,
+                },
+                Token::Input {
+                    partition: it.partition,
+                    offset: it.offset,
+                },
+            )?;
+            self.metrics.dlq(rejection.reason).increment(1);
+            self.shared.stats.record_dlq(rejection.reason);
+            tracing::debug!(
+                reason = rejection.reason.code(),
+                detail = %rejection.detail,
+                partition = it.partition,
+                offset = it.offset,
+                "input sent to the DLQ"
+            );
+        }
+        let scored = self.out.scored.len() as u64;
+        self.metrics.predictions.increment(scored);
+        self.metrics.store_hits.increment(self.out.store_hits);
+        self.metrics.store_misses.increment(self.out.store_misses);
+        self.metrics.store_expired.increment(self.out.store_expired);
+        self.shared.stats.record(scored, &self.latencies_us);
+        Ok(())
+    }
+
+    /// Writes the state of every entity changed since the last checkpoint
+    /// on `only` (or every owned partition) to the changelog.
+    pub fn checkpoint(&mut self, only: Option<&[i32]>) -> Result<(), WorkerError> {
+        let Some(aggregator) = self.aggregator.clone() else {
+            return Ok(());
+        };
+        for (&p, part) in self.partitions.iter_mut() {
+            if only.is_some_and(|o| !o.contains(&p)) {
+                continue;
+            }
+            let dirty = std::mem::take(&mut part.dirty);
+            let Some(id) = self.tracker.begin_checkpoint(p, dirty.len() as u32) else {
+                continue;
+            };
+            for entity in dirty {
+                let state = aggregator.export_entity(&entity);
+                let payload = match (&state, part.marks.get_mut(&entity)) {
+                    (Some(state), Some(m)) => {
+                        m.dirty = false;
+                        Some(
+                            Record {
+                                offset: m.offset,
+                                state: state.clone(),
+                            }
+                            .encode(),
+                        )
+                    }
+                    // Evicted since: say so, so a restore does not revive it.
+                    _ => {
+                        part.marks.remove(&entity);
+                        None
+                    }
+                };
+                self.sink.send(
+                    &self.topics.changelog,
+                    Some(p),
+                    Some(entity.as_bytes()),
+                    payload.as_deref(),
+                    None,
+                    Token::Checkpoint { partition: p, id },
+                )?;
+                self.metrics.changelog_records.increment(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits every committable offset on `only` (or every owned partition).
+    pub fn commit(
+        &mut self,
+        consumer: &BaseConsumer<LoopContext>,
+        mode: CommitMode,
+        only: Option<&[i32]>,
+    ) {
+        let mut tpl = TopicPartitionList::new();
+        let mut advanced = Vec::new();
+        for (&p, part) in &self.partitions {
+            if only.is_some_and(|o| !o.contains(&p)) {
+                continue;
+            }
+            if let Some(offset) = self.tracker.committable(p) {
+                if offset > part.committed
+                    && tpl
+                        .add_partition_offset(&self.topics.features, p, Offset::Offset(offset))
+                        .is_ok()
+                {
+                    advanced.push((p, offset));
+                }
+            }
+        }
+        if advanced.is_empty() {
+            return;
+        }
+        match consumer.commit(&tpl, mode) {
+            Ok(()) => {
+                metrics::commit(true);
+                for (p, offset) in advanced {
+                    if let Some(part) = self.partitions.get_mut(&p) {
+                        part.committed = offset;
+                    }
+                }
+            }
+            Err(e) => {
+                metrics::commit(false);
+                tracing::warn!(error = %e, "offset commit failed; retried at the next interval");
+            }
+        }
+    }
+
+    /// Hands partitions away: score what is buffered, checkpoint, flush,
+    /// commit synchronously, drop their aggregate state.
+    pub fn revoke(&mut self, consumer: &BaseConsumer<LoopContext>, partitions: &[i32]) {
+        metrics::rebalance("revoke");
+        if let Err(e) = self
+            .process()
+            .and_then(|_| self.checkpoint(Some(partitions)))
+        {
+            tracing::error!(error = %e, "draining before a hand-over failed; the new owner re-reads from the last commit");
+        }
+        if let Err(e) = self.sink.flush(self.limits.flush_timeout) {
+            tracing::warn!(error = %e, in_flight = self.sink.queued(), "flush before a hand-over timed out");
+        }
+        self.commit(consumer, CommitMode::Sync, Some(partitions));
+        for p in partitions {
+            if let Some(part) = self.partitions.remove(p) {
+                if let Some(agg) = &self.aggregator {
+                    agg.remove_entities(part.marks.keys());
+                }
+            }
+            self.tracker.close(*p);
+        }
+        self.metrics.assigned.set(self.partitions.len() as f64);
+        self.shared
+            .assigned
+            .store(self.partitions.len(), Ordering::Relaxed);
+        tracing::info!(?partitions, "partitions revoked");
+    }
+
+    /// Takes partitions over: restore each one's aggregate state first.
+    pub fn assign(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
+        metrics::rebalance("assign");
+        for &p in partitions {
+            let mut part = PartitionState {
+                committed: -1,
+                ..Default::default()
+            };
+            let mut restored = 0usize;
+            if let Some(agg) = self.aggregator.clone() {
+                let mut skipped = 0usize;
+                changelog::read_to_end(
+                    &self.restorer,
+                    &self.topics.changelog,
+                    p,
+                    self.limits.flush_timeout,
+                    |m| {
+                        let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                            skipped += 1;
+                            return;
+                        };
+                        match m.payload().map(Record::decode) {
+                            None => {
+                                agg.remove_entities([key]);
+                                part.marks.remove(key);
+                            }
+                            Some(Ok(record)) => {
+                                agg.import_entity(key, record.state);
+                                part.marks.insert(
+                                    key.into(),
+                                    Mark {
+                                        offset: record.offset,
+                                        dirty: false,
+                                    },
+                                );
+                            }
+                            Some(Err(_)) => skipped += 1,
+                        }
+                    },
+                )?;
+                restored = part.marks.len();
+                self.metrics.restored.increment(restored as u64);
+                if skipped > 0 {
+                    tracing::warn!(
+                        partition = p,
+                        skipped,
+                        "unreadable changelog records skipped"
+                    );
+                }
+            }
+            self.tracker.open(p, self.aggregator.is_some());
+            self.partitions.insert(p, part);
+            tracing::info!(partition = p, restored, "partition assigned");
+        }
+        self.metrics.assigned.set(self.partitions.len() as f64);
+        self.shared
+            .assigned
+            .store(self.partitions.len(), Ordering::Relaxed);
+        if let Some(store) = &self.store {
+            self.metrics.store_entities.set(store.len() as f64);
+        }
+        Ok(())
+    }
+
+    /// Periodic upkeep: store size gauge, expired aggregate entities.
+    pub fn upkeep(&mut self) {
+        if let Some(store) = &self.store {
+            self.metrics.store_entities.set(store.len() as f64);
+        }
+    }
+
+    /// The first permanent delivery failure, if any.
+    pub fn failure(&self) -> Option<WorkerError> {
+        self.tracker.failure().map(WorkerError::Delivery)
+    }
+
+    pub fn flush(&self) {
+        if let Err(e) = self.sink.flush(self.limits.flush_timeout) {
+            tracing::warn!(error = %e, in_flight = self.sink.queued(), "final flush timed out; unacknowledged inputs stay uncommitted");
+        }
+    }
+}
+
+fn mark(part: &mut PartitionState, entity: &CompactString, offset: i64) {
+    match part.marks.get_mut(entity) {
+        Some(m) => {
+            m.offset = m.offset.max(offset);
+            if !m.dirty {
+                m.dirty = true;
+                part.dirty.push(entity.clone());
+            }
+        }
+        None => {
+            part.marks.insert(
+                entity.clone(),
+                Mark {
+                    offset,
+                    dirty: true,
+                },
+            );
+            part.dirty.push(entity.clone());
+        }
+    }
+}

@@ -2,7 +2,9 @@
 # The whole test suite, from a fresh machine: formatting, lints, build, every test.
 #
 # Needs only the Rust toolchain (rustup's cargo, rustfmt, clippy). Python is
-# not needed: the models and their onnxruntime fixtures are committed.
+# not needed: the models and their onnxruntime fixtures are committed. The
+# Kafka tests' broker (Tansu) is built from crates.io on first use and cached
+# (scripts/install-tansu.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +16,14 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --locked --all-targets -- -D warnings
 
-step "cargo test (unit, integration, golden parity; benches run once as smoke tests)"
+step "Tansu test broker for the Kafka tests (built once, then cached)"
+# The real-broker tests (tests/kafka_*.rs) start their own Tansu brokers;
+# DRIFTLINE_TANSU points them at the binary.
+DRIFTLINE_TANSU=$(scripts/install-tansu.sh)
+export DRIFTLINE_TANSU
+echo "DRIFTLINE_TANSU=$DRIFTLINE_TANSU"
+
+step "cargo test (unit, integration, real-broker, golden parity; benches run once as smoke tests)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --all-targets 2>&1 | tee "$log"

@@ -140,6 +140,8 @@ fn demo_runs_bounded_and_accounts_for_every_event() {
             "5000",
             "--cards",
             "500",
+            "--listen",
+            "127.0.0.1:0",
         ])
         .output()
         .unwrap();

@@ -593,6 +593,83 @@ mod tests {
     }
 
     #[test]
+    fn kafka_settings_and_client_properties_come_from_file_and_environment() {
+        let f = write(&format!(
+            "[model]\ndir = \"{}\"\n[kafka]\nbrokers = \"a:9092\"\n\
+             [kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n",
+            repo("models/fraud-mlp/1")
+        ));
+        let env = vec![
+            (
+                "DRIFTLINE_KAFKA__BROKERS".to_owned(),
+                "127.0.0.1:19092".to_owned(),
+            ),
+            ("DRIFTLINE_KAFKA__GROUP_ID".to_owned(), "g-7".to_owned()),
+            (
+                "DRIFTLINE_KAFKA__TOPICS__DLQ".to_owned(),
+                "bad-events".to_owned(),
+            ),
+            (
+                "DRIFTLINE_KAFKA__CONSUMER__SESSION_TIMEOUT_MS".to_owned(),
+                "6000".to_owned(),
+            ),
+            (
+                "DRIFTLINE_KAFKA__CLIENT__SASL_PASSWORD".to_owned(),
+                "s3cret".to_owned(),
+            ),
+        ];
+        let cfg = Config::load_with_env(f.path(), env).unwrap();
+        assert_eq!(cfg.kafka.brokers, "127.0.0.1:19092");
+        assert_eq!(cfg.kafka.group_id, "g-7");
+        assert_eq!(cfg.kafka.topics.dlq, "bad-events");
+        assert_eq!(cfg.kafka.topics.features, "features");
+        assert_eq!(cfg.changelog_topic(), "g-7-aggregates-changelog");
+        let props: Vec<(String, String)> = cfg
+            .kafka
+            .client
+            .iter()
+            .chain(&cfg.kafka.consumer)
+            .map(|(k, v)| (librdkafka_property(k), v.to_string()))
+            .collect();
+        for want in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.password", "s3cret"),
+            ("session.timeout.ms", "6000"),
+        ] {
+            assert!(
+                props.iter().any(|(k, v)| k == want.0 && v == want.1),
+                "{want:?} not in {props:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn properties_driftline_manages_and_bad_kafka_settings_are_problems() {
+        let f = write(&format!(
+            "[model]\ndir = \"{}\"\n[kafka]\ngroup_id = \"\"\ncommit_interval = \"soon\"\n\
+             [kafka.topics]\npredictions = \"features\"\n\
+             [kafka.consumer]\n\"enable.auto.commit\" = true\n[admin]\nlisten = \"nowhere\"\n",
+            repo("models/fraud-mlp/1")
+        ));
+        let err = Config::load_with_env(f.path(), Vec::new()).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected Invalid, got {err}");
+        };
+        for key in [
+            "kafka.group_id",
+            "kafka.commit_interval",
+            "kafka.topics",
+            "kafka.consumer.enable.auto.commit",
+            "admin.listen",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(key)),
+                "{key} missing from {problems:?}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_by_name() {
         let f = write(&format!(
             "[model]\ndir = \"{}\"\n[pipeline]\nbatch_sise = 64\n",

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::features::aggregates::EntityState;
@@ -35,12 +35,10 @@ pub enum ReadError {
         #[source]
         source: KafkaError,
     },
-    #[error("{topic}/{partition}: still short of offset {end} after {waited:?} (at {at})")]
+    #[error("{topic}/{partition}: end not reached after {waited:?}")]
     Timeout {
         topic: String,
         partition: i32,
-        end: i64,
-        at: i64,
         waited: Duration,
     },
     #[error("{topic}/{partition}: {source}")]
@@ -71,66 +69,79 @@ impl Record {
     }
 }
 
-/// Reads `topic/partition` from its beginning up to its end as of the call,
-/// handing every message to `f`. `consumer` must not be subscribed to
-/// anything; it is left unassigned. Returns how many messages were read.
+/// Reads `partitions` of `topic` from their beginning to their end, all at
+/// once, handing every message to `f`. `consumer` must be configured with
+/// `enable.partition.eof` and not be subscribed to anything; it is left
+/// unassigned. Returns how many messages were read.
+///
+/// The end is librdkafka's end-of-partition event, not the end offset from
+/// `fetch_watermarks`: Tansu answers that with the last batch's base offset
+/// plus one, which would stop a read short of the last batch's other records.
+/// The watermarks only tell which partitions are empty.
 pub fn read_to_end<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
-    partition: i32,
+    partitions: &[i32],
     timeout: Duration,
     mut f: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<usize, ReadError> {
-    let (low, high) = consumer
-        .fetch_watermarks(topic, partition, timeout)
-        .map_err(|source| ReadError::Watermarks {
-            topic: topic.into(),
-            partition,
-            source,
-        })?;
-    if high <= low {
+    // (partition, read one yet)
+    let mut open: Vec<(i32, bool)> = Vec::with_capacity(partitions.len());
+    let mut tpl = TopicPartitionList::new();
+    for &partition in partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|source| ReadError::Watermarks {
+                topic: topic.into(),
+                partition,
+                source,
+            })?;
+        if high > low {
+            open.push((partition, false));
+            tpl.add_partition_offset(topic, partition, Offset::Beginning)
+                .map_err(|source| ReadError::Assign {
+                    topic: topic.into(),
+                    partition,
+                    source,
+                })?;
+        }
+    }
+    if open.is_empty() {
         return Ok(0);
     }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
-        .map_err(|source| ReadError::Assign {
-            topic: topic.into(),
-            partition,
-            source,
-        })?;
     consumer.assign(&tpl).map_err(|source| ReadError::Assign {
         topic: topic.into(),
-        partition,
+        partition: open[0].0,
         source,
     })?;
     let started = Instant::now();
     let mut read = 0;
-    let mut at = low;
     let result = loop {
-        if at >= high {
+        if open.is_empty() {
             break Ok(read);
         }
         if started.elapsed() > timeout {
             break Err(ReadError::Timeout {
                 topic: topic.into(),
-                partition,
-                end: high,
-                at,
+                partition: open[0].0,
                 waited: timeout,
             });
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                at = rdkafka::Message::offset(&m) + 1;
                 read += 1;
                 f(&m);
+                if let Some(o) = open.iter_mut().find(|o| o.0 == m.partition()) {
+                    o.1 = true;
+                }
             }
-            // Compaction leaves gaps: the end may have no message of its own.
-            Some(Err(KafkaError::PartitionEOF(_))) => break Ok(read),
+            // An end-of-partition event before anything of the partition
+            // was read is left over from an earlier call.
+            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|o| !(o.0 == p && o.1)),
             Some(Err(source)) => {
                 break Err(ReadError::Fetch {
                     topic: topic.into(),
-                    partition,
+                    partition: open[0].0,
                     source,
                 })
             }

@@ -81,8 +81,10 @@ impl Follower {
                 topic: self.topic.clone(),
             });
         }
-        // End offsets as of now: caught up = everything written before start.
-        let mut behind: Vec<(i32, i64)> = Vec::new();
+        // Caught up = every non-empty partition read to its end (the
+        // end-of-partition event; see `changelog::read_to_end` on why not
+        // the end offset).
+        let mut behind: Vec<i32> = Vec::new();
         let mut tpl = TopicPartitionList::new();
         for &p in &partitions {
             let (low, high) = self
@@ -93,7 +95,7 @@ impl Follower {
                     source,
                 })?;
             if high > low {
-                behind.push((p, high));
+                behind.push(p);
             }
             tpl.add_partition_offset(&self.topic, p, Offset::Beginning)
                 .map_err(|source| UpdatesError::Assign {
@@ -114,12 +116,8 @@ impl Follower {
         let mut row = self.store.new_row();
         while !stop.load(Ordering::Relaxed) {
             match self.consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => {
-                    self.apply(&m, &mut row);
-                    let (p, next) = (m.partition(), m.offset() + 1);
-                    behind.retain(|&(bp, end)| !(bp == p && next >= end));
-                }
-                Some(Err(KafkaError::PartitionEOF(p))) => behind.retain(|&(bp, _)| bp != p),
+                Some(Ok(m)) => self.apply(&m, &mut row),
+                Some(Err(KafkaError::PartitionEOF(p))) => behind.retain(|&bp| bp != p),
                 Some(Err(e)) => {
                     tracing::warn!(topic = %self.topic, error = %e, "feature-updates consumer error")
                 }

@@ -559,60 +559,62 @@ impl Worker {
         tracing::info!(?partitions, "partitions revoked");
     }
 
-    /// Takes partitions over: restore each one's aggregate state first.
+    /// Takes partitions over: their aggregate state is restored (all
+    /// partitions read at once) before anything of theirs is scored.
     pub fn assign(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
         metrics::rebalance("assign");
-        for &p in partitions {
-            let mut part = PartitionState {
-                committed: -1,
-                ..Default::default()
-            };
-            let mut restored = 0usize;
-            if let Some(agg) = self.aggregator.clone() {
-                let mut skipped = 0usize;
-                changelog::read_to_end(
-                    &self.restorer,
-                    &self.topics.changelog,
-                    p,
-                    self.limits.flush_timeout,
-                    |m| {
-                        let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
-                            skipped += 1;
-                            return;
-                        };
-                        match m.payload().map(Record::decode) {
-                            None => {
-                                agg.remove_entities([key]);
-                                part.marks.remove(key);
-                            }
-                            Some(Ok(record)) => {
-                                agg.import_entity(key, record.state);
-                                part.marks.insert(
-                                    key.into(),
-                                    Mark {
-                                        offset: record.offset,
-                                        dirty: false,
-                                    },
-                                );
-                            }
-                            Some(Err(_)) => skipped += 1,
+        let started = Instant::now();
+        let mut states: HashMap<i32, PartitionState> = partitions
+            .iter()
+            .map(|&p| {
+                let state = PartitionState {
+                    committed: -1,
+                    ..Default::default()
+                };
+                (p, state)
+            })
+            .collect();
+        if let Some(agg) = self.aggregator.clone() {
+            let mut skipped = 0usize;
+            changelog::read_to_end(
+                &self.restorer,
+                &self.topics.changelog,
+                partitions,
+                self.limits.flush_timeout,
+                |m| {
+                    let key = m.key().and_then(|k| std::str::from_utf8(k).ok());
+                    let (Some(key), Some(part)) = (key, states.get_mut(&m.partition())) else {
+                        skipped += 1;
+                        return;
+                    };
+                    match m.payload().map(Record::decode) {
+                        None => {
+                            agg.remove_entities([key]);
+                            part.marks.remove(key);
                         }
-                    },
-                )?;
-                restored = part.marks.len();
-                self.metrics.restored.increment(restored as u64);
-                if skipped > 0 {
-                    tracing::warn!(
-                        partition = p,
-                        skipped,
-                        "unreadable changelog records skipped"
-                    );
-                }
+                        Some(Ok(record)) => {
+                            agg.import_entity(key, record.state);
+                            let mark = Mark {
+                                offset: record.offset,
+                                dirty: false,
+                            };
+                            part.marks.insert(key.into(), mark);
+                        }
+                        Some(Err(_)) => skipped += 1,
+                    }
+                },
+            )?;
+            if skipped > 0 {
+                tracing::warn!(skipped, "unreadable changelog records skipped");
             }
+        }
+        let mut restored = 0;
+        for (p, part) in states {
+            restored += part.marks.len();
             self.tracker.open(p, self.aggregator.is_some());
             self.partitions.insert(p, part);
-            tracing::info!(partition = p, restored, "partition assigned");
         }
+        self.metrics.restored.increment(restored as u64);
         self.metrics.assigned.set(self.partitions.len() as f64);
         self.shared
             .assigned
@@ -620,6 +622,12 @@ impl Worker {
         if let Some(store) = &self.store {
             self.metrics.store_entities.set(store.len() as f64);
         }
+        tracing::info!(
+            ?partitions,
+            restored,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "partitions assigned"
+        );
         Ok(())
     }
 

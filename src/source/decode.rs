@@ -111,7 +111,11 @@ fn required(value: Option<CompactString>, field: &str) -> Result<CompactString, 
 
 fn classify(err: serde_json::Error) -> Rejection {
     let msg = err.to_string();
-    let reason = if !err.is_data() {
+    // serde_json reports a number beyond f64 (`1e999`) as a syntax error,
+    // but it is well-formed JSON whose value is infinite.
+    let reason = if msg.starts_with("number out of range") {
+        RejectReason::NonFinite
+    } else if !err.is_data() {
         RejectReason::MalformedJson
     } else if msg.starts_with(NON_FINITE) {
         RejectReason::NonFinite
@@ -345,6 +349,8 @@ mod tests {
         assert_eq!(clash.unwrap_err().reason, RejectReason::WrongType);
         let list = decode_update(br#"{"entity_id":"a","features":{"x":[1]}}"#, None, 0);
         assert_eq!(list.unwrap_err().reason, RejectReason::WrongType);
+        let huge = decode_update(br#"{"entity_id":"a","features":{"x":1e999}}"#, None, 0);
+        assert_eq!(huge.unwrap_err().reason, RejectReason::NonFinite);
     }
 
     #[test]

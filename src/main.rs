@@ -29,44 +29,33 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything in-process on synthetic card-fraud events and print a live summary.
+    /// Run the service loop on an embedded Kafka cluster with synthetic card-fraud events; print a live summary.
     Demo(DemoArgs),
     /// Run the service: consume `features` from Kafka, score, publish predictions.
-    Serve {
-        #[arg(
-            long,
-            default_value = "config/driftline.toml",
-            env = "DRIFTLINE_CONFIG"
-        )]
-        config: PathBuf,
-        #[command(flatten)]
-        overrides: Overrides,
-    },
+    Serve(ConfigArgs),
     /// Check config, model and snapshot; report every problem at once.
-    Validate {
-        #[arg(
-            long,
-            default_value = "config/driftline.toml",
-            env = "DRIFTLINE_CONFIG"
-        )]
-        config: PathBuf,
-        #[command(flatten)]
-        overrides: Overrides,
-    },
+    Validate(ConfigArgs),
     /// Score JSON events (one per line) from a file or stdin; print predictions as JSON lines.
     Score {
-        #[arg(
-            long,
-            default_value = "config/driftline.toml",
-            env = "DRIFTLINE_CONFIG"
-        )]
-        config: PathBuf,
         #[command(flatten)]
-        overrides: Overrides,
+        args: ConfigArgs,
         /// Input file of JSON events, one per line; `-` reads stdin.
         #[arg(long, default_value = "-")]
         input: PathBuf,
     },
+}
+
+/// The config file and the flags that override it.
+#[derive(clap::Args)]
+struct ConfigArgs {
+    #[arg(
+        long,
+        default_value = "config/driftline.toml",
+        env = "DRIFTLINE_CONFIG"
+    )]
+    config: PathBuf,
+    #[command(flatten)]
+    overrides: Overrides,
 }
 
 /// The most used settings as flags; they win over the environment and the file.
@@ -165,17 +154,14 @@ fn main() -> ExitCode {
             };
             driftline::demo::run::run(options).map(|_| ExitCode::SUCCESS)
         }
-        Command::Serve { config, overrides } => {
-            serve(&config, &overrides.environment(), cli.log_format)
-        }
-        Command::Validate { config, overrides } => {
-            validate(&config, &overrides.environment(), cli.log_format)
-        }
-        Command::Score {
-            config,
-            overrides,
-            input,
-        } => score(&config, &overrides.environment(), &input, cli.log_format),
+        Command::Serve(a) => serve(&a.config, &a.overrides.environment(), cli.log_format),
+        Command::Validate(a) => validate(&a.config, &a.overrides.environment(), cli.log_format),
+        Command::Score { args: a, input } => score(
+            &a.config,
+            &a.overrides.environment(),
+            &input,
+            cli.log_format,
+        ),
     };
     match result {
         Ok(code) => code,

@@ -135,8 +135,12 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     let shared = Arc::new(Shared::default());
     let stop = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(Arc::clone(&interrupted));
-    let http = start_admin(&config.admin.listen, shared.clone(), metrics, parts.clone());
+    let state = crate::admin::AdminState {
+        shared: shared.clone(),
+        metrics,
+        parts: parts.clone(),
+    };
+    let http = start_runtime(&config.admin.listen, state, Arc::clone(&interrupted));
 
     println!(
         "driftline demo: model {}/{} ({} inputs), {} cards in the store, embedded Kafka at {} ({} partitions), target {} events/s for {}s (Ctrl-C stops)",
@@ -256,37 +260,37 @@ fn finished(shared: &Shared) -> u64 {
     shared.stats.predicted.load(Ordering::Relaxed) + shared.stats.dlq.load(Ordering::Relaxed)
 }
 
-/// Serves the admin port on its own runtime thread; a taken port is only a
-/// warning (the demo runs without HTTP then).
-fn start_admin(
+/// Runs the async side of the demo on one runtime thread: the signal
+/// watcher (sets `interrupted`) and the admin port. A taken port is only a
+/// warning (the demo runs without HTTP then). Returns the bound address and
+/// the sender that stops HTTP.
+fn start_runtime(
     listen: &str,
-    shared: Arc<Shared>,
-    metrics: metrics_exporter_prometheus::PrometheusHandle,
-    parts: Parts,
+    state: crate::admin::AdminState,
+    interrupted: Arc<AtomicBool>,
 ) -> Option<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let listen = listen.to_string();
     let spawned = std::thread::Builder::new()
-        .name("demo-admin".into())
+        .name("demo-runtime".into())
         .spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             else {
+                let _ = addr_tx.send(None);
                 return;
             };
             rt.block_on(async move {
-                let state = crate::admin::AdminState {
-                    shared,
-                    metrics,
-                    parts,
-                };
-                match crate::admin::bind(&listen, state, async {
+                tokio::spawn(async move {
+                    let _ = crate::shutdown::signal().await;
+                    interrupted.store(true, Ordering::Relaxed);
+                });
+                let stopped = async {
                     let _ = stop_rx.await;
-                })
-                .await
-                {
+                };
+                match crate::admin::bind(&listen, state, stopped).await {
                     Ok((addr, server)) => {
                         let _ = addr_tx.send(Some(addr));
                         if let Err(e) = server.await {
@@ -296,11 +300,14 @@ fn start_admin(
                     Err(e) => {
                         tracing::warn!(error = %e, "demo runs without its admin port");
                         let _ = addr_tx.send(None);
+                        // Keep watching for Ctrl-C until the demo ends.
+                        std::future::pending::<()>().await;
                     }
                 }
             });
         });
-    if spawned.is_err() {
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no runtime thread: no admin port, Ctrl-C kills the demo");
         return None;
     }
     addr_rx
@@ -416,26 +423,5 @@ fn print_report(r: &DemoReport) {
             .map(|(k, n)| format!("{k}={n}"))
             .collect();
         println!("rejected by reason (DLQ): {}", reasons.join(", "));
-    }
-}
-
-/// Sets `stop` on Ctrl-C (SIGINT) or SIGTERM.
-fn watch_ctrl_c(stop: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new()
-        .name("demo-signals".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let _ = crate::shutdown::signal().await;
-            });
-            stop.store(true, Ordering::Relaxed);
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot watch for ctrl-c; the demo stops at its deadline");
     }
 }

@@ -118,8 +118,8 @@ struct DemoArgs {
     /// How long to run, in seconds.
     #[arg(long, default_value_t = 20)]
     duration: u64,
-    /// Target events per second (0 = as fast as the pipeline goes).
-    #[arg(long, default_value_t = 50_000)]
+    /// Target events per second (0 = as fast as the service keeps up).
+    #[arg(long, default_value_t = 20_000)]
     rate: u64,
     /// Model directory; by default the fraud MLP built into the binary.
     #[arg(long)]

@@ -59,8 +59,24 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
         .set_buckets_for_metric(Matcher::Full(BATCH_EVENTS.into()), BATCH_BUCKETS)?
         .install_recorder()?;
     describe();
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    let handle = HANDLE.get_or_init(|| handle).clone();
+    // `install_recorder` leaves upkeep to the caller: without it, histogram
+    // samples pile up between scrapes (and forever when nobody scrapes).
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_EVERY);
+            upkeep.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no metrics upkeep thread: histogram buffers drain only on scrape");
+    }
+    Ok(handle)
 }
+
+/// How often histogram buffers are drained into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn describe() {
     describe_counter!(

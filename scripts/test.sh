@@ -23,6 +23,12 @@ DRIFTLINE_TANSU=$(scripts/install-tansu.sh)
 export DRIFTLINE_TANSU
 echo "DRIFTLINE_TANSU=$DRIFTLINE_TANSU"
 
+step "Prometheus and promtool for the observability tests (Debian package, when missing)"
+# tests/prometheus.rs runs a real Prometheus against driftline and promtool on its output.
+DRIFTLINE_PROMETHEUS_DIR=$(scripts/install-prometheus.sh)
+export DRIFTLINE_PROMETHEUS_DIR
+echo "DRIFTLINE_PROMETHEUS_DIR=$DRIFTLINE_PROMETHEUS_DIR"
+
 step "cargo test (unit, integration, real-broker, golden parity; benches run once as smoke tests)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -78,7 +78,22 @@ pub fn install() -> Result<PrometheusHandle, MetricsError> {
 /// How often histogram buffers are drained into their buckets.
 const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Counters with a fixed label set start at zero, so that rates and alert
+/// expressions over them have series before the first event of each kind.
+fn register_at_zero() {
+    for op in ["upsert", "delete", "stale", "rejected"] {
+        counter!(FEATURE_UPDATES, "op" => op).increment(0);
+    }
+    for result in ["ok", "error"] {
+        counter!(COMMITS, "result" => result).increment(0);
+    }
+    for kind in ["assign", "revoke"] {
+        counter!(REBALANCES, "kind" => kind).increment(0);
+    }
+}
+
 fn describe() {
+    register_at_zero();
     describe_counter!(
         EVENTS_CONSUMED,
         "Input records read from Kafka (an Arrow batch counts its rows)."

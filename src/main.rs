@@ -249,6 +249,7 @@ fn serve(
             shared: shared.clone(),
             metrics,
             parts: parts.clone(),
+            token: config.admin.token.as_deref().map(Into::into),
         };
         let (addr, server) = driftline::admin::bind(&config.admin.listen, state, async {
             let _ = http_stopped.await;

@@ -1,8 +1,11 @@
 //! The admin HTTP port: `/metrics`, `/healthz`, `/readyz`, `/v1/models`,
-//! `/v1/features/{entity_id}`.
+//! `/v1/features/{entity_id}` (`GET`; `PUT` and `DELETE` with the token).
 //!
-//! Guarantees: handlers only read shared state (atomics, the store and
-//! aggregator locks for one entity), so a slow scrape never stalls scoring;
+//! Guarantees: handlers take only short locks (atomics, the store and
+//! aggregator shards of one entity), so a slow scrape never stalls scoring;
+//! endpoints that change state answer 401 unless the request carries
+//! `Authorization: Bearer <admin.token>` (compared in constant time), and
+//! always 401 when no token is configured;
 //! `/readyz` answers 200 only once the model is loaded, the store caught up
 //! and partitions assigned, and 503 with the reason otherwise; the server
 //! stops when its shutdown future resolves, after the scoring loop.
@@ -13,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::app::Parts;
-use crate::event::now_ms;
+use crate::event::{now_ms, Features};
 use crate::features::store::Lookup;
 use crate::serve::Shared;
 
@@ -45,6 +48,8 @@ pub struct AdminState {
     pub shared: Arc<Shared>,
     pub metrics: PrometheusHandle,
     pub parts: Parts,
+    /// `admin.token`; `None` disables the state-changing endpoints.
+    pub token: Option<Arc<str>>,
 }
 
 /// The routes.
@@ -54,7 +59,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/models", get(models))
-        .route("/v1/features/{entity_id}", get(features))
+        .route(
+            "/v1/features/{entity_id}",
+            get(features).put(put_features).delete(delete_features),
+        )
         .with_state(state)
 }
 
@@ -172,4 +180,239 @@ async fn features(
         "owned": owned,
         "at": at,
     }))
+}
+
+/// 401 unless the request carries the configured bearer token.
+fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+    let unauthorized = |why: &str| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            format!("{why}\n"),
+        )
+            .into_response()
+    };
+    let Some(token) = &s.token else {
+        return Err(unauthorized(
+            "state-changing endpoints need admin.token to be configured",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(unauthorized("missing or wrong bearer token"))
+    }
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, &x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// `PUT /v1/features/{id}` body: columns to upsert, and their update time.
+#[derive(Debug, Deserialize)]
+struct Upsert {
+    features: serde_json::Map<String, Value>,
+    ts: Option<i64>,
+}
+
+async fn put_features(
+    State(s): State<AdminState>,
+    Path(entity): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(denied) = authorize(&s, &headers) {
+        return denied;
+    }
+    let Some(store) = &s.parts.store else {
+        return (StatusCode::NOT_FOUND, "the model reads no store features\n").into_response();
+    };
+    let upsert: Upsert = match serde_json::from_slice(&body) {
+        Ok(u) => u,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("body: {e}\n")).into_response();
+        }
+    };
+    let mut features = Features::default();
+    for (name, value) in upsert.features {
+        let value = match value {
+            Value::Null => crate::event::FeatureValue::Null,
+            Value::Bool(b) => crate::event::FeatureValue::Bool(b),
+            Value::Number(n) => match n.as_f64() {
+                Some(x) => crate::event::FeatureValue::Number(x),
+                None => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        format!("{name}: not a finite number\n"),
+                    )
+                        .into_response()
+                }
+            },
+            Value::String(t) => crate::event::FeatureValue::Text(t.into()),
+            other => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    format!("{name}: expected a number, string, bool or null, got {other}\n"),
+                )
+                    .into_response()
+            }
+        };
+        features.insert(name, value);
+    }
+    match store.upsert(&entity, &features, upsert.ts.unwrap_or_else(now_ms)) {
+        Ok(outcome) => {
+            tracing::info!(entity, "store row changed through the admin API");
+            Json(json!({
+                "entity_id": entity,
+                "created": outcome.created,
+                "unknown_columns": outcome.unknown_columns.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            }))
+            .into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn delete_features(
+    State(s): State<AdminState>,
+    Path(entity): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(denied) = authorize(&s, &headers) {
+        return denied;
+    }
+    let deleted = s.parts.store.as_ref().is_some_and(|st| st.delete(&entity));
+    if deleted {
+        tracing::info!(entity, "store row deleted through the admin API");
+    }
+    Json(json!({"entity_id": entity, "deleted": deleted})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::store::{Column, FeatureStore, StoreConfig, StoreSchema};
+
+    /// One HTTP/1.1 exchange over a blocking socket, off the runtime thread.
+    async fn request(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        use std::io::{Read, Write};
+        let auth = auth
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).unwrap();
+            let status = raw.split_whitespace().nth(1).unwrap().parse().unwrap();
+            (status, raw)
+        })
+        .await
+        .unwrap()
+    }
+
+    fn state(token: Option<&str>) -> AdminState {
+        let schema = StoreSchema::new(vec![Column::numeric("credit_limit")]).unwrap();
+        let store = Arc::new(FeatureStore::new(schema, StoreConfig::default()));
+        let manifest = crate::score::Manifest::parse(
+            include_str!("../../models/fraud-mlp/1/model.toml"),
+            std::path::Path::new("models/fraud-mlp/1/model.toml"),
+        )
+        .unwrap();
+        let model = crate::score::Model::from_bytes(
+            manifest,
+            include_bytes!("../../models/fraud-mlp/1/model.onnx"),
+            std::path::Path::new("models/fraud-mlp/1"),
+        )
+        .unwrap();
+        AdminState {
+            shared: Arc::new(Shared::default()),
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+                .build_recorder()
+                .handle(),
+            parts: Parts {
+                model: Arc::new(model),
+                store: Some(store),
+                aggregator: None,
+            },
+            token: token.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn state_changing_endpoints_need_the_bearer_token() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let token = "s3cret-token-0123456789";
+            let st = state(Some(token));
+            let store = st.parts.store.clone().unwrap();
+            let (addr, server) = bind("127.0.0.1:0", st, std::future::pending())
+                .await
+                .unwrap();
+            tokio::spawn(server);
+            let body = r#"{"features": {"credit_limit": 900}, "ts": 5}"#;
+            let path = "/v1/features/card-1";
+            assert_eq!(request(addr, "PUT", path, None, body).await.0, 401);
+            assert_eq!(
+                request(addr, "PUT", path, Some("wrong-token"), body)
+                    .await
+                    .0,
+                401
+            );
+            assert!(store.is_empty(), "a refused request changes nothing");
+            let (status, text) = request(addr, "PUT", path, Some(token), body).await;
+            assert_eq!(status, 200, "{text}");
+            assert_eq!(store.len(), 1);
+            let (status, text) = request(addr, "GET", path, None, "").await;
+            assert_eq!(status, 200, "reads need no token");
+            assert!(text.contains("\"credit_limit\":900.0"), "{text}");
+            let bad = r#"{"features": {"credit_limit": [1]}}"#;
+            assert_eq!(request(addr, "PUT", path, Some(token), bad).await.0, 400);
+            assert_eq!(request(addr, "DELETE", path, None, "").await.0, 401);
+            assert_eq!(store.len(), 1);
+            let (status, text) = request(addr, "DELETE", path, Some(token), "").await;
+            assert_eq!(status, 200);
+            assert!(text.contains("\"deleted\":true"), "{text}");
+            assert!(store.is_empty());
+
+            // No token configured: the endpoints stay shut.
+            let (addr, server) = bind("127.0.0.1:0", state(None), std::future::pending())
+                .await
+                .unwrap();
+            tokio::spawn(server);
+            assert_eq!(request(addr, "DELETE", path, Some(token), "").await.0, 401);
+        });
+    }
+
+    #[test]
+    fn token_comparison_is_exact() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
 }

@@ -162,12 +162,17 @@ impl Default for TopicsConfig {
 pub struct AdminConfig {
     /// Listen address of the admin port.
     pub listen: String,
+    /// Bearer token required by endpoints that change state (`PUT`/`DELETE
+    /// /v1/features/{id}`); unset = those endpoints answer 401. Better set
+    /// from the environment (`DRIFTLINE_ADMIN__TOKEN`) than in the file.
+    pub token: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: "0.0.0.0:9464".into(),
+            token: None,
         }
     }
 }
@@ -476,6 +481,9 @@ impl Config {
                     ));
                 }
             }
+        }
+        if self.admin.token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+            p.push("admin.token: use at least 16 characters".into());
         }
         if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(format!(

@@ -139,6 +139,8 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         shared: shared.clone(),
         metrics,
         parts: parts.clone(),
+        // The demo has no state-changing endpoints worth exposing.
+        token: None,
     };
     let http = start_runtime(&config.admin.listen, state, Arc::clone(&interrupted));
 

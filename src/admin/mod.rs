@@ -182,8 +182,8 @@ async fn features(
     }))
 }
 
-/// 401 unless the request carries the configured bearer token.
-fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+/// The 401 answer, unless the request carries the configured bearer token.
+fn refused(s: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let unauthorized = |why: &str| {
         (
             StatusCode::UNAUTHORIZED,
@@ -202,11 +202,8 @@ fn authorize(s: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(unauthorized("missing or wrong bearer token"))
-    }
+    (!constant_time_eq(given.as_bytes(), token.as_bytes()))
+        .then(|| unauthorized("missing or wrong bearer token"))
 }
 
 /// Equality whose time does not depend on where the inputs differ.
@@ -231,7 +228,7 @@ async fn put_features(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(denied) = authorize(&s, &headers) {
+    if let Some(denied) = refused(&s, &headers) {
         return denied;
     }
     let Some(store) = &s.parts.store else {
@@ -288,7 +285,7 @@ async fn delete_features(
     Path(entity): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(denied) = authorize(&s, &headers) {
+    if let Some(denied) = refused(&s, &headers) {
         return denied;
     }
     let deleted = s.parts.store.as_ref().is_some_and(|st| st.delete(&entity));

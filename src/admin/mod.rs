@@ -193,7 +193,7 @@ fn refused(s: &AdminState, headers: &HeaderMap) -> Option<Response> {
             .into_response()
     };
     let Some(token) = &s.token else {
-        return Err(unauthorized(
+        return Some(unauthorized(
             "state-changing endpoints need admin.token to be configured",
         ));
     };

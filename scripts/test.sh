@@ -13,8 +13,8 @@ step() { printf '\n== %s ==\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy (all targets, warnings are errors)"
-cargo clippy --locked --all-targets -- -D warnings
+step "cargo clippy (the whole workspace: driftline and loadtests/, all targets, warnings are errors)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "Tansu test broker for the Kafka tests (built once, then cached)"
 # The real-broker tests (tests/kafka_*.rs) start their own Tansu brokers;
@@ -29,10 +29,10 @@ DRIFTLINE_PROMETHEUS_DIR=$(scripts/install-prometheus.sh)
 export DRIFTLINE_PROMETHEUS_DIR
 echo "DRIFTLINE_PROMETHEUS_DIR=$DRIFTLINE_PROMETHEUS_DIR"
 
-step "cargo test (unit, integration, real-broker, golden parity; benches run once as smoke tests)"
+step "cargo test (workspace: unit, integration, real-broker, golden parity, load-test unit tests; benches run once as smoke tests)"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --locked --all-targets 2>&1 | tee "$log"
+cargo test --locked --workspace --all-targets 2>&1 | tee "$log"
 
 # One closing line over every test binary, so a run that executed nothing is visible.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "\ntests: %d passed, %d failed\n", p, f; exit (p == 0 || f > 0) }' "$log"

@@ -24,6 +24,7 @@
 //!   rebalances, aggregate changelog, feature-updates follower, shutdown.
 //! - [`sink`]: Kafka out (predictions, DLQ, changelog) and the offset tracker
 //!   that decides what may be committed.
+//! - [`drift`]: drift statistics, exact and from mergeable per-column window sketches.
 //! - [`admin`]: the admin HTTP port (metrics, health, readiness, lookups).
 //! - [`telemetry`]: logging set-up and the Prometheus metric names.
 //!
@@ -34,6 +35,7 @@ pub mod admin;
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod drift;
 pub mod enrich;
 pub mod event;
 pub mod features;

@@ -482,7 +482,12 @@ impl Config {
                 }
             }
         }
-        if self.admin.token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+        if self
+            .admin
+            .token
+            .as_deref()
+            .is_some_and(|t| t.trim().len() < 16)
+        {
             p.push("admin.token: use at least 16 characters".into());
         }
         if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {

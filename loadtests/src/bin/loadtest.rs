@@ -1,0 +1,98 @@
+//! `loadtest`: runs load scenarios against driftline and the pass-through
+//! baseline on one Tansu broker and writes the report. See loadtests/README.md.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use loadtest::run::{run, RunOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Load tests of driftline against a pass-through baseline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Starts a Tansu broker and runs each scenario on the pass-through,
+    /// then on driftline; writes report.md, report.json, *.hgrm and latency.svg.
+    Run {
+        /// Scenario folders or names under loadtests/scenarios (in order;
+        /// put `saturation` first so that later scenarios can use its result).
+        #[arg(long = "scenario", num_args = 1.., required = true)]
+        scenarios: Vec<String>,
+        /// Output folder (default: loadtests/results/<UTC time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Repository root (scripts/, models/, data/, target/release/).
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// Tansu binary (default: the one scripts/install-tansu.sh installs).
+        #[arg(long, env = "DRIFTLINE_TANSU")]
+        tansu: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let interrupted = Arc::new(AtomicBool::new(false));
+    if let Err(e) = watch_signals(interrupted.clone()) {
+        eprintln!("warning: {e:#}; Ctrl-C will not clean up the broker");
+    }
+    let result = match cli.command {
+        Cmd::Run {
+            scenarios,
+            out,
+            root,
+            tansu,
+        } => {
+            let options = RunOptions {
+                scenarios,
+                out,
+                root,
+                tansu: tansu.filter(|t| !t.as_os_str().is_empty()),
+                command: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            run(&options, &interrupted)
+        }
+    };
+    match result {
+        Ok(out) => {
+            println!("report: {}", out.join("report.md").display());
+        }
+        Err(e) => {
+            eprintln!("loadtest: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM sets `interrupted`: the run stops at the next sample
+/// and its processes are stopped by their guards (a default signal death
+/// would leave the broker running).
+fn watch_signals(interrupted: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal runtime")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                loop {
+                    let which = driftline::shutdown::signal().await;
+                    eprintln!("\nloadtest: {which}, stopping");
+                    interrupted.store(true, Ordering::Relaxed);
+                }
+            });
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}

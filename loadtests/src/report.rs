@@ -257,6 +257,8 @@ pub struct Goals {
 }
 
 pub const SATURATION_GOAL: f64 = 0.8;
+/// CPU of other processes (percent of one core) above which a run is flagged.
+pub const OTHER_CPU_WARNING: f64 = 10.0;
 pub const P99_DELTA_GOAL_MS: f64 = 1.0;
 
 #[derive(Debug, Clone, Serialize)]

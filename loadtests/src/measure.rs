@@ -404,21 +404,17 @@ fn produce(
         event.event_id = event_id(seq).into();
         buf.clear();
         write_json(&event, &mut buf);
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .key(event.entity_id.as_bytes())
             .payload(&buf[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    // Local queue full: the broker is not taking the load.
-                    // Wait (open loop: this shows as latency), never drop.
-                    if flags.abort.load(Ordering::Relaxed) {
-                        break 'events;
-                    }
-                    record = back;
-                    std::thread::sleep(Duration::from_micros(200));
-                }
+        // A full local queue means the broker is not taking the load: wait
+        // (open loop: this shows as latency), never drop.
+        match driftline::sink::send_waiting(producer, record, Some(&flags.abort)) {
+            Ok(true) => {}
+            Ok(false) => break 'events,
+            Err(e) => {
+                eprintln!("error: the generator cannot produce: {e}");
+                break 'events;
             }
         }
         sent.store(seq + 1, Ordering::Relaxed);

@@ -361,20 +361,16 @@ fn produce(
         } else {
             write_json(&event, &mut buf);
         }
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .key(event.entity_id.as_bytes())
             .payload(&buf[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    // Local queue full: the open loop falls behind rather than drop.
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+        // A full local queue makes the open loop fall behind rather than drop.
+        match crate::sink::send_waiting(producer, record, Some(stop)) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "the demo generator cannot produce");
+                return;
             }
         }
         generated.fetch_add(1, Ordering::Relaxed);

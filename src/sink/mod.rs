@@ -74,6 +74,35 @@ impl ProducerContext for SinkContext {
     }
 }
 
+/// Enqueues `record` on a threaded producer, waiting while librdkafka's local
+/// queue is full (the producer's own thread drains it): back-pressure, never
+/// a drop. Gives up only on another error, or when `stop` is set while
+/// waiting (`Ok(false)`).
+pub fn send_waiting<C, K, P>(
+    producer: &ThreadedProducer<C>,
+    mut record: BaseRecord<'_, K, P, C::DeliveryOpaque>,
+    stop: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<bool, KafkaError>
+where
+    C: ProducerContext + 'static,
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(true),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+                    return Ok(false);
+                }
+                record = back;
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
 /// Where one input came from, for DLQ headers.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {
@@ -135,22 +164,12 @@ impl Sink {
         if let Some(h) = headers {
             record = record.headers(h);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    // The delivery thread drains the queue; wait for it.
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((source, _)) => {
-                    return Err(SinkError::Send {
-                        topic: topic.to_string(),
-                        source,
-                    })
-                }
-            }
-        }
+        send_waiting(&self.producer, record, None)
+            .map(|_| ())
+            .map_err(|source| SinkError::Send {
+                topic: topic.to_string(),
+                source,
+            })
     }
 
     /// Sends an input that cannot be scored to the DLQ: `value` is the

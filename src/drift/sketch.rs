@@ -484,12 +484,28 @@ pub struct NumericDistributionDrift {
     pub wasserstein: Approx,
 }
 
-/// Everything a window close reports for a numeric column.
+/// Everything a window close reports for one column: the missing-rate
+/// change, and the distribution statistics `D` when both sides have values.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct NumericDrift {
+pub struct ColumnDrift<D> {
     pub missing: MissingRateChange,
     /// `None` when either side has no present value (all missing).
-    pub distribution: Option<NumericDistributionDrift>,
+    pub distribution: Option<D>,
+}
+
+/// What a window close reports for a numeric column.
+pub type NumericDrift = ColumnDrift<NumericDistributionDrift>;
+/// What a window close reports for a categorical column.
+pub type CategoricalDrift = ColumnDrift<CategoricalDistributionDrift>;
+
+/// The part every comparison shares: the missing-rate change, and whether
+/// both sides have present values to compare distributions of.
+fn compare_presence(
+    (ref_missing, ref_total, ref_count): (u64, u64, u64),
+    (cur_missing, cur_total, cur_count): (u64, u64, u64),
+) -> Result<(MissingRateChange, bool), DriftError> {
+    let missing = missing_rate_change(ref_missing, ref_total, cur_missing, cur_total)?;
+    Ok((missing, ref_count > 0 && cur_count > 0))
 }
 
 /// Compares a numeric window sketch with the reference sketch.
@@ -504,14 +520,12 @@ pub fn compare_numeric(
             reason: "different bin edges",
         });
     }
-    let missing = missing_rate_change(
-        reference.missing,
-        reference.total(),
-        current.missing,
-        current.total(),
+    let (missing, comparable) = compare_presence(
+        (reference.missing, reference.total(), reference.count()),
+        (current.missing, current.total(), current.count()),
     )?;
-    if reference.count() == 0 || current.count() == 0 {
-        return Ok(NumericDrift {
+    if !comparable {
+        return Ok(ColumnDrift {
             missing,
             distribution: None,
         });
@@ -520,7 +534,7 @@ pub fn compare_numeric(
     let (b, eb) = current.ecdf_and_error(Side::Current)?;
     let span = |s: &NumericSketch| s.min_max().map_or(0.0, |(lo, hi)| hi - lo);
     let d = ks_statistic(&a, &b);
-    Ok(NumericDrift {
+    Ok(ColumnDrift {
         missing,
         distribution: Some(NumericDistributionDrift {
             psi: psi_from_counts(&reference.histogram, &current.histogram)?,
@@ -783,14 +797,6 @@ pub struct CategoricalDistributionDrift {
     pub chi_square: ChiSquare,
 }
 
-/// Everything a window close reports for a categorical column.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct CategoricalDrift {
-    pub missing: MissingRateChange,
-    /// `None` when either side has no present value (all missing).
-    pub distribution: Option<CategoricalDistributionDrift>,
-}
-
 /// Compares a categorical window sketch with the reference sketch, over the
 /// listed categories plus "other" (buckets empty on both sides ignored).
 ///
@@ -804,19 +810,17 @@ pub fn compare_categorical(
             reason: "different category lists",
         });
     }
-    let missing = missing_rate_change(
-        reference.missing,
-        reference.total(),
-        current.missing,
-        current.total(),
+    let (missing, comparable) = compare_presence(
+        (reference.missing, reference.total(), reference.count()),
+        (current.missing, current.total(), current.count()),
     )?;
-    if reference.count() == 0 || current.count() == 0 {
-        return Ok(CategoricalDrift {
+    if !comparable {
+        return Ok(ColumnDrift {
             missing,
             distribution: None,
         });
     }
-    Ok(CategoricalDrift {
+    Ok(ColumnDrift {
         missing,
         distribution: Some(CategoricalDistributionDrift {
             psi: psi_from_counts(&reference.counts, &current.counts)?,

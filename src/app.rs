@@ -9,6 +9,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::drift::monitor::{MonitorError, Plan};
+use crate::drift::profile::Profile;
+
 use crate::config::Config;
 use crate::event::now_ms;
 use crate::features::aggregates::{AggregateError, Aggregator, AggregatorConfig};
@@ -30,6 +33,8 @@ pub enum AppError {
     Snapshot(#[from] SnapshotError),
     #[error("aggregates: {0}")]
     Aggregates(#[from] AggregateError),
+    #[error("drift monitoring: {0}")]
+    Drift(#[from] MonitorError),
 }
 
 /// The loaded pieces the scoring loop needs.
@@ -38,6 +43,37 @@ pub struct Parts {
     pub model: Arc<Model>,
     pub store: Option<Arc<FeatureStore>>,
     pub aggregator: Option<Arc<Aggregator>>,
+    /// Drift monitoring against the reference profile, when there is one
+    /// and `drift.enabled`.
+    pub drift: Option<Arc<Plan>>,
+}
+
+/// The reference profile to use: `drift.reference`, else the manifest's
+/// `reference` (relative to the model directory), else none.
+pub fn reference_path(config: &Config, manifest: &Manifest) -> Option<std::path::PathBuf> {
+    config.drift.reference.clone().or_else(|| {
+        manifest
+            .reference
+            .as_ref()
+            .map(|r| config.model.dir.join(r))
+    })
+}
+
+/// The drift plan of a model, when monitoring is on and a profile exists.
+pub fn drift_plan(config: &Config, manifest: &Manifest) -> Result<Option<Plan>, MonitorError> {
+    if !config.drift.enabled {
+        return Ok(None);
+    }
+    let Some(path) = reference_path(config, manifest) else {
+        return Ok(None);
+    };
+    let profile = Profile::load(&path)?;
+    Ok(Some(Plan::new(
+        manifest,
+        profile,
+        &path,
+        config.drift.clone(),
+    )?))
 }
 
 /// The store schema a model needs: one column per store-sourced input.
@@ -128,10 +164,24 @@ pub fn build(config: &Config) -> Result<Parts, AppError> {
         sha256 = %model.manifest().sha256,
         "model loaded"
     );
+    let drift = drift_plan(config, model.manifest())?.map(Arc::new);
+    match &drift {
+        Some(plan) => tracing::info!(
+            reference = %plan.profile().id,
+            window = ?plan.config().window,
+            window_events = plan.config().window_events,
+            sub_windows = plan.config().sub_windows,
+            "drift monitoring on"
+        ),
+        None => {
+            tracing::info!("drift monitoring off (no reference profile, or drift.enabled = false)")
+        }
+    }
     Ok(Parts {
         model,
         store,
         aggregator,
+        drift,
     })
 }
 
@@ -146,8 +196,9 @@ fn snapshot_options(config: &Config) -> SnapshotOptions {
 }
 
 /// Every problem with the configuration at `path` and what it points at:
-/// config keys, the model (manifest, checksum, graph) and the snapshot
-/// (every row). Each part is checked even when another failed.
+/// config keys, the model (manifest, checksum, graph), its reference
+/// profile and the snapshot (every row). Each part is checked even when
+/// another failed.
 ///
 /// `env` holds the `DRIFTLINE_*` overrides (the process environment, plus
 /// command-line flags last so they win).
@@ -174,6 +225,14 @@ pub fn check(path: &Path, env: &[(String, String)]) -> Vec<String> {
     };
     if let Err(e) = Model::from_manifest(manifest.clone(), &config.model.dir) {
         problems.push(e.to_string());
+    }
+    // The reference profile must cover the model's inputs, and per-feature
+    // drift settings must name them.
+    if config.drift.enabled {
+        if let Err(e) = drift_plan(&config, &manifest) {
+            problems.push(e.to_string());
+        }
+        config.drift.check_features(&manifest, &mut problems);
     }
     match sources(&manifest, store_config(&config), aggregator_config(&config)) {
         Err(e) => problems.push(e.to_string()),

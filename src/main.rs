@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand};
 use driftline::app;
 use driftline::config::{Config, LogFormat};
 use driftline::demo::run::DemoOptions;
+use driftline::drift::profile::ColumnSketch;
+use driftline::drift::profile_build::{self, BuiltProfile, Pass, ProfileOptions, Progress};
 use driftline::pipeline::Pipeline;
 
 #[derive(Parser)]
@@ -43,6 +45,8 @@ enum Command {
         #[arg(long, default_value = "-")]
         input: PathBuf,
     },
+    /// Build a model's reference profile (its inputs' and score's training distribution) from a data file.
+    Profile(ProfileArgs),
 }
 
 /// The config file and the flags that override it.
@@ -124,8 +128,9 @@ struct DemoArgs {
     /// Model directory; by default the fraud MLP built into the binary.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Number of synthetic cards (entities).
-    #[arg(long, default_value_t = 10_000)]
+    /// Number of synthetic cards (entities); the reference profile is a
+    /// week of 2,000 cards.
+    #[arg(long, default_value_t = 2_000)]
     cards: usize,
     /// Events per scoring batch.
     #[arg(long, default_value_t = 64)]
@@ -133,16 +138,52 @@ struct DemoArgs {
     /// Random seed for the generator.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Do not inject the distribution shift (by default amounts scale up
+    /// and one merchant category surges from 35% to 65% of the run).
+    #[arg(long)]
+    no_shift: bool,
     /// Admin HTTP address (`/metrics`, `/readyz`, `/v1/...`); port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:9464")]
     listen: String,
+}
+
+#[derive(clap::Args)]
+struct ProfileArgs {
+    /// Training data: Parquet, Arrow IPC (file or stream) or CSV, by extension; columns named like the model's inputs.
+    #[arg(long)]
+    data: PathBuf,
+    /// Model directory (`models/<name>/<version>`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Where to write the profile (JSON).
+    #[arg(long)]
+    out: PathBuf,
+    /// Histogram bins of numeric columns and the score (edges at the i/bins quantiles).
+    #[arg(long, default_value_t = driftline::drift::stats::DEFAULT_BINS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..))]
+    bins: usize,
+    /// Categories kept per categorical column; the rest share "other".
+    #[arg(long, default_value_t = driftline::drift::sketch::DEFAULT_TOP_K,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    top_k: usize,
+    /// Rows per record batch: the unit of memory use while reading.
+    #[arg(long, default_value_t = profile_build::DEFAULT_BATCH_ROWS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    batch_rows: usize,
+    /// Profile model inputs the file lacks as all-missing instead of failing.
+    #[arg(long)]
+    allow_missing_columns: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => {
-            driftline::telemetry::init(cli.log_format.unwrap_or_default(), "info");
+            // The demo prints alerts itself (read back from drift-alerts).
+            driftline::telemetry::init(
+                cli.log_format.unwrap_or_default(),
+                "info,driftline::serve::drift=error",
+            );
             let options = DemoOptions {
                 duration: std::time::Duration::from_secs(args.duration),
                 rate: args.rate,
@@ -151,6 +192,7 @@ fn main() -> ExitCode {
                 batch_size: args.batch_size,
                 seed: args.seed,
                 listen: args.listen,
+                shift: !args.no_shift,
             };
             driftline::demo::run::run(options).map(|_| ExitCode::SUCCESS)
         }
@@ -162,6 +204,7 @@ fn main() -> ExitCode {
             &input,
             cli.log_format,
         ),
+        Command::Profile(args) => profile(&args, cli.log_format),
     };
     match result {
         Ok(code) => code,
@@ -277,4 +320,142 @@ fn serve(
         result??;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn profile(args: &ProfileArgs, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
+    driftline::telemetry::init(log_format.unwrap_or_default(), "warn");
+    let options = ProfileOptions {
+        bins: args.bins,
+        top_k: args.top_k,
+        batch_rows: args.batch_rows,
+        allow_missing_columns: args.allow_missing_columns,
+    };
+    let mut bar = Bar::default();
+    let built = profile_build::build_profile(&args.data, &args.model, &options, &mut bar)?;
+    bar.finish();
+    built.profile.save(&args.out)?;
+    print!("{}", profile_summary(&built, &args.out));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `driftline profile` prints: where the profile went, a line per
+/// column, the rows left out of the score, and the speed.
+fn profile_summary(built: &BuiltProfile, out: &std::path::Path) -> String {
+    use std::fmt::Write;
+    let p = &built.profile;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{}: {} rows of {} -> {}",
+        p.id,
+        built.rows,
+        p.source.path,
+        out.display()
+    );
+    let _ = writeln!(
+        s,
+        "  {:<24} {:<11} {:>9} {:>8}  distribution",
+        "column", "kind", "count", "missing"
+    );
+    for column in p.columns.iter().chain([&p.score]) {
+        let (count, missing, shape) = match &column.sketch {
+            ColumnSketch::Numeric(n) => {
+                let q = |r| n.quantile(r).map_or("-".to_owned(), short);
+                let shape = format!("p50 {}  p99 {}", q(0.5), q(0.99));
+                (n.count(), n.missing(), shape)
+            }
+            ColumnSketch::Categorical(c) => {
+                let total = c.count().max(1) as f64;
+                let mut top: Vec<String> = c
+                    .categories()
+                    .iter()
+                    .zip(c.counts())
+                    .take(3)
+                    .map(|(name, &n)| format!("{name} {:.1}%", 100.0 * n as f64 / total))
+                    .collect();
+                if c.other() > 0 {
+                    top.push(format!("other {:.1}%", 100.0 * c.other() as f64 / total));
+                }
+                (c.count(), c.missing(), top.join(", "))
+            }
+        };
+        let _ = writeln!(
+            s,
+            "  {:<24} {:<11} {count:>9} {missing:>8}  {shape}",
+            column.name,
+            column.sketch.kind()
+        );
+    }
+    let skipped: u64 = built.skipped.iter().map(|k| k.rows).sum();
+    let _ = writeln!(s, "score: {} rows scored, {skipped} left out", built.scored);
+    for k in &built.skipped {
+        let _ = writeln!(s, "  {} rows {} (first: {})", k.rows, k.reason, k.example);
+    }
+    if !built.absent_columns.is_empty() {
+        let _ = writeln!(
+            s,
+            "not in the file, profiled as all-missing: {}",
+            built.absent_columns.join(", ")
+        );
+    }
+    let secs = built.elapsed.as_secs_f64();
+    let _ = writeln!(
+        s,
+        "{secs:.2} s, {:.0} rows/s (two passes, model load included)",
+        built.rows as f64 / secs.max(1e-9)
+    );
+    s
+}
+
+/// Four significant digits, without trailing noise.
+fn short(x: f64) -> String {
+    if x.fract() == 0.0 || !x.is_finite() {
+        return x.to_string();
+    }
+    let decimals = (3 - x.abs().log10().floor() as i32).clamp(0, 8) as usize;
+    format!("{x:.decimals$}")
+}
+
+/// Progress of `driftline profile` on stderr; hidden when stderr is not a
+/// terminal, so logs and pipes stay clean.
+#[derive(Default)]
+struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress for Bar {
+    fn start(&mut self, pass: Pass, rows: Option<u64>) {
+        use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+        use std::io::IsTerminal;
+        self.finish();
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let template = match rows {
+            Some(_) => "{msg} [{bar:40}] {human_pos}/{human_len} rows, {per_sec:0}, eta {eta}",
+            None => "{msg} {spinner} {human_pos} rows, {per_sec:0}",
+        };
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        let bar =
+            ProgressBar::with_draw_target(rows, ProgressDrawTarget::stderr()).with_style(style);
+        bar.set_message(match pass {
+            Pass::Distributions => "pass 1/2 (quantiles)",
+            Pass::Sketches => "pass 2/2 (sketches)",
+        });
+        self.bar = Some(bar);
+    }
+
+    fn advance(&mut self, rows: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(rows);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::drift::monitor::Recorder;
 use crate::enrich::{EnrichSetupError, Enricher, Scratch, StoreLookup};
 use crate::event::{Event, RejectReason, Rejection};
 use crate::features::aggregates::Aggregator;
@@ -109,6 +110,13 @@ pub struct Pipeline {
     scratch: Scratch,
     rows: Vec<f32>,
     scores: Vec<f32>,
+    /// Drift monitoring of what the model saw, when configured.
+    recorder: Option<Recorder>,
+    /// Per scored row, for the recorder: defaulted inputs (row-major),
+    /// whether the event counts (not a replay), and its event time.
+    defaulted: Vec<bool>,
+    observed: Vec<bool>,
+    times: Vec<i64>,
 }
 
 impl Pipeline {
@@ -126,7 +134,24 @@ impl Pipeline {
             scratch: Scratch::default(),
             rows: Vec::new(),
             scores: Vec::new(),
+            recorder: None,
+            defaulted: Vec::new(),
+            observed: Vec::new(),
+            times: Vec::new(),
         })
+    }
+
+    /// Feeds every scored event (replays excepted) to `recorder`.
+    pub fn set_recorder(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
+    }
+
+    /// Closes a due time window of the drift recorder (a quiet stream
+    /// scores nothing that would close it).
+    pub fn tick(&mut self) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.tick();
+        }
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -158,6 +183,9 @@ impl Pipeline {
     pub fn score_events(&mut self, events: Vec<Decoded>, now_ms: i64, out: &mut BatchOutput) {
         let width = self.enricher.width();
         self.rows.clear();
+        self.defaulted.clear();
+        self.observed.clear();
+        self.times.clear();
         let first_scored = out.scored.len();
         for Decoded {
             index,
@@ -178,6 +206,11 @@ impl Pipeline {
                 &mut self.rows[start..],
             ) {
                 Ok(lookup) => {
+                    if self.recorder.is_some() {
+                        self.defaulted.extend_from_slice(self.scratch.defaulted());
+                        self.observed.push(observe);
+                        self.times.push(ts_ms);
+                    }
                     match lookup {
                         StoreLookup::Hit => out.store_hits += 1,
                         StoreLookup::Miss => out.store_misses += 1,
@@ -215,6 +248,17 @@ impl Pipeline {
         }
         for (s, score) in out.scored[first_scored..].iter_mut().zip(&self.scores) {
             s.score = *score;
+        }
+        if let Some(recorder) = self.recorder.as_mut() {
+            let inputs = self.defaulted.len() / self.observed.len().max(1);
+            for (k, &score) in self.scores.iter().enumerate() {
+                if !self.observed.get(k).copied().unwrap_or(false) {
+                    continue;
+                }
+                let row = &self.rows[k * width..(k + 1) * width];
+                let defaulted = &self.defaulted[k * inputs..(k + 1) * inputs];
+                recorder.observe(row, defaulted, score, self.times[k]);
+            }
         }
     }
 }

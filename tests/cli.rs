@@ -58,7 +58,7 @@ fn validate_reports_config_model_and_snapshot_problems_together() {
     // A model whose file no longer matches its manifest.
     let model = dir.path().join("model");
     std::fs::create_dir(&model).unwrap();
-    for f in ["model.toml", "model.onnx"] {
+    for f in ["model.toml", "model.onnx", "reference.json"] {
         std::fs::copy(repo("models/fraud-mlp/1").join(f), model.join(f)).unwrap();
     }
     std::fs::OpenOptions::new()

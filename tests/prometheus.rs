@@ -2,7 +2,10 @@
 //! output and the alert rules (with their unit tests), and a Prometheus
 //! server scrapes a running driftline (`demo`, which serves the same loop and
 //! admin port as `serve`) and evaluates every expression of the Grafana
-//! dashboard and the alert rules through its HTTP API.
+//! dashboard and the alert rules through its HTTP API. The demo injects a
+//! distribution shift from 35% to 65% of its run; the dashboard is checked
+//! while driftline's drift alerts fire, so the drift panels have data and the
+//! Prometheus drift rules are seen pending on real series.
 //!
 //! Needs Debian's `prometheus` package; `scripts/test.sh` installs it when
 //! missing (`scripts/install-prometheus.sh`).
@@ -206,7 +209,10 @@ fn prometheus_scrapes_driftline_and_every_dashboard_and_rule_expression_works() 
             .args([
                 "demo",
                 "--duration",
-                "120",
+                // The shift runs from 31 s to 58 s of the run; at 2,000
+                // events/s drift alerts fire within ~5 s of its start (the
+                // sliding window is 20,000 events) and resolve after its end.
+                "90",
                 "--rate",
                 "2000",
                 "--cards",
@@ -298,6 +304,13 @@ fn prometheus_scrapes_driftline_and_every_dashboard_and_rule_expression_works() 
         (!query(prom_port, "driftline_consumer_lag_messages").is_empty()).then_some(())
     });
 
+    // The demo's injected shift: driftline fires drift alerts.
+    wait_for(
+        "the demo's drift alerts (driftline_drift_alert_firing == 1)",
+        Duration::from_secs(90),
+        || (!query(prom_port, "driftline_drift_alert_firing == 1").is_empty()).then_some(()),
+    );
+
     let exprs = dashboard_exprs();
     assert!(exprs.len() >= 10, "{exprs:?}");
     let mut empty = Vec::new();
@@ -329,7 +342,15 @@ fn prometheus_scrapes_driftline_and_every_dashboard_and_rule_expression_works() 
             );
         }
     }
-    // Nothing is wrong with a healthy demo: no alert fires.
+    // The drift rules match driftline's drift alerts: pending, as they
+    // need 5 minutes to fire.
+    for rule in ["DriftlineDataDrift", "DriftlinePredictionDrift"] {
+        wait_for(&format!("{rule} pending"), Duration::from_secs(15), || {
+            let q = format!("ALERTS{{alertname=\"{rule}\",alertstate=\"pending\"}}");
+            (!query(prom_port, &q).is_empty()).then_some(())
+        });
+    }
+    // Otherwise the service is healthy: no alert fires.
     let firing = query(prom_port, "ALERTS{alertstate=\"firing\"}");
     assert!(
         firing.is_empty(),

@@ -59,6 +59,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/models", get(models))
+        .route("/v1/drift", get(drift))
         .route(
             "/v1/features/{entity_id}",
             get(features).put(put_features).delete(delete_features),
@@ -136,6 +137,37 @@ async fn models(State(s): State<AdminState>) -> Json<Value> {
             "inputs": manifest.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
         }]
     }))
+}
+
+/// The latest drift evaluation: window, per-column statistics, alert
+/// states, performance on labels. 404 when the model has no reference
+/// profile (monitoring off); `window: null` until the first window closes.
+async fn drift(State(s): State<AdminState>) -> Response {
+    let Some(plan) = &s.parts.drift else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "drift monitoring is off: the model has no reference profile, or drift.enabled = false"})),
+        )
+            .into_response();
+    };
+    let status = s.shared.drift.read().clone();
+    let config = plan.config();
+    Json(json!({
+        "enabled": true,
+        "reference": plan.profile().id,
+        "config": {
+            "window": config.window,
+            "window_events": config.window_events,
+            "window_duration": config.window_duration,
+            "sub_windows": config.sub_windows,
+            "min_samples": config.min_samples,
+            "fire_after": config.fire_after,
+            "resolve_after": config.resolve_after,
+            "retrain_after": config.retrain_after,
+        },
+        "status": status,
+    }))
+    .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -351,6 +383,7 @@ mod tests {
                 model: Arc::new(model),
                 store: Some(store),
                 aggregator: None,
+                drift: None,
             },
             token: token.map(Into::into),
         }

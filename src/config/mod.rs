@@ -60,6 +60,12 @@ pub struct Config {
     /// The admin HTTP port (`/metrics`, `/healthz`, `/readyz`, `/v1/...`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// Drift monitoring: windows, thresholds, hysteresis.
+    #[serde(default)]
+    pub drift: crate::drift::monitor::DriftConfig,
+    /// The label join and the `performance` alert thresholds.
+    #[serde(default)]
+    pub labels: crate::drift::labels::LabelConfig,
 }
 
 /// Kafka settings of `serve`.
@@ -142,6 +148,12 @@ pub struct TopicsConfig {
     /// Compacted changelog of streaming-aggregate state; by default
     /// `<group_id>-aggregates-changelog`. Created when missing.
     pub changelog: Option<String>,
+    /// One message per drift alert state change; empty = not published.
+    pub drift_alerts: String,
+    /// One message when an alert stays firing long enough; empty = not published.
+    pub retrain_requests: String,
+    /// Ground truth joined to predictions by event id; empty = no label join.
+    pub labels: String,
 }
 
 impl Default for TopicsConfig {
@@ -152,6 +164,9 @@ impl Default for TopicsConfig {
             predictions: "predictions".into(),
             dlq: "features-dlq".into(),
             changelog: None,
+            drift_alerts: "drift-alerts".into(),
+            retrain_requests: "retrain-requests".into(),
+            labels: "labels".into(),
         }
     }
 }
@@ -501,6 +516,16 @@ impl Config {
                 "log.level: {:?} is not a valid filter",
                 self.log.level
             ));
+        }
+        self.drift.problems(&mut p);
+        p.extend(self.labels.problems());
+        if let Some(reference) = &self.drift.reference {
+            if !reference.is_file() {
+                p.push(format!(
+                    "drift.reference: {} does not exist",
+                    reference.display()
+                ));
+            }
         }
         p
     }

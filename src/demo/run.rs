@@ -17,12 +17,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
 
-use super::generator::{write_json, FraudGenerator};
+use super::generator::{write_json, FraudGenerator, Shift};
 use crate::app::{sources, Parts};
 use crate::config::Config;
+use crate::drift::monitor::{DriftConfig, Plan};
+use crate::drift::profile::Profile;
 use crate::event::{now_ms, RejectReason};
 use crate::features::aggregates::AggregatorConfig;
 use crate::features::store::StoreConfig;
@@ -33,6 +38,18 @@ use crate::serve::{ServeOptions, Shared};
 pub const DEFAULT_MODEL_DIR: &str = "models/fraud-mlp/1";
 const EMBEDDED_MANIFEST: &str = include_str!("../../models/fraud-mlp/1/model.toml");
 const EMBEDDED_ONNX: &[u8] = include_bytes!("../../models/fraud-mlp/1/model.onnx");
+const EMBEDDED_REFERENCE: &str = include_str!("../../models/fraud-mlp/1/reference.json");
+
+/// The injected shift, from `SHIFT_FROM` to `SHIFT_UNTIL` of the run.
+const SHIFT_FROM: f64 = 0.35;
+const SHIFT_UNTIL: f64 = 0.65;
+
+fn demo_shift() -> Shift {
+    Shift {
+        amount_scale: 1.8,
+        surge_category: Some(("online_retail".into(), 0.3)),
+    }
+}
 
 /// One in this many generated events is deliberately broken.
 const BROKEN_EVERY: u64 = 500;
@@ -57,6 +74,8 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Admin HTTP address (`/metrics`, `/readyz`, ...).
     pub listen: String,
+    /// Inject a distribution shift from 35% to 65% of the run.
+    pub shift: bool,
 }
 
 /// Totals of a demo run, also printed at the end.
@@ -70,6 +89,63 @@ pub struct DemoReport {
     pub latency_p50_us: u64,
     pub latency_p99_us: u64,
     pub latency_max_us: u64,
+    /// Alert messages read back from the `drift-alerts` topic.
+    pub alerts: Vec<serde_json::Value>,
+    pub retrain_requests: u64,
+}
+
+/// The drift plan: the embedded model's embedded reference profile, or the
+/// reference a model directory's manifest names (none: no monitoring).
+fn load_drift(
+    dir: Option<&PathBuf>,
+    model: &Model,
+    cards: usize,
+) -> anyhow::Result<Option<Arc<Plan>>> {
+    // The reference is a week of traffic of 2,000 cards. A window must span
+    // about a day of simulated time or the hour-of-day mix (and the score,
+    // which depends on it) differs from the reference by design: ~6 events
+    // per card and day, so 20,000-event windows cover ~1.7 days at the
+    // default 2,000 cards. The aggregates start cold (no changelog in a
+    // demo), so the first simulated day is not monitored.
+    let per_day = (cards.max(1) as u64) * 3;
+    let config = DriftConfig {
+        window_events: 20_000.max(per_day * 2),
+        sub_windows: 10,
+        warmup_events: per_day,
+        // Hour of day is seasonal: a window of 1-2 days never has the
+        // week's exact mix, which KS (at 20,000 events) resolves; PSI on
+        // its deciles still catches a real change of the daily pattern.
+        features: [(
+            "hour".to_string(),
+            crate::drift::monitor::ColumnSettings {
+                disable: vec!["ks".into()],
+                ..Default::default()
+            },
+        )]
+        .into(),
+        ..DriftConfig::default()
+    };
+    let (profile, path) = match dir {
+        None => {
+            let path = PathBuf::from(DEFAULT_MODEL_DIR).join("reference.json");
+            let profile: Profile = serde_json::from_str(EMBEDDED_REFERENCE)
+                .map_err(|e| anyhow::anyhow!("embedded reference profile: {e}"))?;
+            (profile, path)
+        }
+        Some(dir) => match &model.manifest().reference {
+            Some(r) => {
+                let path = dir.join(r);
+                (Profile::load(&path)?, path)
+            }
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(Arc::new(Plan::new(
+        model.manifest(),
+        profile,
+        &path,
+        config,
+    )?)))
 }
 
 fn load_model(dir: Option<&PathBuf>) -> anyhow::Result<Arc<Model>> {
@@ -111,6 +187,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         model: model.clone(),
         store: store.clone(),
         aggregator,
+        drift: load_drift(options.model_dir.as_ref(), &model, options.cards)?,
     };
 
     let cluster = MockCluster::new(1)?;
@@ -127,6 +204,9 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         (t.predictions.as_str(), PARTITIONS),
         (t.dlq.as_str(), 1),
         (config.changelog_topic().as_str(), PARTITIONS),
+        (t.drift_alerts.as_str(), 1),
+        (t.retrain_requests.as_str(), 1),
+        (t.labels.as_str(), PARTITIONS),
     ] {
         cluster.create_topic(topic, partitions, 1)?;
     }
@@ -176,24 +256,36 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
             .set("linger.ms", "2")
             .create()?;
         let topic = config.kafka.topics.features.clone();
+        let labels = config.kafka.topics.labels.clone();
         let rate = options.rate;
+        let shift = options.shift;
         std::thread::Builder::new()
             .name("demo-generator".into())
             .spawn(move || {
                 let pace = Pace {
                     rate,
+                    started,
                     deadline,
                     stop: &interrupted,
                     shared: &shared,
+                    shift,
                 };
-                produce(&mut generator, &producer, &topic, &pace, &generated);
+                produce(
+                    &mut generator,
+                    &producer,
+                    (&topic, &labels),
+                    &pace,
+                    &generated,
+                );
                 let _ = producer.flush(Duration::from_secs(10));
             })?
     };
 
+    let mut outputs = DriftOutputs::new(&config)?;
     let mut last = (Instant::now(), 0u64);
     while Instant::now() < deadline && !interrupted.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
+        outputs.drain(started);
         if service.is_finished() {
             break;
         }
@@ -204,13 +296,14 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
                 (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
             });
             println!(
-                "[{:>4.0}s] {:>9.0} events/s | latency p50 {:>6} us p99 {:>6} us | predictions {:>9} | DLQ {:>5} | {}",
+                "[{:>4.0}s] {:>9.0} events/s | latency p50 {:>6} us p99 {:>6} us | predictions {:>9} | DLQ {:>5} | {} | {}",
                 started.elapsed().as_secs_f64(),
                 rate,
                 p50,
                 p99,
                 shared.stats.predicted.load(Ordering::Relaxed),
                 shared.stats.dlq.load(Ordering::Relaxed),
+                drift_summary(&shared),
                 match shared.ready() {
                     Ok(()) => "ready",
                     Err("no partitions assigned") => "joining the consumer group",
@@ -239,6 +332,23 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         let _ = stop_http.send(());
     }
     served?;
+    // The evaluator published its last outputs before the loop returned.
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_millis(500) {
+        if outputs.drain(started) > 0 {
+            continue;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Closed before the cluster goes, so it does not log the broker leaving.
+    let DriftOutputs {
+        consumer,
+        alerts,
+        retrain_requests,
+        ..
+    } = outputs;
+    drop(consumer);
 
     let (p50, p99, max) = shared.stats.total_latencies().map_or((0, 0, 0), |h| {
         (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
@@ -252,10 +362,94 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         latency_p50_us: p50,
         latency_p99_us: p99,
         latency_max_us: max,
+        alerts,
+        retrain_requests,
     };
     print_report(&report);
     drop(cluster);
     Ok(report)
+}
+
+/// Drift state for the summary line.
+fn drift_summary(shared: &Shared) -> String {
+    let status = shared.drift.read();
+    let Some(window) = status.window else {
+        return "drift: first window filling".into();
+    };
+    let firing: Vec<String> = status
+        .alerts
+        .iter()
+        .filter(|a| a.state == crate::drift::monitor::AlertState::Firing)
+        .map(|a| format!("{} {}", a.feature, a.statistic))
+        .collect();
+    if firing.is_empty() {
+        format!("drift: ok ({} events/window)", window.count)
+    } else {
+        format!("drift: {} FIRING ({})", firing.len(), firing.join(", "))
+    }
+}
+
+/// Reads what the service published on `drift-alerts` and
+/// `retrain-requests`, as a user's consumer would, and prints it.
+struct DriftOutputs {
+    consumer: BaseConsumer,
+    alerts_topic: String,
+    alerts: Vec<serde_json::Value>,
+    retrain_requests: u64,
+}
+
+impl DriftOutputs {
+    fn new(config: &Config) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.kafka.brokers)
+            .set("group.id", "driftline-demo-alerts")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let t = &config.kafka.topics;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&t.drift_alerts, 0, Offset::Beginning)?;
+        tpl.add_partition_offset(&t.retrain_requests, 0, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        Ok(DriftOutputs {
+            consumer,
+            alerts_topic: t.drift_alerts.clone(),
+            alerts: Vec::new(),
+            retrain_requests: 0,
+        })
+    }
+
+    /// Prints every message that arrived; returns how many.
+    fn drain(&mut self, started: Instant) -> usize {
+        let mut n = 0;
+        while let Some(Ok(m)) = self.consumer.poll(Duration::ZERO) {
+            n += 1;
+            let Some(Ok(v)) = m.payload().map(serde_json::from_slice::<serde_json::Value>) else {
+                continue;
+            };
+            let at = started.elapsed().as_secs_f64();
+            if m.topic() == self.alerts_topic {
+                println!(
+                    "[{at:>4.0}s] ALERT {:<8} {:<16} {:>22} {:<12} value {:>10.4} threshold {:>8.4} (window of {} events)",
+                    v["state"].as_str().unwrap_or("?"),
+                    v["kind"].as_str().unwrap_or("?"),
+                    v["feature"].as_str().unwrap_or("?"),
+                    v["statistic"].as_str().unwrap_or("?"),
+                    v["value"].as_f64().unwrap_or(f64::NAN),
+                    v["threshold"].as_f64().unwrap_or(f64::NAN),
+                    v["window"]["count"].as_u64().unwrap_or(0),
+                );
+                self.alerts.push(v);
+            } else {
+                self.retrain_requests += 1;
+                println!(
+                    "[{at:>4.0}s] RETRAIN requested: {} ({} alerts firing)",
+                    v["trigger"].as_str().unwrap_or("?"),
+                    v["alerts"].as_array().map_or(0, Vec::len)
+                );
+            }
+        }
+        n
+    }
 }
 
 fn finished(shared: &Shared) -> u64 {
@@ -319,26 +513,58 @@ fn start_runtime(
         .map(|addr| (addr, stop_tx))
 }
 
-/// When the generator may send.
+/// When the generator may send, and when it shifts the distribution.
 struct Pace<'a> {
     rate: u64,
+    started: Instant,
     deadline: Instant,
     stop: &'a AtomicBool,
     shared: &'a Shared,
+    shift: bool,
 }
+
+/// Ground truth reaches the `labels` topic this many events after its
+/// transaction, as chargebacks and reviews arrive later in real life.
+const LABEL_DELAY: usize = 2_000;
 
 fn produce(
     generator: &mut FraudGenerator,
     producer: &ThreadedProducer<DefaultProducerContext>,
-    topic: &str,
+    (topic, labels_topic): (&str, &str),
     pace: &Pace<'_>,
     generated: &AtomicU64,
 ) {
+    let mut labels: std::collections::VecDeque<(String, bool)> =
+        std::collections::VecDeque::with_capacity(LABEL_DELAY + 1);
     let (rate, deadline, stop) = (pace.rate, pace.deadline, pace.stop);
     let started = Instant::now();
     let mut sent: u64 = 0;
     let mut buf = Vec::with_capacity(512);
+    let run = deadline
+        .saturating_duration_since(pace.started)
+        .as_secs_f64();
+    let mut shifted = false;
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        if pace.shift {
+            let at = pace.started.elapsed().as_secs_f64() / run.max(1e-9);
+            let due = (SHIFT_FROM..SHIFT_UNTIL).contains(&at);
+            if due != shifted {
+                shifted = due;
+                if due {
+                    generator.set_shift(demo_shift());
+                    println!(
+                        "[{:>4.0}s] >>> injecting drift: amounts x1.8, online_retail forced on 30% of events",
+                        pace.started.elapsed().as_secs_f64()
+                    );
+                } else {
+                    generator.set_shift(Shift::default());
+                    println!(
+                        "[{:>4.0}s] >>> drift injection ended: back to the reference distribution",
+                        pace.started.elapsed().as_secs_f64()
+                    );
+                }
+            }
+        }
         // Open loop: the schedule is fixed by the rate, not by how fast the
         // service answers, so a slow service shows up as latency, not as a lower rate.
         if rate > 0 {
@@ -353,7 +579,23 @@ fn produce(
             std::thread::sleep(Duration::from_millis(1));
             continue;
         }
-        let event = generator.next_event().event;
+        let generated_event = generator.next_event();
+        let event = generated_event.event;
+        labels.push_back((event.event_id.to_string(), generated_event.is_fraud));
+        if labels.len() > LABEL_DELAY {
+            if let Some((id, fraud)) = labels.pop_front() {
+                let label = format!(r#"{{"event_id":"{id}","label":{}}}"#, u8::from(fraud));
+                let record = BaseRecord::to(labels_topic)
+                    .key(id.as_bytes())
+                    .payload(label.as_bytes());
+                if !matches!(
+                    crate::sink::send_waiting(producer, record, Some(stop)),
+                    Ok(true)
+                ) {
+                    return;
+                }
+            }
+        }
         buf.clear();
         sent += 1;
         if sent.is_multiple_of(BROKEN_EVERY) {
@@ -413,6 +655,13 @@ fn print_report(r: &DemoReport) {
     println!(
         "latency (received -> prediction sent): p50 {} us, p99 {} us, max {} us",
         r.latency_p50_us, r.latency_p99_us, r.latency_max_us
+    );
+    let count = |state: &str| r.alerts.iter().filter(|a| a["state"] == state).count();
+    println!(
+        "drift alerts (from the drift-alerts topic): {} fired, {} resolved; retrain requests: {}",
+        count("firing"),
+        count("resolved"),
+        r.retrain_requests
     );
     if !r.rejected_by_reason.is_empty() {
         let reasons: Vec<String> = r

@@ -1,6 +1,6 @@
 //! Drift monitoring: distribution statistics between a reference profile and
 //! the current window, and the mergeable window sketches they are computed
-//! from (spec: "Drift"). Not yet wired into the scoring loop.
+//! from (spec: "Drift").
 //!
 //! # Two modes, one definition
 //!
@@ -31,9 +31,15 @@
 //! mismatched bins or incompatible sketches are a [`DriftError`] that names
 //! the side (reference or current) and the position or reason.
 
+pub mod labels;
+pub mod monitor;
+pub mod profile;
+pub mod profile_build;
+pub mod sequential;
 pub mod sketch;
 mod special;
 pub mod stats;
+pub mod synthetic;
 
 use std::fmt;
 

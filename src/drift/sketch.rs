@@ -311,6 +311,26 @@ impl NumericSketch {
         self.ecdf_and_error(side).map(|(ecdf, _)| ecdf)
     }
 
+    /// Mean and standard deviation of the present values, from the quantile
+    /// sketch's retained items (exact until it compacts; after that each
+    /// item stands for its weight of neighbours, so the error is bounded
+    /// by the rank error times the range). `None` when empty.
+    pub fn moments(&self) -> Option<(f64, f64)> {
+        let all = self.view();
+        let items = kll_retained(&all).ok()?;
+        let n: f64 = items.iter().map(|&(_, w)| w as f64).sum();
+        if n <= 0.0 {
+            return None;
+        }
+        let mean = items.iter().map(|&(v, w)| v * w as f64).sum::<f64>() / n;
+        let var = items
+            .iter()
+            .map(|&(v, w)| (v - mean) * (v - mean) * w as f64)
+            .sum::<f64>()
+            / n;
+        Some((mean, var.sqrt()))
+    }
+
     /// [`Self::ecdf`] and [`Self::rank_error`] from one merged view, so an
     /// unflushed sketch is merged once and both describe the same state.
     fn ecdf_and_error(&self, side: Side) -> Result<(Ecdf, f64), DriftError> {
@@ -650,6 +670,24 @@ impl CategoricalSketch {
     #[inline]
     pub fn update_missing(&mut self) {
         self.missing += 1;
+    }
+
+    /// The bucket `value` is counted in: its position in the list, or the
+    /// "other" bucket (`categories().len()`). Lets a hot path resolve a
+    /// fixed vocabulary once and count by position.
+    pub fn bucket_of(&self, value: &str) -> usize {
+        self.index
+            .get(value)
+            .copied()
+            .unwrap_or(self.categories.len())
+    }
+
+    /// Counts one value by its bucket ([`Self::bucket_of`]); a bucket past
+    /// "other" counts as "other".
+    #[inline]
+    pub fn update_bucket(&mut self, bucket: usize) {
+        let last = self.counts.len() - 1;
+        self.counts[bucket.min(last)] += 1;
     }
 
     /// Adds `other` into `self`, exactly. On error `self` is unchanged.

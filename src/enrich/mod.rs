@@ -69,6 +69,17 @@ pub struct Enricher {
 pub struct Scratch {
     row: Row,
     aggregates: Vec<f64>,
+    /// Per input of the last enriched event: no value was found and the
+    /// manifest default was used (drift monitoring counts it as missing).
+    defaulted: Vec<bool>,
+}
+
+impl Scratch {
+    /// Per input (manifest order) of the last successfully enriched event:
+    /// whether its value is the manifest default for lack of one.
+    pub fn defaulted(&self) -> &[bool] {
+        &self.defaulted
+    }
 }
 
 /// What enrichment saw for one event, for store hit/miss telemetry.
@@ -166,11 +177,14 @@ impl Enricher {
             },
             _ => StoreLookup::NotUsed,
         };
+        scratch.defaulted.clear();
+        scratch.defaulted.resize(self.slots.len(), false);
         // Pass 1: everything that can reject the event, before it touches the aggregates.
-        for slot in self
+        for (i, slot) in self
             .slots
             .iter()
-            .filter(|s| s.source != InputSource::Aggregate)
+            .enumerate()
+            .filter(|(_, s)| s.source != InputSource::Aggregate)
         {
             let from_event = event.features.get(&slot.name).filter(|v| !is_null(v));
             let stored;
@@ -182,6 +196,7 @@ impl Enricher {
                 }
                 None => None,
             };
+            scratch.defaulted[i] = value.is_none();
             match value.or(slot.default.as_ref()) {
                 Some(v) => encode(slot, v, out)?,
                 None => return Err(missing(slot, lookup)),
@@ -206,10 +221,11 @@ impl Enricher {
                     aggregator.read(&event.entity_id, ts_ms, &mut scratch.aggregates);
                 }
             }
-            for slot in self
+            for (i, slot) in self
                 .slots
                 .iter()
-                .filter(|s| s.source == InputSource::Aggregate)
+                .enumerate()
+                .filter(|(_, s)| s.source == InputSource::Aggregate)
             {
                 let overridden = event.features.get(&slot.name).filter(|v| !is_null(v));
                 let computed = scratch
@@ -218,6 +234,7 @@ impl Enricher {
                     .copied()
                     .filter(|v| !v.is_nan())
                     .map(FeatureValue::Number);
+                scratch.defaulted[i] = overridden.is_none() && computed.is_none();
                 match overridden.or(computed.as_ref()).or(slot.default.as_ref()) {
                     Some(v) => encode(slot, v, out)?,
                     None => return Err(missing(slot, lookup)),

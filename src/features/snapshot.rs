@@ -634,7 +634,7 @@ fn csv_error(path: &Path, header: &[String], err: ArrowError) -> SnapshotError {
 }
 
 /// `(value, type, column index, line)` of an arrow-csv cell parse error.
-fn parse_csv_cell_error(msg: &str) -> Option<(&str, &str, usize, usize)> {
+pub(crate) fn parse_csv_cell_error(msg: &str) -> Option<(&str, &str, usize, usize)> {
     const AS_TYPE: &str = "' as type '";
     let rest = msg.strip_prefix("Error while parsing value '")?;
     // The value may itself contain the separator text: try each occurrence.

@@ -19,6 +19,8 @@
 //! rebalance callbacks run inside `poll` and must be able to drain the batch.
 
 pub mod changelog;
+pub mod drift;
+mod labels;
 mod updates;
 pub mod worker;
 
@@ -33,6 +35,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
+
+use crate::drift::monitor::DriftStatus;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use hdrhistogram::Histogram;
@@ -140,6 +144,9 @@ pub struct Shared {
     /// The loop is running (cleared when it stops, for `/healthz`).
     pub running: AtomicBool,
     pub stats: LoopStats,
+    /// The drift evaluator's latest status (`GET /v1/drift`); its
+    /// `reference` is empty while drift monitoring is off.
+    pub drift: Arc<parking_lot::RwLock<DriftStatus>>,
 }
 
 impl Shared {
@@ -371,12 +378,70 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
         std::thread::sleep(Duration::from_millis(10));
     }
 
-    let pipeline = Pipeline::new(
+    let mut pipeline = Pipeline::new(
         &parts.model,
         parts.store.clone(),
         parts.aggregator.clone(),
         config.pipeline.max_message_bytes,
     )?;
+    // Labels are joined only to judge performance, which the drift
+    // evaluator does: no drift monitoring, no label join.
+    let labels_topic = config.kafka.topics.labels.trim();
+    let label_join = match (&parts.drift, labels_topic.is_empty()) {
+        (Some(_), false) => Some(Arc::new(
+            crate::drift::labels::LabelJoin::new(&config.labels).map_err(|e| {
+                ServeError::Topic {
+                    topic: labels_topic.to_string(),
+                    reason: e.to_string(),
+                }
+            })?,
+        )),
+        _ => None,
+    };
+    let labels_follower = match &label_join {
+        Some(join) => Some(
+            labels::spawn(
+                reader(config)?,
+                labels_topic.to_string(),
+                join.clone(),
+                stop.clone(),
+            )
+            .map_err(|e| ServeError::Topic {
+                topic: labels_topic.to_string(),
+                reason: format!("starting the label follower: {e}"),
+            })?,
+        ),
+        None => None,
+    };
+    let evaluator = match &parts.drift {
+        Some(plan) => {
+            let topics = drift::DriftTopics {
+                alerts: existing_topic(config, &config.kafka.topics.drift_alerts, flush_timeout)?,
+                retrain: existing_topic(
+                    config,
+                    &config.kafka.topics.retrain_requests,
+                    flush_timeout,
+                )?,
+            };
+            let performance = label_join
+                .as_ref()
+                .map(|join| drift::performance_source(join.clone(), config.labels.clone()));
+            let handle = drift::start(
+                plan.clone(),
+                &mut pipeline,
+                sink.clone(),
+                topics,
+                &shared,
+                performance,
+            )
+            .map_err(|e| ServeError::Topic {
+                topic: config.kafka.topics.drift_alerts.clone(),
+                reason: format!("starting the drift evaluator: {e}"),
+            })?;
+            Some(handle)
+        }
+        None => None,
+    };
     let worker = Worker::new(WorkerParts {
         pipeline,
         sink: sink.clone(),
@@ -391,6 +456,7 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
         store: parts.store.clone(),
         restorer: reader(config)?,
         shared: shared.clone(),
+        labels: label_join.clone(),
     });
     let context = LoopContext {
         worker: Mutex::new(worker),
@@ -426,11 +492,27 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
     consumer.unsubscribe();
     // Leaving the group runs the revoke callback (nothing left to drain).
     drop(consumer);
+    // The pipeline went with the consumer's context, closing the recorder's
+    // channel: the evaluator publishes what it holds, then its last outputs
+    // are flushed.
+    if let Some(h) = evaluator {
+        if h.join().is_err() {
+            tracing::error!("the drift evaluator panicked");
+        }
+        if let Err(e) = sink.flush(flush_timeout) {
+            tracing::warn!(error = %e, "flushing the last drift alerts timed out");
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     shared.running.store(false, Ordering::Release);
     if let Some(h) = updates {
         if let Ok(Err(e)) = h.join() {
             tracing::warn!(error = %e, "feature-updates follower stopped with an error");
+        }
+    }
+    if let Some(h) = labels_follower {
+        if let Ok(Err(e)) = h.join() {
+            tracing::warn!(error = %e, "label follower stopped with an error");
         }
     }
     tracing::info!(
@@ -464,6 +546,7 @@ fn poll_loop(
             None => {}
         }
         let mut worker = context.worker.lock();
+        worker.tick();
         if worker
             .batch_started()
             .is_some_and(|first| first.elapsed() >= max_wait)
@@ -481,6 +564,33 @@ fn poll_loop(
         }
     }
     Ok(())
+}
+
+/// `topic` if it exists, else "" with a warning: publishing to a missing
+/// topic would only fail after librdkafka's metadata wait and hold up every
+/// flush (shutdown, hand-over) meanwhile. Empty stays empty (turned off).
+fn existing_topic(config: &Config, topic: &str, timeout: Duration) -> Result<String, ServeError> {
+    let topic = topic.trim();
+    if topic.is_empty() {
+        return Ok(String::new());
+    }
+    let probe = reader(config)?;
+    let md = probe
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(ServeError::Client)?;
+    let exists = md
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+    if exists {
+        Ok(topic.to_string())
+    } else {
+        tracing::warn!(
+            topic,
+            "output topic does not exist; drift outputs for it are not published (create it, or set its name to \"\" to silence this)"
+        );
+        Ok(String::new())
+    }
 }
 
 /// Creates the compacted changelog topic when missing, with as many

@@ -26,6 +26,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use crate::drift::labels::LabelJoin;
 use crate::event::{now_ms, Rejection};
 use crate::features::aggregates::Aggregator;
 use crate::features::store::FeatureStore;
@@ -137,6 +138,8 @@ struct PartitionState {
     dirty: Vec<CompactString>,
     /// Last offset sent in a commit.
     committed: i64,
+    /// Offset of the newest record polled, to notice gaps.
+    polled: Option<i64>,
 }
 
 /// An output waiting to be sent: where its input was, and what it is.
@@ -169,6 +172,7 @@ pub struct Worker {
     restorer: Reader,
     metrics: LoopMetrics,
     shared: Arc<Shared>,
+    labels: Option<Arc<LabelJoin>>,
     // Per-batch scratch, reused.
     slots: Vec<(usize, Option<usize>)>,
     outputs: Vec<u32>,
@@ -198,6 +202,8 @@ pub struct WorkerParts {
     pub store: Option<Arc<FeatureStore>>,
     pub restorer: Reader,
     pub shared: Arc<Shared>,
+    /// Scored predictions wait here for their labels.
+    pub labels: Option<Arc<LabelJoin>>,
 }
 
 impl Worker {
@@ -221,6 +227,7 @@ impl Worker {
             restorer: p.restorer,
             metrics,
             shared: p.shared,
+            labels: p.labels,
             slots: Vec::new(),
             outputs: Vec::new(),
             pending: Vec::new(),
@@ -231,6 +238,19 @@ impl Worker {
 
     /// Adds a polled record; scores the batch when it is full.
     pub fn push(&mut self, m: &BorrowedMessage<'_>) -> Result<(), WorkerError> {
+        if let Some(part) = self.partitions.get_mut(&m.partition()) {
+            // Compaction and transaction markers leave gaps legitimately;
+            // anything else means records were never delivered to us.
+            if let Some(last) = part.polled.filter(|&last| m.offset() != last + 1) {
+                tracing::warn!(
+                    partition = m.partition(),
+                    after = last,
+                    offset = m.offset(),
+                    "gap in polled input offsets"
+                );
+            }
+            part.polled = Some(m.offset());
+        }
         self.batch.push(m);
         if self.batch.events >= self.limits.batch_size {
             self.process()?;
@@ -333,6 +353,12 @@ impl Worker {
                 }
             }
         }
+        tracing::trace!(
+            items = n,
+            first = ?self.batch.items.first().map(|i| (i.partition, i.offset)),
+            last = ?self.batch.items.last().map(|i| (i.partition, i.offset)),
+            "scoring a batch"
+        );
         let events = decoded.len();
         let started = Instant::now();
         self.out.clear();
@@ -342,6 +368,15 @@ impl Worker {
             .record(started.elapsed().as_secs_f64());
         self.metrics.batch_events.record(events as f64);
         self.send_outputs(now)?;
+        if let Some(join) = &self.labels {
+            join.record(
+                self.out
+                    .scored
+                    .iter()
+                    .map(|s| (s.event.event_id.as_str(), s.score, s.ts_ms)),
+                &self.version,
+            );
+        }
         let consumed: u64 = self.outputs.iter().map(|&n| u64::from(n.max(1))).sum();
         self.metrics.consumed.increment(consumed);
         self.metrics.replayed.increment(replayed);
@@ -629,6 +664,11 @@ impl Worker {
             "partitions assigned"
         );
         Ok(())
+    }
+
+    /// Called every loop turn: closes a due time window of drift monitoring.
+    pub fn tick(&mut self) {
+        self.pipeline.tick();
     }
 
     /// Periodic upkeep: store size gauge, expired aggregate entities.

@@ -60,7 +60,28 @@ impl ProducerContext for SinkContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, token: Self::DeliveryOpaque) {
         match result {
-            Ok(_) => self.tracker.ack(*token),
+            Ok(message) => {
+                // A broker that answers a produce as a duplicate of an
+                // earlier one acks it with no offset; if it was not really
+                // a duplicate, the record is gone. Say so: it is rare and
+                // explains a missing output.
+                if rdkafka::Message::offset(message) < 0 {
+                    tracing::warn!(
+                        topic = rdkafka::Message::topic(message),
+                        partition = rdkafka::Message::partition(message),
+                        ?token,
+                        "delivered without an offset (acknowledged as a duplicate)"
+                    );
+                }
+                tracing::trace!(
+                    topic = rdkafka::Message::topic(message),
+                    partition = rdkafka::Message::partition(message),
+                    offset = rdkafka::Message::offset(message),
+                    ?token,
+                    "delivered"
+                );
+                self.tracker.ack(*token)
+            }
             Err((e, message)) => {
                 tracing::error!(
                     error = %e,

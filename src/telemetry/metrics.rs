@@ -30,6 +30,18 @@ pub const CHANGELOG_RECORDS: &str = "driftline_changelog_records_total";
 pub const RESTORED_ENTITIES: &str = "driftline_aggregate_restored_entities_total";
 pub const REPLAYED_EVENTS: &str = "driftline_replayed_events_total";
 pub const MODEL_INFO: &str = "driftline_model_info";
+pub const DRIFT_STATISTIC: &str = "driftline_drift_statistic";
+pub const DRIFT_ALERT_FIRING: &str = "driftline_drift_alert_firing";
+pub const DRIFT_ALERTS_FIRING: &str = "driftline_drift_alerts_firing";
+pub const DRIFT_ALERTS: &str = "driftline_drift_alerts_total";
+pub const DRIFT_WINDOWS: &str = "driftline_drift_windows_total";
+pub const DRIFT_WINDOWS_DROPPED: &str = "driftline_drift_windows_dropped_total";
+pub const DRIFT_WINDOW_EVENTS: &str = "driftline_drift_window_events";
+pub const DRIFT_EVALUATION: &str = "driftline_drift_evaluation_seconds";
+pub const RETRAIN_REQUESTS: &str = "driftline_retrain_requests_total";
+pub const LABELS: &str = "driftline_labels_total";
+pub const LABEL_JOIN_PENDING: &str = "driftline_label_join_pending";
+pub const MODEL_PERFORMANCE: &str = "driftline_model_performance";
 
 /// Seconds; from 100 µs (one in-process batch) to 10 s (a stalled broker).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -90,6 +102,22 @@ fn register_at_zero() {
     for kind in ["assign", "revoke"] {
         counter!(REBALANCES, "kind" => kind).increment(0);
     }
+    for kind in [
+        "data_drift",
+        "prediction_drift",
+        "missing_values",
+        "performance",
+    ] {
+        for state in ["firing", "resolved"] {
+            counter!(DRIFT_ALERTS, "kind" => kind, "state" => state).increment(0);
+        }
+    }
+    counter!(RETRAIN_REQUESTS).increment(0);
+    for outcome in ["matched", "unmatched", "duplicate", "invalid"] {
+        counter!(LABELS, "outcome" => outcome).increment(0);
+    }
+    counter!(DRIFT_WINDOWS_DROPPED).increment(0);
+    gauge!(DRIFT_ALERTS_FIRING).set(0.0);
 }
 
 fn describe() {
@@ -149,6 +177,125 @@ fn describe() {
         MODEL_INFO,
         "The served model; always 1, labelled with name, version and sha256."
     );
+    describe_gauge!(
+        DRIFT_STATISTIC,
+        "Latest drift statistic of a column (feature or score) against the reference profile, by statistic (psi, js, ks, ks_p_value, wasserstein, chi_square, chi_square_p_value, missing_rate)."
+    );
+    describe_gauge!(
+        DRIFT_ALERT_FIRING,
+        "1 while the alert on (kind, feature, statistic) fires, 0 once resolved."
+    );
+    describe_gauge!(
+        DRIFT_ALERTS_FIRING,
+        "Drift and performance alerts firing now."
+    );
+    describe_counter!(DRIFT_ALERTS, "Alert state changes, by kind and state.");
+    describe_counter!(DRIFT_WINDOWS, "Drift sub-windows closed and evaluated.");
+    describe_counter!(
+        DRIFT_WINDOWS_DROPPED,
+        "Drift sub-windows dropped because the evaluator was behind (scoring never waits for it)."
+    );
+    describe_gauge!(
+        DRIFT_WINDOW_EVENTS,
+        "Events in the latest evaluated drift window."
+    );
+    describe_histogram!(
+        DRIFT_EVALUATION,
+        "Time to merge a window and compute every statistic at a window close."
+    );
+    describe_counter!(RETRAIN_REQUESTS, "Retrain requests sent.");
+    describe_counter!(
+        LABELS,
+        "Label messages, by outcome (matched, unmatched, duplicate, invalid)."
+    );
+    describe_gauge!(LABEL_JOIN_PENDING, "Predictions waiting for their label.");
+    describe_gauge!(
+        MODEL_PERFORMANCE,
+        "Rolling performance of a model version on joined labels, by metric (accuracy, auc, logloss, brier, labels)."
+    );
+}
+
+/// Publishes one drift evaluation: every statistic, every alert state, and
+/// counts of the state changes and retrain requests it caused.
+pub fn drift_evaluation(
+    status: &crate::drift::monitor::DriftStatus,
+    outputs: &[crate::drift::monitor::Output],
+    elapsed: std::time::Duration,
+) {
+    use crate::drift::monitor::{AlertState, Output};
+    let (model, version) = (status.model.clone(), status.model_version.clone());
+    for column in status.columns.iter().chain(status.score.as_ref()) {
+        for j in &column.statistics {
+            gauge!(DRIFT_STATISTIC, "model" => model.clone(), "version" => version.clone(),
+                "feature" => column.name.clone(), "statistic" => j.statistic)
+            .set(j.value);
+            if let Some(p) = j.p_value {
+                let name = match j.statistic {
+                    "ks" => "ks_p_value",
+                    "chi_square" => "chi_square_p_value",
+                    _ => continue,
+                };
+                gauge!(DRIFT_STATISTIC, "model" => model.clone(), "version" => version.clone(),
+                    "feature" => column.name.clone(), "statistic" => name)
+                .set(p);
+            }
+        }
+    }
+    let mut firing = 0.0;
+    for a in &status.alerts {
+        let on = a.state == AlertState::Firing;
+        firing += f64::from(u8::from(on));
+        gauge!(DRIFT_ALERT_FIRING, "model" => model.clone(), "kind" => a.kind.as_str(),
+            "feature" => a.feature.clone(), "statistic" => a.statistic.clone())
+        .set(f64::from(u8::from(on)));
+    }
+    gauge!(DRIFT_ALERTS_FIRING).set(firing);
+    for o in outputs {
+        match o {
+            Output::Alert(a) => {
+                let state = match a.state {
+                    AlertState::Firing => "firing",
+                    AlertState::Resolved => "resolved",
+                };
+                counter!(DRIFT_ALERTS, "kind" => a.kind.as_str(), "state" => state).increment(1);
+            }
+            Output::Retrain(_) => counter!(RETRAIN_REQUESTS).increment(1),
+        }
+    }
+    if let Some(w) = &status.window {
+        gauge!(DRIFT_WINDOW_EVENTS).set(w.count as f64);
+    }
+    for r in &status.performance {
+        for &(metric, value, _, _) in &r.metrics {
+            gauge!(MODEL_PERFORMANCE, "model" => model.clone(), "version" => r.model_version.clone(), "metric" => metric)
+                .set(value);
+        }
+        gauge!(MODEL_PERFORMANCE, "model" => model.clone(), "version" => r.model_version.clone(), "metric" => "labels")
+            .set(r.labels as f64);
+    }
+    counter!(DRIFT_WINDOWS).increment(1);
+    histogram!(DRIFT_EVALUATION).record(elapsed.as_secs_f64());
+}
+
+/// Publishes the label join's counters.
+pub fn label_join(
+    c: &crate::drift::labels::JoinCounters,
+    rejected: &[(crate::event::RejectReason, u64)],
+) {
+    for (outcome, n) in [
+        ("matched", c.matched),
+        ("unmatched", c.unmatched),
+        ("duplicate", c.duplicates),
+        ("invalid", rejected.iter().map(|(_, n)| n).sum()),
+    ] {
+        counter!(LABELS, "outcome" => outcome).absolute(n);
+    }
+    gauge!(LABEL_JOIN_PENDING).set(c.pending as f64);
+}
+
+/// Sets the dropped-windows counter to the recorder's count.
+pub fn drift_windows_dropped(total: u64) {
+    counter!(DRIFT_WINDOWS_DROPPED).absolute(total);
 }
 
 /// Handles the scoring loop records through.

@@ -16,7 +16,7 @@ pub mod broker;
 pub mod scoring;
 pub mod service;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -135,11 +135,13 @@ pub fn duplicates(by_id: &HashMap<String, Vec<serde_json::Value>>) -> usize {
 }
 
 /// Default topics of the service with the partition counts the tests use.
-pub const TOPICS: [(&str, i32); 4] = [
+pub const TOPICS: [(&str, i32); 6] = [
     ("features", 4),
     ("feature-updates", 1),
     ("predictions", 4),
     ("features-dlq", 1),
+    ("drift-alerts", 1),
+    ("retrain-requests", 1),
 ];
 
 /// The `event_id` of a record whose value is a JSON object (a prediction, or
@@ -220,9 +222,27 @@ pub fn explain_missing(
     if missing.len() > at.len() {
         at.push(format!("... {} more", missing.len() - at.len()));
     }
+    // A second, fresh read of the outputs tells a record the broker never
+    // kept (or never got) from one the first reader skipped.
+    let wanted: HashSet<&str> = missing.iter().map(String::as_str).collect();
+    let mut fresh = broker.reader("predictions", 4);
+    fresh.wait_quiet(Duration::from_secs(2), Duration::from_secs(30));
+    let mut found = Vec::new();
+    let mut ends: BTreeMap<i32, (usize, i64)> = BTreeMap::new();
+    for r in fresh.records() {
+        let end = ends.entry(r.partition).or_insert((0, -1));
+        end.0 += 1;
+        end.1 = end.1.max(r.offset);
+        if let Some(id) = event_id(r).filter(|id| wanted.contains(id.as_str())) {
+            found.push(format!("{id} at predictions {}/{}", r.partition, r.offset));
+        }
+    }
     format!(
-        "{} event(s) without output: {}; committed offsets of group {group} on features (per partition): {committed:?}",
+        "{} event(s) without output: {}; committed offsets of group {group} on features (per partition): {committed:?}; \
+         a fresh read of predictions finds {} of them [{}]; predictions per partition (records, last offset): {ends:?}",
         missing.len(),
-        at.join(", ")
+        at.join(", "),
+        found.len(),
+        found.join(", ")
     )
 }

@@ -68,6 +68,11 @@ impl Service {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // A log filter for investigating a failure (the instances' logs are
+        // kept when a test fails).
+        if let Ok(level) = std::env::var("DRIFTLINE_TEST_LOG_LEVEL") {
+            cmd.env("DRIFTLINE_LOG__LEVEL", level);
+        }
         let child = cmd.spawn().expect("spawning driftline serve");
         let pid = child.id();
         Service {

@@ -1,0 +1,142 @@
+//! Drift monitoring wired into the Kafka loop: the recorder goes into the
+//! scoring pipeline, the evaluator runs on its own thread and publishes what
+//! it finds to Prometheus, `GET /v1/drift` (through [`Shared`]), the
+//! `drift-alerts` and `retrain-requests` topics, and the log.
+//!
+//! Guarantees: publishing never blocks scoring (the evaluator has its own
+//! thread and the recorder never waits for it); every alert state change
+//! and retrain request is sent once with the producer's at-least-once
+//! delivery (a failed delivery is logged, not retried forever: alerts are
+//! also in Prometheus and the admin API). At shutdown the evaluator finishes
+//! the closed windows it has before the final producer flush.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::drift::labels::{LabelConfig, LabelJoin};
+use crate::drift::monitor::{
+    Evaluator, Output, PageHinkleyDetector, PerformanceReading, PerformanceSource, Plan, Recorder,
+    RecorderStats,
+};
+use crate::pipeline::Pipeline;
+use crate::serve::Shared;
+use crate::sink::offsets::Token;
+use crate::sink::Sink;
+use crate::telemetry::metrics;
+
+/// Where the evaluator publishes.
+pub struct DriftTopics {
+    /// `drift-alerts`; empty = not published.
+    pub alerts: String,
+    /// `retrain-requests`; empty = not published.
+    pub retrain: String,
+}
+
+/// Attaches a recorder to `pipeline` and starts the evaluator thread. The
+/// thread ends when the pipeline (and so the recorder) is dropped.
+pub fn start(
+    plan: Arc<Plan>,
+    pipeline: &mut Pipeline,
+    sink: Arc<Sink>,
+    topics: DriftTopics,
+    shared: &Shared,
+    performance: Option<PerformanceSource>,
+) -> std::io::Result<JoinHandle<()>> {
+    let stats = Arc::new(RecorderStats::default());
+    let (recorder, rx) = Recorder::new(plan.clone(), stats.clone());
+    pipeline.set_recorder(recorder);
+    let dropped = stats.clone();
+    let publish = move |status: &crate::drift::monitor::DriftStatus,
+                        outputs: &[Output],
+                        elapsed: std::time::Duration| {
+        metrics::drift_evaluation(status, outputs, elapsed);
+        metrics::drift_windows_dropped(dropped.dropped.load(std::sync::atomic::Ordering::Relaxed));
+        for output in outputs {
+            let (topic, key, value) = match output {
+                Output::Alert(a) => {
+                    tracing::warn!(
+                        kind = a.kind.as_str(),
+                        feature = %a.feature,
+                        statistic = %a.statistic,
+                        value = a.value,
+                        threshold = a.threshold,
+                        state = ?a.state,
+                        window_events = a.window.count,
+                        "drift alert"
+                    );
+                    (
+                        &topics.alerts,
+                        format!("{}/{}", a.model, a.feature),
+                        serde_json::to_vec(a),
+                    )
+                }
+                Output::Retrain(r) => {
+                    tracing::warn!(trigger = %r.trigger, alerts = r.alerts.len(), "retrain requested");
+                    (&topics.retrain, r.model.clone(), serde_json::to_vec(r))
+                }
+            };
+            if topic.is_empty() {
+                continue;
+            }
+            let value = match value {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "drift output could not be encoded");
+                    continue;
+                }
+            };
+            if let Err(e) = sink.send(
+                topic,
+                None,
+                Some(key.as_bytes()),
+                Some(&value),
+                None,
+                Token::Detached,
+            ) {
+                tracing::warn!(error = %e, topic = %topic, "drift output not sent");
+            }
+        }
+    };
+    let detector = PageHinkleyDetector::for_plan(&plan);
+    let mut evaluator = Evaluator::new(plan, stats, shared.drift.clone(), Box::new(publish));
+    match detector {
+        Some(Ok(d)) => evaluator = evaluator.with_detector(Box::new(d)),
+        Some(Err(e)) => tracing::warn!(error = %e, "no Page-Hinkley detector on the score"),
+        None => {}
+    }
+    if let Some(source) = performance {
+        evaluator = evaluator.with_performance(source);
+    }
+    crate::drift::monitor::spawn(evaluator, rx)
+}
+
+/// Performance readings of the label join for the evaluator, judged with
+/// the `[labels]` thresholds; also publishes the join's counters.
+pub fn performance_source(join: Arc<LabelJoin>, config: LabelConfig) -> PerformanceSource {
+    Box::new(move || {
+        metrics::label_join(&join.counters(), &join.rejected());
+        join.snapshot()
+            .into_iter()
+            .map(|v| {
+                let m = v.metrics;
+                let mut metrics = Vec::new();
+                let mut push =
+                    |name: &'static str, value: Option<f64>, limit: Option<f64>, higher: bool| {
+                        if let Some(value) = value {
+                            metrics.push((name, value, limit, higher));
+                        }
+                    };
+                push("accuracy", m.accuracy, config.min_accuracy, true);
+                push("auc", m.roc_auc, config.min_auc, true);
+                push("logloss", m.log_loss, config.max_log_loss, false);
+                push("brier", m.brier, config.max_brier, false);
+                PerformanceReading {
+                    model_version: v.model_version,
+                    labels: m.count as u64,
+                    metrics,
+                    judged: m.count >= config.min_labels,
+                }
+            })
+            .collect()
+    })
+}

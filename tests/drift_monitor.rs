@@ -1,0 +1,255 @@
+//! The drift monitor without Kafka: recorder → windows → evaluator, on a
+//! small model (a number, a one-hot categorical, a boolean) with a reference
+//! profile built from the same generator.
+//!
+//! - stationary streams raise no alert; a mean shift, a variance change, a
+//!   category surge and a missing-value surge each raise the alert on the
+//!   right feature and statistic, which resolves after the shift ends;
+//! - hysteresis: `fire_after` bad evaluations fire once, `resolve_after`
+//!   good ones resolve once, one retrain request per firing episode;
+//! - two instances' windows merged give the statistics of one instance that
+//!   saw every event (exact for counts, within the stated bound for KS and
+//!   Wasserstein); windows survive serialisation.
+
+use driftline::drift::monitor::{
+    AlertKind, AlertState, DriftConfig, DriftStatus, Output, Window, WindowKind,
+};
+use driftline::drift::synthetic::{draw, encode, Shift, Simulation};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+fn config() -> DriftConfig {
+    DriftConfig {
+        window: WindowKind::Count,
+        window_events: 5000,
+        sub_windows: 5,
+        min_samples: 1000,
+        ..DriftConfig::default()
+    }
+}
+
+fn harness(config: DriftConfig, seed: u64) -> Simulation {
+    Simulation::new(config, seed).expect("the toy monitor")
+}
+
+fn alerts(h: &Simulation) -> Vec<(AlertKind, String, String, AlertState)> {
+    h.outputs()
+        .iter()
+        .filter_map(|o| match o {
+            Output::Alert(a) => Some((a.kind, a.feature.clone(), a.statistic.clone(), a.state)),
+            Output::Retrain(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_stationary_stream_raises_no_alert() {
+    let mut h = harness(config(), 2);
+    h.feed(100_000, Shift::None);
+    assert_eq!(alerts(&h), vec![], "no alert on 100k stationary events");
+    let status = h.status.read().clone();
+    assert_eq!(
+        status.evaluations, 96,
+        "one evaluation per 1000-event sub-window once the 5 of a window are in"
+    );
+    let amount = &status.columns[0];
+    assert!(amount
+        .statistics
+        .iter()
+        .any(|j| j.statistic == "psi" && j.value < 0.01));
+}
+
+fn fired(h: &Simulation, kind: AlertKind, feature: &str, statistic: &str) -> bool {
+    alerts(h).iter().any(|(k, f, s, st)| {
+        *k == kind && f == feature && s == statistic && *st == AlertState::Firing
+    })
+}
+
+#[test]
+fn each_kind_of_shift_fires_on_its_feature_and_statistic_then_resolves() {
+    let cases = [
+        (Shift::Mean(0.5), AlertKind::DataDrift, "amount", "ks"),
+        (Shift::Scale(1.6), AlertKind::DataDrift, "amount", "ks"),
+        (
+            Shift::Surge(0.10),
+            AlertKind::DataDrift,
+            "channel",
+            "chi_square",
+        ),
+        (
+            Shift::Missing(0.3),
+            AlertKind::MissingValues,
+            "amount",
+            "missing_rate",
+        ),
+        (Shift::Mean(2.0), AlertKind::DataDrift, "amount", "psi"),
+        (Shift::Mean(1.0), AlertKind::PredictionDrift, "score", "ks"),
+    ];
+    for (i, (shift, kind, feature, statistic)) in cases.into_iter().enumerate() {
+        let mut h = harness(config(), 10 + i as u64);
+        h.feed(10_000, Shift::None);
+        assert_eq!(alerts(&h), vec![], "{shift:?}: nothing before the shift");
+        h.feed(10_000, shift);
+        assert!(
+            fired(&h, kind, feature, statistic),
+            "{shift:?}: expected {kind:?} {feature} {statistic}, got {:?}",
+            alerts(&h)
+        );
+        h.feed(20_000, Shift::None);
+        let alerts = alerts(&h);
+        for (k, f, s, _) in alerts.iter().filter(|a| a.3 == AlertState::Firing) {
+            assert!(
+                alerts
+                    .iter()
+                    .any(|a| (&a.0, &a.1, &a.2, a.3) == (k, f, s, AlertState::Resolved)),
+                "{shift:?}: {k:?} {f} {s} resolved after the shift ended: {alerts:?}"
+            );
+        }
+        if kind == AlertKind::DataDrift && feature == "channel" {
+            assert!(
+                !alerts.iter().any(|a| a.1 == "amount"),
+                "a channel surge does not fire on amount: {alerts:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn hysteresis_fires_and_resolves_once_and_requests_retraining_once() {
+    let config = DriftConfig {
+        sub_windows: 1,
+        window_events: 2000,
+        fire_after: 2,
+        resolve_after: 3,
+        retrain_after: 4,
+        ..config()
+    };
+    let mut h = harness(config, 3);
+    h.feed(2000, Shift::Mean(3.0));
+    assert_eq!(alerts(&h), vec![], "one bad window is not enough");
+    h.feed(2000, Shift::Mean(3.0));
+    let firing: Vec<_> = alerts(&h);
+    assert!(
+        fired(&h, AlertKind::DataDrift, "amount", "psi"),
+        "{firing:?}"
+    );
+    // Stays firing: no repeated messages, one retrain request at 4 windows.
+    h.feed(2000 * 6, Shift::Mean(3.0));
+    assert_eq!(alerts(&h), firing, "no repeats while firing");
+    let retrains = |h: &Simulation| {
+        h.outputs()
+            .iter()
+            .filter_map(|o| match o {
+                Output::Retrain(r) => Some(r.clone()),
+                Output::Alert(_) => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let r = retrains(&h);
+    assert_eq!(r.len(), 1, "one retrain request per episode");
+    assert_eq!(r[0].reference, "toy/7@test");
+    assert!(r[0]
+        .alerts
+        .iter()
+        .any(|a| a.feature == "amount" && a.statistic == "psi"));
+    // Two good windows do not resolve, the third does.
+    h.feed(2000 * 2, Shift::None);
+    assert_eq!(alerts(&h), firing);
+    h.feed(2000, Shift::None);
+    let after = alerts(&h);
+    assert_eq!(
+        after.len(),
+        firing.len() * 2,
+        "each alert resolved once: {after:?}"
+    );
+    // The resolved message repeats the firing message's id.
+    let outputs = h.outputs();
+    let ids: Vec<(&str, AlertState)> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Alert(a) if a.feature == "amount" && a.statistic == "psi" => {
+                Some((a.alert_id.as_str(), a.state))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0].0, ids[1].0);
+}
+
+#[test]
+fn windows_of_two_instances_merge_into_the_view_of_one() {
+    let sized = |events| DriftConfig {
+        sub_windows: 1,
+        window_events: events,
+        ..config()
+    };
+    let mut one = harness(sized(4000), 4);
+    let mut a = harness(sized(2000), 5);
+    let mut b = harness(sized(2000), 6);
+    let mut rng = StdRng::seed_from_u64(99);
+    for i in 0..4000 {
+        let e = draw(
+            &mut rng,
+            if i % 2 == 0 {
+                Shift::Mean(0.3)
+            } else {
+                Shift::Missing(0.1)
+            },
+        );
+        let (row, missing) = encode(&e);
+        one.recorder.observe(&row, &missing, e.score, i);
+        let half = if i % 2 == 0 { &mut a } else { &mut b };
+        half.recorder.observe(&row, &missing, e.score, i);
+    }
+    let take = |h: &Simulation| h.rx.try_recv().expect("a closed window");
+    let (whole, wa, wb) = (take(&one), take(&a), take(&b));
+    // Windows travel between instances serialised.
+    let wire = |w: &Window| -> Window {
+        serde_json::from_slice(&serde_json::to_vec(w).expect("serialise")).expect("deserialise")
+    };
+    let mut merged = wire(&wa);
+    merged.merge(&wire(&wb)).expect("same reference");
+    assert_eq!(merged.count, whole.count);
+    assert_eq!(merged.first_ts_ms, Some(0));
+    assert_eq!(merged.last_ts_ms, Some(3999));
+    one.evaluator.push(whole);
+    let single = one.status.read().clone();
+    let mut c = harness(sized(4000), 7);
+    c.evaluator.push(merged);
+    let combined = c.status.read().clone();
+    let columns = |s: &DriftStatus| {
+        let mut v = s.columns.clone();
+        v.extend(s.score.clone());
+        v
+    };
+    for (x, y) in columns(&single).iter().zip(columns(&combined).iter()) {
+        assert_eq!((x.count, x.missing), (y.count, y.missing), "{}", x.name);
+        assert_eq!(x.statistics.len(), y.statistics.len(), "{}", x.name);
+        for (p, q) in x.statistics.iter().zip(&y.statistics) {
+            assert_eq!(p.statistic, q.statistic);
+            match p.bound {
+                // Quantile-sketch statistics: both within their bounds of
+                // the exact value, so within the sum of both of each other.
+                Some(bound) if p.statistic == "ks" || p.statistic == "wasserstein" => {
+                    let allowed = bound + q.bound.unwrap_or(0.0);
+                    assert!(
+                        (p.value - q.value).abs() <= allowed,
+                        "{} {}: {} vs {} (allowed {allowed})",
+                        x.name,
+                        p.statistic,
+                        p.value,
+                        q.value
+                    );
+                }
+                // Count statistics are exact.
+                _ => assert_eq!(p.value, q.value, "{} {}", x.name, p.statistic),
+            }
+        }
+    }
+    assert_eq!(
+        single.columns[0].statistics.len(),
+        5,
+        "amount: psi, js, wasserstein, ks, missing_rate"
+    );
+}

@@ -253,3 +253,80 @@ fn windows_of_two_instances_merge_into_the_view_of_one() {
         "amount: psi, js, wasserstein, ks, missing_rate"
     );
 }
+
+#[test]
+fn time_windows_close_on_the_clock_even_when_the_stream_is_quiet() {
+    let config = DriftConfig {
+        window: WindowKind::Time,
+        window_duration: "300ms".into(),
+        sub_windows: 1,
+        ..config()
+    };
+    let mut h = harness(config, 8);
+    h.feed(3000, Shift::None);
+    h.tick();
+    assert_eq!(h.status.read().evaluations, 0, "the window is still open");
+    std::thread::sleep(std::time::Duration::from_millis(350));
+    h.tick();
+    let status = h.status.read().clone();
+    assert_eq!(status.evaluations, 1);
+    assert_eq!(status.window.map(|w| w.count), Some(3000));
+    // Nothing arrives: the next window closes empty and is not judged.
+    std::thread::sleep(std::time::Duration::from_millis(350));
+    h.tick();
+    assert_eq!(
+        h.status.read().evaluations,
+        1,
+        "an empty window is below min_samples"
+    );
+    assert_eq!(alerts(&h), vec![]);
+}
+
+#[test]
+fn performance_below_its_threshold_fires_a_performance_alert_per_version() {
+    use driftline::drift::monitor::PerformanceReading;
+    let auc = std::sync::Arc::new(std::sync::Mutex::new(0.9));
+    let source = auc.clone();
+    let mut h = harness(config(), 9).with_performance(Box::new(move || {
+        let value = *source.lock().expect("auc");
+        vec![PerformanceReading {
+            model_version: "7".into(),
+            labels: 5000,
+            metrics: vec![
+                ("auc", value, Some(0.7), true),
+                ("logloss", 0.3, None, false),
+            ],
+            judged: true,
+        }]
+    }));
+    h.feed(10_000, Shift::None);
+    assert_eq!(alerts(&h), vec![]);
+    *auc.lock().expect("auc") = 0.62;
+    h.feed(1000, Shift::None);
+    let fired = h.outputs();
+    let perf: Vec<_> = fired
+        .iter()
+        .filter_map(|o| match o {
+            Output::Alert(a) if a.kind == AlertKind::Performance => Some(a.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(perf.len(), 1, "{fired:?}");
+    assert_eq!(perf[0].statistic, "auc");
+    assert_eq!(perf[0].model_version, "7");
+    assert_eq!((perf[0].value, perf[0].threshold), (0.62, 0.7));
+    let status = h.status.read().clone();
+    assert_eq!(status.performance.len(), 1);
+    *auc.lock().expect("auc") = 0.91;
+    h.feed(5000, Shift::None);
+    assert!(
+        alerts(&h).contains(&(
+            AlertKind::Performance,
+            "model_version=7".into(),
+            "auc".into(),
+            AlertState::Resolved
+        )),
+        "{:?}",
+        alerts(&h)
+    );
+}

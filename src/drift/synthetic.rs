@@ -223,6 +223,21 @@ impl Simulation {
         })
     }
 
+    /// The same simulation with performance readings judged at each
+    /// evaluation.
+    pub fn with_performance(self, source: super::monitor::PerformanceSource) -> Simulation {
+        let evaluator = self.evaluator.with_performance(source);
+        Simulation { evaluator, ..self }
+    }
+
+    /// Closes a due time window and evaluates it.
+    pub fn tick(&mut self) {
+        self.recorder.tick();
+        while let Ok(w) = self.rx.try_recv() {
+            self.evaluator.push(w);
+        }
+    }
+
     /// Feeds one event; evaluates a window that closes.
     pub fn step(&mut self, shift: Shift) {
         let e = draw(&mut self.rng, shift);

@@ -54,7 +54,7 @@ fn sigkill_at_random_moments_loses_no_event() {
     let started = Instant::now();
     let (kills, at) = std::thread::scope(|s| {
         let producing = s.spawn(|| {
-            let producer = broker.producer();
+            let producer = broker.unbatched_producer();
             let mut at = Vec::with_capacity(EVENTS);
             for chunk in records.chunks(CHUNK) {
                 let next = Instant::now() + CHUNK_EVERY;

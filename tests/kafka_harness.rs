@@ -8,7 +8,8 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{service, Broker, OutRecord};
+use common::{service, Broker, OutRecord, TopicReader};
+use rdkafka::Offset;
 
 /// 1,000 records with keys, values and headers (plus an unkeyed record and
 /// a tombstone) come back byte for byte at the offsets the producer got.
@@ -95,6 +96,63 @@ fn two_brokers_in_parallel_round_trip_records() {
     assert_eq!(a.partitions("events"), Some(3));
     let only_a = a.read_topic("other", 1, 2, Duration::from_secs(10));
     assert_eq!(only_a.len(), 2);
+}
+
+/// Offsets read from `partition` 0 of `topic` starting at `from`, until
+/// the topic goes quiet.
+fn offsets_from(broker: &Broker, topic: &str, from: i64) -> Vec<i64> {
+    let mut reader =
+        TopicReader::starting_at(&broker.bootstrap(), topic, &[(0, Offset::Offset(from))]);
+    reader.poll(Duration::from_secs(5));
+    reader
+        .wait_quiet(Duration::from_millis(500), Duration::from_secs(20))
+        .iter()
+        .map(|r| r.offset)
+        .collect()
+}
+
+/// The Tansu 0.6.0 quirk that `Broker::unbatched_producer` works around: a
+/// fetch that starts inside a stored batch gets the batches after it, so
+/// the rest of that batch is never delivered (Kafka hands back the whole
+/// batch and the client skips to the offset). A consumer group resuming
+/// from a commit inside a batch loses those records. If this test fails,
+/// Tansu no longer does this and the workaround can go.
+#[test]
+fn tansu_skips_the_rest_of_a_batch_when_a_fetch_starts_inside_it() {
+    let broker = Broker::start();
+    broker.create_topics(&[("batched", 1), ("unbatched", 1)]);
+    let ten = |tag: &str| -> Vec<OutRecord> {
+        (0..10)
+            .map(|i| OutRecord::new("k", format!("{tag}-{i}")).partition(0))
+            .collect()
+    };
+    // Ten records sent together within the linger time make one batch.
+    let batched = broker.producer_with(&[("linger.ms", "200")]);
+    let first = batched.send("batched", &ten("a"));
+    let second = batched.send("batched", &ten("b"));
+    assert_eq!(first[0].1, 0);
+    assert_eq!(second[0].1, 10);
+    assert_eq!(
+        offsets_from(&broker, "batched", 0),
+        (0..20).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        offsets_from(&broker, "batched", 3),
+        (10..20).collect::<Vec<_>>(),
+        "from inside the first batch, Tansu starts at the second"
+    );
+
+    // One record per batch: every offset is a batch start, nothing is skipped.
+    let unbatched = broker.unbatched_producer();
+    unbatched.send("unbatched", &ten("a"));
+    unbatched.send("unbatched", &ten("b"));
+    for from in [0, 3, 10, 17] {
+        assert_eq!(
+            offsets_from(&broker, "unbatched", from),
+            (from..20).collect::<Vec<_>>(),
+            "from {from}"
+        );
+    }
 }
 
 #[test]

@@ -195,11 +195,12 @@ impl ConsumerContext for LoopContext {
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let partitions = self.partitions(tpl);
-                if let Err(e) = self.worker.lock().assign(&partitions) {
+                let committed = self.committed(consumer, tpl);
+                if let Err(e) = self.worker.lock().assign(&partitions, &committed) {
                     // Scoring without the restored state would be wrong:
                     // stop, and let the group hand the partitions on.
                     tracing::error!(error = %e, "restoring aggregate state failed");
@@ -219,7 +220,35 @@ impl LoopContext {
             .map(|e| e.partition())
             .collect()
     }
+
+    /// The group's committed offsets of newly assigned partitions (those
+    /// without one are left out), so the worker can tell whether the first
+    /// records it gets start where the previous owner stopped. Best effort:
+    /// on failure nothing is checked, and scoring goes on.
+    fn committed(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+    ) -> std::collections::HashMap<i32, i64> {
+        match consumer.committed_offsets(tpl.clone(), COMMITTED_TIMEOUT) {
+            Ok(committed) => committed
+                .elements_for_topic(&self.features)
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "committed offsets of the assigned partitions unknown; skipped input offsets at the start go unnoticed");
+                Default::default()
+            }
+        }
+    }
 }
+
+/// How long an assignment waits for the group's committed offsets.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Client settings: pass-through properties first (so they can tune
 /// anything), then what driftline must control.

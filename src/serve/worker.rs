@@ -140,6 +140,9 @@ struct PartitionState {
     committed: i64,
     /// Offset of the newest record polled, to notice gaps.
     polled: Option<i64>,
+    /// The group's committed offset when the partition was assigned: where
+    /// its first record should be.
+    resume_at: Option<i64>,
 }
 
 /// An output waiting to be sent: where its input was, and what it is.
@@ -239,14 +242,25 @@ impl Worker {
     /// Adds a polled record; scores the batch when it is full.
     pub fn push(&mut self, m: &BorrowedMessage<'_>) -> Result<(), WorkerError> {
         if let Some(part) = self.partitions.get_mut(&m.partition()) {
-            // Compaction and transaction markers leave gaps legitimately;
-            // anything else means records were never delivered to us.
-            if let Some(last) = part.polled.filter(|&last| m.offset() != last + 1) {
+            // The offset this record should have: one past the previous
+            // record, or, for the first record after an assignment, the
+            // group's committed position. Compaction, transaction markers
+            // and retention leave gaps legitimately; anything else means
+            // the broker never delivered those records, which at least
+            // once cannot hide, so it is logged and counted.
+            let (expected, after) = match part.polled {
+                Some(last) => (Some(last + 1), "the previous record"),
+                None => (part.resume_at, "the committed position"),
+            };
+            if let Some(expected) = expected.filter(|&e| m.offset() > e) {
+                let skipped = m.offset() - expected;
+                self.metrics.skipped.increment(skipped as u64);
                 tracing::warn!(
                     partition = m.partition(),
-                    after = last,
+                    expected,
                     offset = m.offset(),
-                    "gap in polled input offsets"
+                    skipped,
+                    "input offsets skipped: the record after {after} is further on"
                 );
             }
             part.polled = Some(m.offset());
@@ -579,8 +593,11 @@ impl Worker {
             tracing::warn!(error = %e, in_flight = self.sink.queued(), "flush before a hand-over timed out");
         }
         self.commit(consumer, CommitMode::Sync, Some(partitions));
+        // (partition, newest record polled, offset committed) of each.
+        let mut positions = Vec::with_capacity(partitions.len());
         for p in partitions {
             if let Some(part) = self.partitions.remove(p) {
+                positions.push((*p, part.polled, part.committed));
                 if let Some(agg) = &self.aggregator {
                     agg.remove_entities(part.marks.keys());
                 }
@@ -591,12 +608,18 @@ impl Worker {
         self.shared
             .assigned
             .store(self.partitions.len(), Ordering::Relaxed);
-        tracing::info!(?partitions, "partitions revoked");
+        tracing::info!(?partitions, ?positions, "partitions revoked");
     }
 
     /// Takes partitions over: their aggregate state is restored (all
     /// partitions read at once) before anything of theirs is scored.
-    pub fn assign(&mut self, partitions: &[i32]) -> Result<(), WorkerError> {
+    /// `committed` holds the group's committed offset of each partition
+    /// that has one, so that records skipped at the start are noticed.
+    pub fn assign(
+        &mut self,
+        partitions: &[i32],
+        committed: &HashMap<i32, i64>,
+    ) -> Result<(), WorkerError> {
         metrics::rebalance("assign");
         let started = Instant::now();
         let mut states: HashMap<i32, PartitionState> = partitions
@@ -604,6 +627,7 @@ impl Worker {
             .map(|&p| {
                 let state = PartitionState {
                     committed: -1,
+                    resume_at: committed.get(&p).copied(),
                     ..Default::default()
                 };
                 (p, state)

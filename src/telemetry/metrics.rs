@@ -29,6 +29,7 @@ pub const REBALANCES: &str = "driftline_rebalances_total";
 pub const CHANGELOG_RECORDS: &str = "driftline_changelog_records_total";
 pub const RESTORED_ENTITIES: &str = "driftline_aggregate_restored_entities_total";
 pub const REPLAYED_EVENTS: &str = "driftline_replayed_events_total";
+pub const SKIPPED_OFFSETS: &str = "driftline_input_offsets_skipped_total";
 pub const MODEL_INFO: &str = "driftline_model_info";
 pub const DRIFT_STATISTIC: &str = "driftline_drift_statistic";
 pub const DRIFT_ALERT_FIRING: &str = "driftline_drift_alert_firing";
@@ -173,6 +174,10 @@ fn describe() {
         REPLAYED_EVENTS,
         "Events seen again after a restart that the restored aggregates already held (scored, not counted twice)."
     );
+    describe_counter!(
+        SKIPPED_OFFSETS,
+        "Input offsets never delivered to the loop: gaps between consecutive records, or between the committed position and the first record after an assignment (compaction, transactions and retention cause them; anything else is a broker fault)."
+    );
     describe_gauge!(
         MODEL_INFO,
         "The served model; always 1, labelled with name, version and sha256."
@@ -315,6 +320,7 @@ pub struct LoopMetrics {
     pub changelog_records: Counter,
     pub restored: Counter,
     pub replayed: Counter,
+    pub skipped: Counter,
 }
 
 impl LoopMetrics {
@@ -340,6 +346,7 @@ impl LoopMetrics {
             changelog_records: counter!(CHANGELOG_RECORDS),
             restored: counter!(RESTORED_ENTITIES),
             replayed: counter!(REPLAYED_EVENTS),
+            skipped: counter!(SKIPPED_OFFSETS, "topic" => topic.to_string()),
         }
     }
 

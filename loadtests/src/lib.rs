@@ -25,6 +25,8 @@
 //! - [`snapshot`]: store snapshots of the generator's own cards.
 //! - [`report`]: ratios, `report.md`, `report.json`, `.hgrm`, `latency.svg`.
 //! - [`run`]: the `loadtest run` command.
+//! - [`stacks`]: `perf script` samples summed per thread and per scoring
+//!   stage (`loadtest stacks`, used by `loadtests/profile.sh`).
 
 pub mod acks;
 pub mod broker;
@@ -38,3 +40,4 @@ pub mod scenario;
 pub mod schedule;
 pub mod seqset;
 pub mod snapshot;
+pub mod stacks;

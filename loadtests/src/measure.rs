@@ -122,6 +122,9 @@ pub struct Measurement {
     /// First-arrival latencies per schedule segment, in µs.
     pub by_segment: Vec<Histogram<u64>>,
     pub samples: Vec<Sample>,
+    /// The system's threads and their CPU time, about once a second:
+    /// (seconds since the schedule's start, threads).
+    pub threads: Vec<(f64, Vec<crate::procs::ThreadCpu>)>,
     pub accounting: Accounting,
     /// Values on the output topics that carry no id of ours.
     pub foreign: u64,
@@ -274,6 +277,7 @@ pub fn run(
             flags: &flags,
             progress,
             samples: Vec::new(),
+            threads: Vec::new(),
             steps: Vec::new(),
         };
         let result = monitor.run(&producing, interrupted, watch);
@@ -284,9 +288,18 @@ pub fn run(
         flags.stop_reading.store(true, Ordering::Relaxed);
         let _ = producing.join();
         let _ = reading.join();
-        result.map(|(ended, lag, drain)| (monitor.samples, monitor.steps, ended, lag, drain))
+        result.map(|(ended, lag, drain)| {
+            (
+                monitor.samples,
+                monitor.threads,
+                monitor.steps,
+                ended,
+                lag,
+                drain,
+            )
+        })
     });
-    let (samples, steps, sending_ended, lag_at_end, drain_secs) = outcome?;
+    let (samples, threads, steps, sending_ended, lag_at_end, drain_secs) = outcome?;
     let received = received.into_inner().unwrap_or_else(|p| p.into_inner());
     let accounting = Accounting {
         sent: sent.load(Ordering::Relaxed),
@@ -305,6 +318,7 @@ pub fn run(
     Ok(Measurement {
         by_segment: received.by_segment,
         samples,
+        threads,
         accounting,
         foreign: received.foreign
             + received.predictions.out_of_range()
@@ -481,6 +495,7 @@ struct Monitor<'a> {
     flags: &'a Flags,
     progress: &'a ProgressBar,
     samples: Vec<Sample>,
+    threads: Vec<(f64, Vec<crate::procs::ThreadCpu>)>,
     steps: Vec<StepOutcome>,
 }
 
@@ -605,6 +620,10 @@ impl Monitor<'_> {
             machine_busy_s: crate::procs::machine_busy_secs(),
             system_rss_kb: crate::procs::status_kb(self.setup.system_pid, "VmRSS"),
         });
+        if second_passed || self.threads.is_empty() {
+            self.threads
+                .push((t, crate::procs::thread_cpu(self.setup.system_pid)));
+        }
         Ok(())
     }
 

@@ -148,6 +148,36 @@ fn parse_stat_cpu(text: &str) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// One thread of a process: id, name (`comm`), CPU seconds so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThreadCpu {
+    pub tid: u32,
+    pub name: String,
+    pub secs: f64,
+}
+
+/// Every thread of `pid` with its CPU time so far (empty if it is gone).
+pub fn thread_cpu(pid: u32) -> Vec<ThreadCpu> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut threads: Vec<ThreadCpu> = dir
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let name = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            Some(ThreadCpu {
+                tid,
+                name: name.trim().to_string(),
+                secs: parse_stat_cpu(&stat)?,
+            })
+        })
+        .collect();
+    threads.sort_by_key(|t| t.tid);
+    threads
+}
+
 /// CPU time the whole machine spent busy so far (all cores, all
 /// processes), in seconds: the `cpu` line of `/proc/stat`.
 pub fn machine_busy_secs() -> Option<f64> {

@@ -162,12 +162,71 @@ pub struct SystemResult {
     /// Every other process on the machine: anything much above 0 means the
     /// run shared the cores with other work and its numbers are suspect.
     pub other_cpu_percent: Option<f64>,
+    /// CPU seconds per event out, in µs, over the reported window: the
+    /// system, the broker, the load test. Less sensitive to the machine's
+    /// speed than a rate when compared between systems of one run.
+    pub cpu_us_per_event: Option<f64>,
+    pub broker_cpu_us_per_event: Option<f64>,
+    pub loadgen_cpu_us_per_event: Option<f64>,
+    /// The system's threads over the reported window, busiest first.
+    pub threads: Vec<ThreadShare>,
     pub rss_mb: Option<f64>,
+    /// RSS at the first and the last sample of the reported window: flat
+    /// memory over a long steady run shows as the two being close.
+    pub rss_start_mb: Option<f64>,
+    pub rss_end_mb: Option<f64>,
     pub peak_rss_mb: Option<f64>,
     pub ready_s: f64,
     pub exit: String,
     pub saturation: Option<SaturationResult>,
     pub burst: Option<BurstResult>,
+}
+
+/// One thread of a system over the reported window.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ThreadShare {
+    pub name: String,
+    pub tid: u32,
+    /// 100 % = one core.
+    pub cpu_percent: f64,
+    pub us_per_event: Option<f64>,
+}
+
+/// Per-thread CPU between the first thread sample at or after `a` and the
+/// last at or before `b`, for `rate_out` events/s; threads that used no
+/// CPU are left out.
+pub fn thread_shares(
+    threads: &[(f64, Vec<crate::procs::ThreadCpu>)],
+    (a, b): (f64, f64),
+    rate_out: Option<f64>,
+) -> Vec<ThreadShare> {
+    let first = threads.iter().find(|(t, _)| *t >= a);
+    let last = threads.iter().rev().find(|(t, _)| *t <= b);
+    let (Some((t0, before)), Some((t1, after))) = (first, last) else {
+        return Vec::new();
+    };
+    let secs = t1 - t0;
+    if secs <= 0.0 {
+        return Vec::new();
+    }
+    let mut shares: Vec<ThreadShare> = after
+        .iter()
+        .filter_map(|t| {
+            let start = before
+                .iter()
+                .find(|b| b.tid == t.tid)
+                .map_or(0.0, |b| b.secs);
+            let used = t.secs - start;
+            (used > 0.0).then(|| ThreadShare {
+                name: t.name.clone(),
+                tid: t.tid,
+                cpu_percent: 100.0 * used / secs,
+                us_per_event: rate_out.filter(|r| *r > 0.0).map(|r| used / secs / r * 1e6),
+            })
+        })
+        .collect();
+    shares.sort_by(|x, y| y.cpu_percent.total_cmp(&x.cpu_percent));
+    shares
 }
 
 /// Driftline against the pass-through in one scenario.
@@ -185,6 +244,8 @@ pub struct Comparison {
     pub p99_delta_ms: Option<f64>,
     /// driftline p99 / pass-through p99.
     pub p99_ratio: Option<f64>,
+    /// driftline / pass-through CPU per event (the systems alone).
+    pub cpu_per_event_ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -306,6 +367,7 @@ pub fn compare(passthrough: &SystemResult, driftline: &SystemResult) -> Comparis
         saturation_ratio_is,
         p99_delta_ms: delta(p99(driftline), p99(passthrough)),
         p99_ratio: ratio(p99(driftline), p99(passthrough)),
+        cpu_per_event_ratio: ratio(driftline.cpu_us_per_event, passthrough.cpu_us_per_event),
     }
 }
 
@@ -414,6 +476,20 @@ pub fn summarize(
     let burst = plan
         .burst
         .and_then(|(before, burst, after)| burst_result(plan, m, before, burst, after));
+    let per_event = |cpu: &[(f64, f64)]| {
+        let (c, r) = (over(cpu)?, over(&done)?);
+        (r > 0.0).then(|| c / r * 1e6)
+    };
+    let threads = window
+        .map(|w| thread_shares(&m.threads, w, over(&done)))
+        .unwrap_or_default();
+    let mb = |kb: u64| kb as f64 / 1024.0;
+    let rss_in_window: Vec<u64> = m
+        .samples
+        .iter()
+        .filter(|s| window.is_some_and(|(a, b)| s.t >= a && s.t <= b))
+        .filter_map(|s| s.system_rss_kb)
+        .collect();
     let result = SystemResult {
         system: system.to_string(),
         rate_target,
@@ -433,13 +509,19 @@ pub fn summarize(
         broker_cpu_percent: over(&broker_cpu).map(|c| c * 100.0),
         loadgen_cpu_percent: over(&loadgen_cpu).map(|c| c * 100.0),
         other_cpu_percent: over(&other_cpu).map(|c| (c * 100.0).max(0.0)),
+        cpu_us_per_event: per_event(&cpu),
+        broker_cpu_us_per_event: per_event(&broker_cpu),
+        loadgen_cpu_us_per_event: per_event(&loadgen_cpu),
+        threads,
         rss_mb: m
             .samples
             .iter()
             .filter_map(|s| s.system_rss_kb)
             .max()
-            .map(|kb| kb as f64 / 1024.0),
-        peak_rss_mb: facts.peak_rss_kb.map(|kb| kb as f64 / 1024.0),
+            .map(mb),
+        rss_start_mb: rss_in_window.first().copied().map(mb),
+        rss_end_mb: rss_in_window.last().copied().map(mb),
+        peak_rss_mb: facts.peak_rss_kb.map(mb),
         ready_s: facts.ready_s,
         exit: facts.exit.clone(),
         saturation,
@@ -810,11 +892,38 @@ fn scenario_markdown(o: &mut String, s: &ScenarioResult) {
         pct(d.other_cpu_percent),
         String::new(),
     );
+    let us = |v: Option<f64>| opt(v, |v| format!("{v:.2}"));
+    row(
+        "CPU per event out: system (µs)",
+        us(p.cpu_us_per_event),
+        us(d.cpu_us_per_event),
+        opt(c.cpu_per_event_ratio, |r| format!("{r:.2}×")),
+    );
+    row(
+        "CPU per event out: broker / load generator (µs)",
+        format!(
+            "{} / {}",
+            us(p.broker_cpu_us_per_event),
+            us(p.loadgen_cpu_us_per_event)
+        ),
+        format!(
+            "{} / {}",
+            us(d.broker_cpu_us_per_event),
+            us(d.loadgen_cpu_us_per_event)
+        ),
+        String::new(),
+    );
     let mb = |v: Option<f64>| opt(v, |v| format!("{v:.0}"));
     row(
         "RSS, largest sample (MB)",
         mb(p.rss_mb),
         mb(d.rss_mb),
+        String::new(),
+    );
+    row(
+        "RSS at the start / end of the measured window (MB)",
+        format!("{} / {}", mb(p.rss_start_mb), mb(p.rss_end_mb)),
+        format!("{} / {}", mb(d.rss_start_mb), mb(d.rss_end_mb)),
         String::new(),
     );
     row(
@@ -836,6 +945,26 @@ fn scenario_markdown(o: &mut String, s: &ScenarioResult) {
         String::new(),
     );
     let _ = writeln!(o);
+    for r in [p, d] {
+        if r.threads.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = r
+            .threads
+            .iter()
+            .take(8)
+            .map(|t| match t.us_per_event {
+                Some(us) => format!("{} {:.0} % ({us:.2} µs/event)", t.name, t.cpu_percent),
+                None => format!("{} {:.0} %", t.name, t.cpu_percent),
+            })
+            .collect();
+        let _ = writeln!(
+            o,
+            "{} threads (100 % = one core): {}.\n",
+            r.system,
+            list.join(", ")
+        );
+    }
     for r in [p, d] {
         let Some(sat) = &r.saturation else { continue };
         let _ = writeln!(
@@ -1156,6 +1285,38 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn thread_shares_cover_the_window_busiest_first() {
+        use crate::procs::ThreadCpu;
+        let th = |tid, name: &str, secs| ThreadCpu {
+            tid,
+            name: name.to_string(),
+            secs,
+        };
+        let threads = vec![
+            (0.5, vec![th(1, "scoring", 0.1), th(2, "rdk:broker1", 0.0)]),
+            (1.0, vec![th(1, "scoring", 0.2), th(2, "rdk:broker1", 0.0)]),
+            (
+                3.0,
+                vec![
+                    th(1, "scoring", 1.2),
+                    th(2, "rdk:broker1", 0.4),
+                    th(3, "idle", 0.0),
+                ],
+            ),
+            (4.0, vec![th(1, "scoring", 2.0), th(2, "rdk:broker1", 0.5)]),
+        ];
+        // Window 1..3 s: the samples at 1.0 and 3.0.
+        let s = thread_shares(&threads, (0.9, 3.5), Some(10_000.0));
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert_eq!((s[0].name.as_str(), s[0].tid), ("scoring", 1));
+        assert!((s[0].cpu_percent - 50.0).abs() < 1e-9);
+        assert!((s[0].us_per_event.unwrap() - 50.0).abs() < 1e-9);
+        assert!((s[1].cpu_percent - 20.0).abs() < 1e-9);
+        assert!(thread_shares(&threads, (3.5, 3.9), None).is_empty());
+        assert!(thread_shares(&[], (0.0, 9.0), None).is_empty());
+    }
+
     fn system(name: &str, out: f64, p99: f64, sat: Option<f64>) -> SystemResult {
         SystemResult {
             system: name.into(),
@@ -1184,7 +1345,13 @@ mod tests {
             broker_cpu_percent: None,
             loadgen_cpu_percent: None,
             other_cpu_percent: None,
+            cpu_us_per_event: None,
+            broker_cpu_us_per_event: None,
+            loadgen_cpu_us_per_event: None,
+            threads: Vec::new(),
             rss_mb: None,
+            rss_start_mb: None,
+            rss_end_mb: None,
             peak_rss_mb: None,
             ready_s: 1.0,
             exit: "0".into(),

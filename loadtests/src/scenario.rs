@@ -431,6 +431,34 @@ mod tests {
         assert_eq!(p.schedule.total(), 100 + 200 + 1500 + 400);
     }
 
+    /// Every committed scenario folder parses, validates, makes a plan,
+    /// and its driftline.toml loads with driftline's own loader.
+    #[test]
+    fn committed_scenarios_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join("scenarios");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert!(names.len() >= 5, "{names:?}");
+        for name in &names {
+            let found = find(name, &dir).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let plan = found.scenario.plan(Some(100_000.0));
+            assert!(plan.schedule.total() > 0, "{name}");
+            let config = std::fs::read_to_string(found.driftline_config()).unwrap();
+            // Relative paths in the configs are resolved from the repository root.
+            let parsed: driftline::config::Config =
+                toml::from_str(&config).unwrap_or_else(|e| panic!("{name}/driftline.toml: {e}"));
+            assert!(
+                root.join("..").join(&parsed.model.dir).is_dir(),
+                "{name}: model {}",
+                parsed.model.dir.display()
+            );
+        }
+    }
+
     #[test]
     fn bad_scenarios_are_refused() {
         for bad in [

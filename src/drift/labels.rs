@@ -50,7 +50,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use compact_str::CompactString;
 use parking_lot::Mutex;
@@ -440,6 +440,11 @@ pub struct LabelJoin {
     state: Mutex<State>,
     // Bad label records, counted by the follower without the join lock.
     rejected: [AtomicU64; RejectReason::ALL.len()],
+    // Set once labels are being read. Until then a prediction could never
+    // be judged, so the scoring loop does not hold it: the join would cost
+    // its hash-table work per event and up to `max_pending` entries of
+    // memory for nothing on a deployment without a labels topic.
+    following: AtomicBool,
 }
 
 impl fmt::Debug for LabelJoin {
@@ -636,7 +641,19 @@ impl LabelJoin {
                 pending: 0,
             }),
             rejected: Default::default(),
+            following: AtomicBool::new(false),
         })
+    }
+
+    /// Whether labels are being read (see [`set_following`](Self::set_following)).
+    pub fn following(&self) -> bool {
+        self.following.load(Ordering::Relaxed)
+    }
+
+    /// Called by the label follower once it reads the labels topic; the
+    /// scoring loop records predictions only from then on.
+    pub fn set_following(&self, on: bool) {
+        self.following.store(on, Ordering::Relaxed);
     }
 
     /// Holds one scored batch, `(event_id, score, ts_ms)` each, made by

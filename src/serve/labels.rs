@@ -105,10 +105,11 @@ impl Follower {
                 topic: self.topic.clone(),
                 source,
             })?;
+        self.join.set_following(true);
         tracing::info!(
             topic = %self.topic,
             partitions = partitions.len(),
-            "label follower started at the end of the topic"
+            "label follower started at the end of the topic; predictions are held for their labels from now on"
         );
         while !stop.load(Ordering::Relaxed) {
             match self.consumer.poll(POLL) {
@@ -261,7 +262,9 @@ mod tests {
             std::thread::spawn(move || follower.run(&stop))
         };
         std::thread::sleep(Duration::from_millis(500));
+        assert!(!join.following(), "no topic yet: predictions are not held");
         cluster.create_topic("labels", 2, 1).unwrap();
+        wait_for("the follower to read the topic", || join.following());
         // Records sent before the follower has assigned are skipped (it
         // starts at the end), so send until each kind has been read.
         wait_for("a label and two bad records", || {
@@ -323,11 +326,12 @@ mod tests {
         let handle = spawn(
             reader(&cluster.bootstrap_servers()),
             "nowhere".into(),
-            join,
+            join.clone(),
             stop.clone(),
         )
         .unwrap();
         std::thread::sleep(Duration::from_millis(300));
+        assert!(!join.following());
         let asked = Instant::now();
         stop.store(true, Ordering::Relaxed);
         handle.join().unwrap().unwrap();

@@ -296,12 +296,13 @@ impl Worker {
         for (i, item) in self.batch.items.iter().enumerate() {
             let payload = self.batch.slice(item.payload).unwrap_or_default();
             let mut accept = |event: crate::event::Event, row: Option<usize>| {
-                let observe = self.aggregator.is_none()
-                    || self
-                        .partitions
-                        .get(&item.partition)
-                        .and_then(|p| p.marks.get(&event.entity_id))
-                        .is_none_or(|m| item.offset > m.offset);
+                // One lookup both notes the entity's newest offset for the
+                // next checkpoint and tells a replay (an offset its
+                // restored state already holds) from a new event.
+                let observe = match (&self.aggregator, self.partitions.get_mut(&item.partition)) {
+                    (Some(_), Some(part)) => mark(part, &event.entity_id, item.offset),
+                    _ => true,
+                };
                 replayed += u64::from(!observe);
                 let index = self.slots.len();
                 self.slots.push((i, row));
@@ -359,14 +360,6 @@ impl Worker {
                 .zip(&self.outputs)
                 .map(|(it, &n)| (it.partition, it.offset, n)),
         );
-        if self.aggregator.is_some() {
-            for d in &decoded {
-                let item = &self.batch.items[self.slots[d.index].0];
-                if let Some(part) = self.partitions.get_mut(&item.partition) {
-                    mark(part, &d.event.entity_id, item.offset);
-                }
-            }
-        }
         tracing::trace!(
             items = n,
             first = ?self.batch.items.first().map(|i| (i.partition, i.offset)),
@@ -382,7 +375,7 @@ impl Worker {
             .record(started.elapsed().as_secs_f64());
         self.metrics.batch_events.record(events as f64);
         self.send_outputs(now)?;
-        if let Some(join) = &self.labels {
+        if let Some(join) = self.labels.as_ref().filter(|j| j.following()) {
             join.record(
                 self.out
                     .scored
@@ -401,9 +394,11 @@ impl Worker {
     fn send_outputs(&mut self, now: i64) -> Result<(), WorkerError> {
         let headers = prediction_headers(&self.model, &self.version);
         self.latencies_us.clear();
+        // One clock read per batch: its outputs are handed over together.
+        let sending = Instant::now();
         for s in &self.out.scored {
             let item = &self.batch.items[self.slots[s.index].0];
-            let latency_us = item.received.elapsed().as_micros() as u64;
+            let latency_us = sending.saturating_duration_since(item.received).as_micros() as u64;
             Prediction {
                 event_id: &s.event.event_id,
                 entity_id: &s.event.entity_id,
@@ -593,11 +588,11 @@ impl Worker {
             tracing::warn!(error = %e, in_flight = self.sink.queued(), "flush before a hand-over timed out");
         }
         self.commit(consumer, CommitMode::Sync, Some(partitions));
-        // (partition, newest record polled, offset committed) of each.
-        let mut positions = Vec::with_capacity(partitions.len());
+        // Where the next owner resumes: (partition, offset committed).
+        let mut committed = Vec::with_capacity(partitions.len());
         for p in partitions {
             if let Some(part) = self.partitions.remove(p) {
-                positions.push((*p, part.polled, part.committed));
+                committed.push((*p, part.committed));
                 if let Some(agg) = &self.aggregator {
                     agg.remove_entities(part.marks.keys());
                 }
@@ -608,7 +603,7 @@ impl Worker {
         self.shared
             .assigned
             .store(self.partitions.len(), Ordering::Relaxed);
-        tracing::info!(?partitions, ?positions, "partitions revoked");
+        tracing::info!(?partitions, ?committed, "partitions revoked");
     }
 
     /// Takes partitions over: their aggregate state is restored (all
@@ -714,14 +709,18 @@ impl Worker {
     }
 }
 
-fn mark(part: &mut PartitionState, entity: &CompactString, offset: i64) {
+/// Notes that `entity` has an event at `offset` (dirty for the next
+/// checkpoint); true when the offset is past what its state already holds.
+fn mark(part: &mut PartitionState, entity: &CompactString, offset: i64) -> bool {
     match part.marks.get_mut(entity) {
         Some(m) => {
+            let new = offset > m.offset;
             m.offset = m.offset.max(offset);
             if !m.dirty {
                 m.dirty = true;
                 part.dirty.push(entity.clone());
             }
+            new
         }
         None => {
             part.marks.insert(
@@ -732,6 +731,7 @@ fn mark(part: &mut PartitionState, entity: &CompactString, offset: i64) {
                 },
             );
             part.dirty.push(entity.clone());
+            true
         }
     }
 }

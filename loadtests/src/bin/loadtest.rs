@@ -38,6 +38,26 @@ enum Cmd {
         #[arg(long, env = "DRIFTLINE_TANSU")]
         tansu: Option<PathBuf>,
     },
+    /// Sums `perf script -F comm,tid,ip,sym` output per thread and per
+    /// scoring stage; writes the Markdown table to stdout and, with
+    /// `--folded`, the folded stacks for a flame-graph tool.
+    Stacks {
+        /// The `perf script` output.
+        #[arg(long)]
+        script: PathBuf,
+        /// Sampling frequency given to `perf record -F`.
+        #[arg(long)]
+        hz: f64,
+        /// Seconds perf recorded.
+        #[arg(long)]
+        secs: f64,
+        /// The load while it recorded (events/s), for µs per event.
+        #[arg(long)]
+        events_per_s: Option<f64>,
+        /// Where to write the folded stacks.
+        #[arg(long)]
+        folded: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -62,11 +82,23 @@ fn main() {
             };
             run(&options, &interrupted)
         }
-    };
-    match result {
-        Ok(out) => {
-            println!("report: {}", out.join("report.md").display());
+        Cmd::Stacks {
+            script,
+            hz,
+            secs,
+            events_per_s,
+            folded,
+        } => {
+            if let Err(e) = stacks(&script, hz, secs, events_per_s, folded.as_deref()) {
+                eprintln!("loadtest: {e:#}");
+                std::process::exit(1);
+            }
+            return;
         }
+    };
+    let result = result.map(|out| println!("report: {}", out.join("report.md").display()));
+    match result {
+        Ok(()) => {}
         Err(e) => {
             eprintln!("loadtest: {e:#}");
             std::process::exit(1);
@@ -94,5 +126,27 @@ fn watch_signals(interrupted: Arc<AtomicBool>) -> anyhow::Result<()> {
             });
         })
         .context("starting the signal thread")?;
+    Ok(())
+}
+
+fn stacks(
+    script: &std::path::Path,
+    hz: f64,
+    secs: f64,
+    events_per_s: Option<f64>,
+    folded: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use loadtest::stacks;
+    let text =
+        std::fs::read_to_string(script).with_context(|| format!("reading {}", script.display()))?;
+    let summary = stacks::summarize(&stacks::parse_perf_script(&text));
+    if summary.samples == 0 {
+        anyhow::bail!("{}: no samples", script.display());
+    }
+    print!("{}", stacks::markdown(&summary, hz, secs, events_per_s));
+    if let Some(path) = folded {
+        std::fs::write(path, stacks::folded(&summary))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }

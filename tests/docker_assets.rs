@@ -127,6 +127,23 @@ fn ports_agree_everywhere() {
     );
 }
 
+/// A plain `docker build` (and the compose file's `driftline` service)
+/// builds the last stage: it must be the service image, running driftline.
+#[test]
+fn the_last_stage_is_the_service_image() {
+    let dockerfile = read("docker/Dockerfile");
+    let last_from = dockerfile
+        .lines()
+        .rfind(|l| l.starts_with("FROM "))
+        .expect("a FROM line");
+    assert!(last_from.ends_with(" AS runtime"), "{last_from}");
+    let after = &dockerfile[dockerfile.rfind(last_from).unwrap_or(0)..];
+    assert!(
+        after.contains(r#"ENTRYPOINT ["/usr/local/bin/driftline"]"#),
+        "the runtime stage runs driftline"
+    );
+}
+
 #[test]
 fn files_the_image_copies_exist() {
     let dockerfile = read("docker/Dockerfile");

@@ -775,6 +775,56 @@ pub fn recovery_secs(samples: &[Sample], burst_end: f64, threshold: u64) -> Opti
 mod tests {
     use super::*;
 
+    /// `generate` sends rate × duration events, keyed by card, with the
+    /// load test's ids, and a bad rate is refused.
+    #[test]
+    fn generate_sends_the_schedule_to_a_broker() {
+        let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+        cluster.create_topic("features", 2, 1).unwrap();
+        let options = GenerateOptions {
+            brokers: cluster.bootstrap_servers(),
+            topic: "features".into(),
+            rate: 2000.0,
+            duration_s: 0.5,
+            cards: 50,
+            seed: 3,
+            linger_ms: 5,
+            properties: vec![("client.id".into(), "generate-test".into())],
+        };
+        let stop = AtomicBool::new(false);
+        let g = generate(&options, &stop, Duration::from_secs(60)).unwrap();
+        assert_eq!((g.sent, g.failed), (1000, 0));
+        assert!(g.secs >= 0.49, "{g:?}");
+
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("group.id", "generate-test")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..2 {
+            tpl.add_partition_offset("features", p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut seqs = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seqs.len() < 1000 && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+                assert!(m.key().is_some_and(|k| k.starts_with(b"card-")));
+                seqs.push(parse_seq(m.payload().unwrap()).unwrap());
+            }
+        }
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..1000).collect::<Vec<u64>>());
+
+        let bad = GenerateOptions {
+            rate: 0.0,
+            ..options
+        };
+        assert!(generate(&bad, &stop, Duration::from_secs(1)).is_err());
+    }
+
     fn sample(t: f64, sent: u64, done: u64) -> Sample {
         Sample {
             t,
@@ -819,4 +869,121 @@ mod tests {
         // Already caught up when the burst ends.
         assert_eq!(recovery_secs(&s, 13.0, 10), Some(0.0));
     }
+}
+
+/// What `loadtest generate` sends, and where.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub brokers: String,
+    pub topic: String,
+    /// Events per second, open loop.
+    pub rate: f64,
+    /// How long; 0 = until interrupted.
+    pub duration_s: f64,
+    pub cards: usize,
+    pub seed: u64,
+    pub linger_ms: u32,
+    /// librdkafka properties of the producer (security settings and the like).
+    pub properties: Vec<(String, String)>,
+}
+
+/// What a `generate` run sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Generated {
+    pub sent: u64,
+    pub failed: u64,
+    pub secs: f64,
+}
+
+/// "Until interrupted" is a schedule this long.
+const FOREVER_S: f64 = 30.0 * 24.0 * 3600.0;
+
+/// The load generator alone, against any broker (the compose file's
+/// profile-gated `loadgen` service): the load test's open-loop producer of
+/// fraud events (`lt-<seq>` ids, keyed by card) at a fixed rate, with a
+/// progress line every `report_every`. Nothing is read back. Stops at the
+/// end of `duration_s` or when `interrupted` is set, then flushes.
+pub fn generate(
+    options: &GenerateOptions,
+    interrupted: &AtomicBool,
+    report_every: Duration,
+) -> anyhow::Result<Generated> {
+    if !(options.rate > 0.0 && options.rate.is_finite()) {
+        return Err(anyhow!("--rate must be a positive number of events/s"));
+    }
+    if !(options.duration_s >= 0.0 && options.duration_s.is_finite()) {
+        return Err(anyhow!(
+            "--duration must be 0 (until stopped) or a number of seconds"
+        ));
+    }
+    let secs = if options.duration_s == 0.0 {
+        FOREVER_S
+    } else {
+        options.duration_s
+    };
+    let schedule = Schedule::new(vec![crate::schedule::Segment::new(
+        "generate",
+        options.rate,
+        secs,
+    )]);
+    let failed = Arc::new(AtomicU64::new(0));
+    let last_error = Arc::new(Mutex::new(None));
+    let mut config = ClientConfig::new();
+    for (k, v) in &options.properties {
+        config.set(k, v);
+    }
+    let producer: ThreadedProducer<CountFailures> = config
+        .set("bootstrap.servers", &options.brokers)
+        .set("linger.ms", options.linger_ms.to_string())
+        .set("enable.idempotence", "true")
+        .create_with_context(CountFailures {
+            failed: failed.clone(),
+            last_error: last_error.clone(),
+        })
+        .context("creating the generator's producer")?;
+    let generator = FraudGenerator::new(options.seed, options.cards, driftline::event::now_ms());
+    let flags = Flags::default();
+    let sent = AtomicU64::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let producing = s.spawn(|| {
+            produce(
+                generator,
+                &producer,
+                &options.topic,
+                &schedule,
+                start,
+                &flags,
+                &sent,
+            )
+        });
+        let mut last = (Instant::now(), 0u64);
+        while !producing.is_finished() {
+            if interrupted.load(Ordering::Relaxed) {
+                flags.stop_sending.store(true, Ordering::Relaxed);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            if last.0.elapsed() >= report_every {
+                let n = sent.load(Ordering::Relaxed);
+                let rate = (n - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                println!(
+                    "{:>8.0} s: {n} events sent to {}, {rate:.0}/s, {} refused{}",
+                    start.elapsed().as_secs_f64(),
+                    options.topic,
+                    failed.load(Ordering::Relaxed),
+                    lock(&last_error)
+                        .as_deref()
+                        .map(|e| format!(" (last: {e})"))
+                        .unwrap_or_default()
+                );
+                last = (Instant::now(), n);
+            }
+        }
+        let _ = producing.join();
+    });
+    Ok(Generated {
+        sent: sent.load(Ordering::Relaxed),
+        failed: failed.load(Ordering::Relaxed),
+        secs: start.elapsed().as_secs_f64(),
+    })
 }

@@ -38,6 +38,36 @@ enum Cmd {
         #[arg(long, env = "DRIFTLINE_TANSU")]
         tansu: Option<PathBuf>,
     },
+    /// Produces fraud events to a topic of any broker at a fixed open-loop
+    /// rate (the load test's generator alone; nothing is read back).
+    Generate {
+        /// Bootstrap servers.
+        #[arg(long, default_value = "localhost:9092")]
+        brokers: String,
+        /// Topic to produce to.
+        #[arg(long, default_value = "features")]
+        topic: String,
+        /// Events per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Seconds to run; 0 runs until SIGINT/SIGTERM.
+        #[arg(long, default_value_t = 0.0)]
+        duration: f64,
+        /// Cards (entities) the events are drawn from.
+        #[arg(long, default_value_t = 2000)]
+        cards: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// The producer's `linger.ms`.
+        #[arg(long, default_value_t = 5)]
+        linger_ms: u32,
+        /// librdkafka property of the producer, `key=value` (repeatable).
+        #[arg(long = "producer-property", value_parser = property)]
+        properties: Vec<(String, String)>,
+        /// Seconds between progress lines.
+        #[arg(long, default_value_t = 10.0)]
+        report_every: f64,
+    },
     /// Sums `perf script -F comm,tid,ip,sym` output per thread and per
     /// scoring stage; writes the Markdown table to stdout and, with
     /// `--folded`, the folded stacks for a flame-graph tool.
@@ -81,6 +111,44 @@ fn main() {
                 command: std::env::args().collect::<Vec<_>>().join(" "),
             };
             run(&options, &interrupted)
+        }
+        Cmd::Generate {
+            brokers,
+            topic,
+            rate,
+            duration,
+            cards,
+            seed,
+            linger_ms,
+            properties,
+            report_every,
+        } => {
+            let options = loadtest::measure::GenerateOptions {
+                brokers,
+                topic,
+                rate,
+                duration_s: duration,
+                cards,
+                seed,
+                linger_ms,
+                properties,
+            };
+            let every = std::time::Duration::from_secs_f64(report_every.max(0.1));
+            match loadtest::measure::generate(&options, &interrupted, every) {
+                Ok(g) => println!(
+                    "sent {} events to {} in {:.1} s ({:.0}/s), {} refused by the broker",
+                    g.sent,
+                    options.topic,
+                    g.secs,
+                    g.sent as f64 / g.secs.max(1e-9),
+                    g.failed
+                ),
+                Err(e) => {
+                    eprintln!("loadtest: {e:#}");
+                    std::process::exit(1);
+                }
+            }
+            return;
         }
         Cmd::Stacks {
             script,
@@ -149,4 +217,49 @@ fn stacks(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+fn property(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got {s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The compose file's `loadgen` command is one this binary accepts
+    /// (no Docker engine runs here to try it), and it targets the compose
+    /// file's Kafka and the topic driftline reads.
+    #[test]
+    fn the_compose_load_generator_command_parses() {
+        let compose = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docker/docker-compose.yml"
+        ))
+        .unwrap();
+        let service = compose
+            .split("\n  loadgen:\n")
+            .nth(1)
+            .expect("a loadgen service in docker/docker-compose.yml");
+        let line = service
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("command:"))
+            .expect("loadgen has a command");
+        let args: Vec<String> =
+            serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let cli = Cli::try_parse_from(std::iter::once("loadtest".to_string()).chain(args))
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        let Cmd::Generate { brokers, topic, .. } = cli.command else {
+            panic!("loadgen does not run `generate`: {line}");
+        };
+        assert_eq!(brokers, "kafka:9092");
+        assert_eq!(topic, "features");
+        assert!(
+            service.contains("profiles: [\"load\"]"),
+            "loadgen is profile-gated"
+        );
+    }
 }

@@ -157,6 +157,26 @@ impl ProducerContext for CountFailures {
     }
 }
 
+/// The generator's producer: `properties` first, then what it must control.
+fn generator_producer(
+    properties: &[(String, String)],
+    bootstrap: &str,
+    linger_ms: u32,
+    context: CountFailures,
+) -> anyhow::Result<ThreadedProducer<CountFailures>> {
+    let mut config = ClientConfig::new();
+    for (k, v) in properties {
+        config.set(k, v);
+    }
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", linger_ms.to_string())
+        // Retries never duplicate: every duplicate counted is the system's.
+        .set("enable.idempotence", "true")
+        .create_with_context(context)
+        .context("creating the generator's producer")
+}
+
 /// What the reader has seen.
 struct Received {
     predictions: SeqSet,
@@ -220,20 +240,15 @@ pub fn run(
     let produce_error = Arc::new(Mutex::new(None));
     let flags = Flags::default();
 
-    let mut config = ClientConfig::new();
-    for (k, v) in &setup.client_properties {
-        config.set(k, v);
-    }
-    let producer: ThreadedProducer<CountFailures> = config
-        .set("bootstrap.servers", &setup.bootstrap)
-        .set("linger.ms", setup.linger_ms.to_string())
-        // Retries never duplicate: every duplicate counted is the system's.
-        .set("enable.idempotence", "true")
-        .create_with_context(CountFailures {
+    let producer = generator_producer(
+        &setup.client_properties,
+        &setup.bootstrap,
+        setup.linger_ms,
+        CountFailures {
             failed: failed.clone(),
             last_error: produce_error.clone(),
-        })
-        .context("creating the generator's producer")?;
+        },
+    )?;
     let reader = reader(setup)?;
     warm_up(&producer, &reader, setup)?;
     // The generator is built before the clock starts: with a million cards
@@ -928,19 +943,15 @@ pub fn generate(
     )]);
     let failed = Arc::new(AtomicU64::new(0));
     let last_error = Arc::new(Mutex::new(None));
-    let mut config = ClientConfig::new();
-    for (k, v) in &options.properties {
-        config.set(k, v);
-    }
-    let producer: ThreadedProducer<CountFailures> = config
-        .set("bootstrap.servers", &options.brokers)
-        .set("linger.ms", options.linger_ms.to_string())
-        .set("enable.idempotence", "true")
-        .create_with_context(CountFailures {
+    let producer = generator_producer(
+        &options.properties,
+        &options.brokers,
+        options.linger_ms,
+        CountFailures {
             failed: failed.clone(),
             last_error: last_error.clone(),
-        })
-        .context("creating the generator's producer")?;
+        },
+    )?;
     let generator = FraudGenerator::new(options.seed, options.cards, driftline::event::now_ms());
     let flags = Flags::default();
     let sent = AtomicU64::new(0);

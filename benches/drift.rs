@@ -7,11 +7,24 @@
 //!   the KLL compactions a long window pays.
 //! - `close/10 features`: all statistics of 10 windows of 20k events against
 //!   their references (what a window close computes, after `flush`).
+//! - `evaluate/fraud-mlp, 5 x 1000`: what the evaluator thread does when a
+//!   sub-window closes under the service defaults (a sliding window of 5
+//!   sub-windows of 1,000 events): merge the 5, judge the fraud model's 14
+//!   inputs and its score against the bundled reference, update the alert
+//!   states. Fed with the encoded rows and scores of the model's fixtures.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use driftline::drift::monitor::{
+    DriftConfig, DriftStatus, Evaluator, Plan, Recorder, RecorderStats, Window,
+};
+use driftline::drift::profile::Profile as ReferenceProfile;
 use driftline::drift::sketch::{
     compare_categorical, compare_numeric, CategoricalSketch, NumericSketch, DEFAULT_TOP_K,
 };
@@ -149,7 +162,55 @@ fn drift(c: &mut Criterion) {
             }
         })
     });
+
+    let (mut evaluator, sub_windows) = fraud_evaluator(6);
+    for w in &sub_windows[..5] {
+        evaluator.push(w.clone());
+    }
+    let next = &sub_windows[5];
+    group.bench_function("evaluate/fraud-mlp, 5 x 1000", |b| {
+        b.iter_batched(
+            || next.clone(),
+            |w| black_box(evaluator.push(w)),
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
+}
+
+/// The service's evaluator for the bundled fraud MLP under the default
+/// drift settings, and `n` closed sub-windows of its fixture rows.
+fn fraud_evaluator(n: usize) -> (Evaluator, Vec<Window>) {
+    let dir = common::repo("models/fraud-mlp/1");
+    let model = common::model("models/fraud-mlp/1");
+    let path = dir.join("reference.json");
+    let profile = ReferenceProfile::load(&path).expect("bundled reference");
+    let config = DriftConfig::default();
+    let per_window = config.window_events / u64::from(config.sub_windows);
+    let plan = Arc::new(Plan::new(model.manifest(), profile, &path, config).expect("plan"));
+    let stats = Arc::new(RecorderStats::default());
+    let (mut recorder, rx) = Recorder::new(plan.clone(), stats.clone());
+    let text = std::fs::read_to_string(common::repo("tests/fixtures/scores/fraud-mlp-1.jsonl"))
+        .expect("fixture file");
+    let rows: Vec<(Vec<f32>, f32)> = text
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("fixture json");
+            let input = v["input"].as_array().expect("input array");
+            let row = input.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32);
+            (row.collect(), v["score"].as_f64().unwrap_or(0.0) as f32)
+        })
+        .collect();
+    let missing = vec![false; model.manifest().inputs.len()];
+    for i in 0..n as u64 * per_window {
+        let (row, score) = &rows[i as usize % rows.len()];
+        recorder.observe(row, &missing, *score, common::START_MS + i as i64);
+    }
+    let windows: Vec<Window> = rx.try_iter().collect();
+    assert_eq!(windows.len(), n, "every sub-window closed");
+    let status = Arc::new(parking_lot::RwLock::new(DriftStatus::default()));
+    let evaluator = Evaluator::new(plan, stats, status, Box::new(|_, _, _| {}));
+    (evaluator, windows)
 }
 
 criterion_group! {

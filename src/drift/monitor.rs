@@ -60,7 +60,9 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use super::profile::{ColumnSketch, Profile, SCORE_COLUMN};
-use super::sketch::{compare_categorical, compare_numeric, NumericSketch};
+use super::sketch::{
+    compare_categorical, compare_numeric_prepared, NumericSketch, PreparedReference,
+};
 use super::special::chi2_sf;
 use super::stats::{chi_square_from_counts, ks_p_value, psi_from_counts};
 use super::DriftError;
@@ -419,6 +421,20 @@ struct PlannedColumn {
     probe: Probe,
     enabled: bool,
     thresholds: Thresholds,
+    /// The reference's ECDF, for numeric columns with values.
+    prepared: Option<PreparedReference>,
+}
+
+fn prepare(name: &str, sketch: &ColumnSketch) -> Result<Option<PreparedReference>, MonitorError> {
+    match sketch {
+        ColumnSketch::Numeric(s) => {
+            PreparedReference::new(s).map_err(|source| MonitorError::Column {
+                column: name.into(),
+                source,
+            })
+        }
+        ColumnSketch::Categorical(_) => Ok(None),
+    }
 }
 
 /// Errors wiring the monitor to a model and its profile (start-up only).
@@ -485,6 +501,7 @@ impl Plan {
                 probe,
                 enabled: settings.and_then(|s| s.enabled).unwrap_or(true),
                 thresholds: resolve(&config, settings),
+                prepared: prepare(&input.name, &column.sketch)?,
             });
             offset += input.width();
         }
@@ -493,6 +510,7 @@ impl Plan {
             probe: Probe::Numeric { offset: 0 },
             enabled: config.prediction.enabled.unwrap_or(true),
             thresholds: resolve(&config, Some(&config.prediction)),
+            prepared: prepare(SCORE_COLUMN, &profile.score.sketch)?,
         };
         // check_against has made sure the score is numeric.
         let ColumnSketch::Numeric(score_reference) = profile.score.sketch.clone() else {
@@ -1156,8 +1174,8 @@ impl Evaluator {
         }
         let score = judge_column(
             &plan.score,
-            &ColumnSketch::Numeric(plan.score_reference.clone()),
-            &ColumnSketch::Numeric(merged.score.clone()),
+            &plan.profile.score.sketch,
+            &ColumnSketch::Numeric(merged.score),
             enough,
             plan.config.min_samples,
         );
@@ -1450,7 +1468,7 @@ fn judge_column(
     let present_enough = count >= min_samples;
     match (reference, current) {
         (ColumnSketch::Numeric(r), ColumnSketch::Numeric(c)) => {
-            if let Ok(d) = compare_numeric(r, c) {
+            if let Ok(d) = compare_numeric_prepared(r, column.prepared.as_ref(), c) {
                 missing_change = Some(d.missing);
                 if let (Some(d), true) = (d.distribution, present_enough) {
                     s.push(at_least("psi", d.psi, t.psi));
@@ -1592,7 +1610,9 @@ fn chi_square_judged(
 }
 
 /// The `x` where a decreasing `p(x)` crosses `alpha`, by bisection on
-/// `[0, hi]` (doubling `hi` while `p(hi) > alpha`).
+/// `[0, hi]` (doubling `hi` while `p(hi) > alpha`), to a relative 1e-12:
+/// the threshold is reported, not judged by, and a fixed 100 steps (most
+/// of them below f64 resolution) were a sixth of each window evaluation.
 fn invert_decreasing(p: impl Fn(f64) -> f64, alpha: f64, mut hi: f64) -> f64 {
     let mut lo = 0.0;
     for _ in 0..60 {
@@ -1602,6 +1622,9 @@ fn invert_decreasing(p: impl Fn(f64) -> f64, alpha: f64, mut hi: f64) -> f64 {
         hi *= 2.0;
     }
     for _ in 0..100 {
+        if hi - lo <= 1e-12 * hi {
+            break;
+        }
         let mid = 0.5 * (lo + hi);
         if p(mid) > alpha {
             lo = mid;

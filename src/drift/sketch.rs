@@ -66,8 +66,8 @@ use datasketches::kll::{KllFloat, KllSketch};
 use serde::{Deserialize, Serialize};
 
 use super::stats::{
-    self, bin_index, check_edges, chi_square_from_counts, js_distance_from_counts, ks_p_value,
-    ks_statistic, missing_rate_change, psi_from_counts, wasserstein_ecdf, ChiSquare, Ecdf,
+    self, bin_index, check_edges, chi_square_from_counts, js_distance_from_counts,
+    ks_and_wasserstein, ks_p_value, missing_rate_change, psi_from_counts, ChiSquare, Ecdf,
     MissingRateChange,
 };
 use super::{DriftError, Side};
@@ -528,11 +528,50 @@ fn compare_presence(
     Ok((missing, ref_count > 0 && cur_count > 0))
 }
 
+/// A reference sketch's ECDF and rank error, built once: a monitor compares
+/// one reference with window after window, and building the reference's
+/// ECDF (read the KLL image, sort) at every close was a third of the
+/// window evaluation. Only valid for the sketch it was built from, which
+/// [`compare_numeric_prepared`] checks by the count.
+#[derive(Debug, Clone)]
+pub struct PreparedReference {
+    ecdf: Ecdf,
+    error: f64,
+    count: u64,
+}
+
+impl PreparedReference {
+    /// `None` when the sketch holds no present value (nothing to prepare:
+    /// every comparison then reports no distribution statistics).
+    pub fn new(reference: &NumericSketch) -> Result<Option<Self>, DriftError> {
+        if reference.count() == 0 {
+            return Ok(None);
+        }
+        let (ecdf, error) = reference.ecdf_and_error(Side::Reference)?;
+        Ok(Some(PreparedReference {
+            ecdf,
+            error,
+            count: reference.count(),
+        }))
+    }
+}
+
 /// Compares a numeric window sketch with the reference sketch.
 ///
 /// Errors: different edges, or either side without any value at all.
 pub fn compare_numeric(
     reference: &NumericSketch,
+    current: &NumericSketch,
+) -> Result<NumericDrift, DriftError> {
+    compare_numeric_prepared(reference, None, current)
+}
+
+/// [`compare_numeric`] with the reference's ECDF built beforehand
+/// ([`PreparedReference::new`] of `reference`); the same result. A
+/// `prepared` of another sketch (a different count) is ignored.
+pub fn compare_numeric_prepared(
+    reference: &NumericSketch,
+    prepared: Option<&PreparedReference>,
     current: &NumericSketch,
 ) -> Result<NumericDrift, DriftError> {
     if reference.edges != current.edges {
@@ -550,10 +589,17 @@ pub fn compare_numeric(
             distribution: None,
         });
     }
-    let (a, ea) = reference.ecdf_and_error(Side::Reference)?;
+    let built;
+    let (a, ea) = match prepared.filter(|p| p.count == reference.count()) {
+        Some(p) => (&p.ecdf, p.error),
+        None => {
+            built = reference.ecdf_and_error(Side::Reference)?;
+            (&built.0, built.1)
+        }
+    };
     let (b, eb) = current.ecdf_and_error(Side::Current)?;
     let span = |s: &NumericSketch| s.min_max().map_or(0.0, |(lo, hi)| hi - lo);
-    let d = ks_statistic(&a, &b);
+    let (d, w) = ks_and_wasserstein(a, &b);
     Ok(ColumnDrift {
         missing,
         distribution: Some(NumericDistributionDrift {
@@ -565,7 +611,7 @@ pub fn compare_numeric(
             },
             ks_p_value: ks_p_value(d, reference.count(), current.count()),
             wasserstein: Approx {
-                value: wasserstein_ecdf(&a, &b),
+                value: w,
                 bound: ea * span(reference) + eb * span(current),
             },
         }),
@@ -870,7 +916,9 @@ pub fn compare_categorical(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drift::stats::{ks_2samp, numeric_stats, wasserstein, DEFAULT_BINS};
+    use crate::drift::stats::{
+        ks_2samp, ks_statistic, numeric_stats, wasserstein, wasserstein_ecdf, DEFAULT_BINS,
+    };
     use proptest::prelude::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
@@ -964,6 +1012,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn an_empty_reference_has_nothing_to_prepare() {
+        let empty = NumericSketch::new(vec![0.0]).unwrap();
+        assert!(PreparedReference::new(&empty).unwrap().is_none());
+        let mut all_missing = empty.empty_like();
+        all_missing.update(f64::NAN);
+        assert!(PreparedReference::new(&all_missing).unwrap().is_none());
     }
 
     #[test]
@@ -1119,6 +1176,22 @@ mod tests {
                 (c.len() - pc.len()) as u64, c.len() as u64,
             ).unwrap();
             prop_assert_eq!(got.missing, missing);
+
+            // A prepared reference gives the same result, flushed (reading
+            // an unflushed sketch merges its staging into a copy, and KLL
+            // merges are randomised); one prepared from another sketch is
+            // ignored, not misused.
+            let mut current = current;
+            current.flush();
+            let plain = compare_numeric(&reference, &current).ok();
+            let prepared = PreparedReference::new(&reference).unwrap();
+            prop_assert_eq!(&compare_numeric_prepared(&reference, prepared.as_ref(), &current).ok(), &plain);
+            let other = fed(&reference, &vec![1.0; reference.count() as usize + 1]);
+            let wrong = PreparedReference::new(&other).unwrap();
+            prop_assert_eq!(&compare_numeric_prepared(&reference, wrong.as_ref(), &current).ok(), &plain);
+            // One walk for both equals the two walks on their own.
+            let (a, b) = (reference.ecdf(Side::Reference).unwrap(), current.ecdf(Side::Current).unwrap());
+            prop_assert_eq!(ks_and_wasserstein(&a, &b), (ks_statistic(&a, &b), wasserstein_ecdf(&a, &b)));
         }
 
         #[test]

@@ -327,7 +327,11 @@ impl Ecdf {
                 reason: format!("the {side} weights overflow u64"),
             });
         }
-        items.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        // Stable sort (driftsort) finds and merges already-sorted runs; a
+        // KLL image is one sorted run per compacted level, so this is a
+        // merge of a few runs plus a sort of level 0, where the unstable
+        // sort re-sorted everything (a sixth of a window evaluation).
+        items.sort_by(|a, b| a.0.total_cmp(&b.0));
         Ok(Self::from_sorted_weighted(items.into_iter()))
     }
 
@@ -424,22 +428,48 @@ pub fn ks_statistic(a: &Ecdf, b: &Ecdf) -> f64 {
     d
 }
 
+/// [`ks_statistic`] and [`wasserstein_ecdf`] in one walk over both ECDFs
+/// (what a window close needs for every numeric column).
+pub fn ks_and_wasserstein(a: &Ecdf, b: &Ecdf) -> (f64, f64) {
+    let mut d = 0.0f64;
+    let mut w = CompensatedSum::default();
+    walk(a, b, |diff, gap| {
+        d = d.max(diff);
+        w.add(diff * gap);
+    });
+    (d, w.total())
+}
+
+/// Neumaier's compensated sum.
+#[derive(Default)]
+struct CompensatedSum {
+    sum: f64,
+    compensation: f64,
+}
+
+impl CompensatedSum {
+    fn add(&mut self, term: f64) {
+        let t = self.sum + term;
+        if self.sum.abs() >= term.abs() {
+            self.compensation += (self.sum - t) + term;
+        } else {
+            self.compensation += (term - t) + self.sum;
+        }
+        self.sum = t;
+    }
+
+    fn total(&self) -> f64 {
+        self.sum + self.compensation
+    }
+}
+
 /// Wasserstein-1 distance `∫ |F_a(x) - F_b(x)| dx`
 /// (`scipy.stats.wasserstein_distance(a, b)`), summed with Neumaier
 /// compensation so long samples do not drift from NumPy's pairwise sum.
 pub fn wasserstein_ecdf(a: &Ecdf, b: &Ecdf) -> f64 {
-    let (mut sum, mut compensation) = (0.0f64, 0.0f64);
-    walk(a, b, |diff, gap| {
-        let term = diff * gap;
-        let t = sum + term;
-        if sum.abs() >= term.abs() {
-            compensation += (sum - t) + term;
-        } else {
-            compensation += (term - t) + sum;
-        }
-        sum = t;
-    });
-    sum + compensation
+    let mut w = CompensatedSum::default();
+    walk(a, b, |diff, gap| w.add(diff * gap));
+    w.total()
 }
 
 /// Asymptotic two-sided p-value of a two-sample KS statistic `d` for sample

@@ -150,9 +150,7 @@ pub fn markdown(s: &Summary, hz: f64, secs: f64, events_per_s: Option<f64>) -> S
         o,
         "| thread | share | cores | CPU µs per event |\n|---|---:|---:|---:|"
     );
-    let mut threads: Vec<(&String, &usize)> = s.by_thread.iter().collect();
-    threads.sort_by(|a, b| b.1.cmp(a.1));
-    for (name, &n) in threads {
+    for (name, n) in most_first(&s.by_thread) {
         let _ = writeln!(
             o,
             "| {name} | {:.1} % | {:.2} | {} |",
@@ -167,9 +165,7 @@ pub fn markdown(s: &Summary, hz: f64, secs: f64, events_per_s: Option<f64>) -> S
             o,
             "\nScoring thread by stage (a stage includes what it calls):\n\n| stage | share of the thread | CPU µs per event |\n|---|---:|---:|"
         );
-        let mut stages: Vec<(&String, &usize)> = s.by_stage.iter().collect();
-        stages.sort_by(|a, b| b.1.cmp(a.1));
-        for (name, &n) in stages {
+        for (name, n) in most_first(&s.by_stage) {
             let _ = writeln!(
                 o,
                 "| {name} | {:.1} % | {} |",
@@ -188,6 +184,13 @@ pub fn folded(s: &Summary) -> String {
         let _ = writeln!(o, "{stack} {n}");
     }
     o
+}
+
+/// Sample counts, largest first (ties in name order: the sort is stable).
+fn most_first(counts: &BTreeMap<String, usize>) -> Vec<(&str, usize)> {
+    let mut v: Vec<(&str, usize)> = counts.iter().map(|(k, &n)| (k.as_str(), n)).collect();
+    v.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+    v
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Tansu test broker (a Kafka-protocol broker; memory storage) once
+# Installs the Tansu test broker (a Kafka-protocol broker) once
 # and caches it outside the work tree, so a rebuild (15-18 min on 2 cores)
 # happens only on a fresh machine. Prints the binary's path on stdout.
 #
@@ -11,7 +11,12 @@
 set -euo pipefail
 
 version=0.6.0
-cache="${DRIFTLINE_TANSU_CACHE:-$HOME/.cache/driftline/tansu-$version}"
+# dynostore gives the memory:// engine most tests use; libsql and postgres are
+# the durable engines that keep data across a broker restart (broker-restart
+# and transaction tests). One build with all three, cached under a name that
+# says which features it has.
+features=dynostore,libsql,postgres
+cache="${DRIFTLINE_TANSU_CACHE:-$HOME/.cache/driftline/tansu-$version-${features//,/-}}"
 bin="$cache/bin/tansu"
 
 if [ -x "$bin" ]; then
@@ -20,5 +25,5 @@ if [ -x "$bin" ]; then
 fi
 
 echo "installing tansu $version into $cache (once; about 15-18 minutes on 2 cores)" >&2
-cargo install --locked tansu --version "$version" --features dynostore --root "$cache" >&2
+cargo install --locked tansu --version "$version" --features "$features" --root "$cache" >&2
 echo "$bin"

@@ -150,11 +150,22 @@ pub enum RejectReason {
     /// The model itself failed on the batch (not the event's fault, but the
     /// event is still kept rather than dropped).
     ModelError,
+    /// `event_id` or `entity_id` longer than `pipeline.max_id_bytes`, or
+    /// holding a control character (NUL, newline, ...).
+    InvalidId,
+    /// A top-level field or a feature named twice in one event: which one
+    /// the producer meant is unknowable.
+    DuplicateField,
+    /// Event time more than `pipeline.max_future_skew` ahead of the wall
+    /// clock: accepted, it would freeze the entity's aggregates.
+    FutureTimestamp,
+    /// Event time more than `pipeline.max_event_age` behind the wall clock.
+    StaleTimestamp,
 }
 
 impl RejectReason {
     /// Every reason, for metric pre-registration and docs.
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 14] = [
         RejectReason::MalformedJson,
         RejectReason::MissingField,
         RejectReason::WrongType,
@@ -165,6 +176,10 @@ impl RejectReason {
         RejectReason::Oversize,
         RejectReason::MalformedBatch,
         RejectReason::ModelError,
+        RejectReason::InvalidId,
+        RejectReason::DuplicateField,
+        RejectReason::FutureTimestamp,
+        RejectReason::StaleTimestamp,
     ];
 
     /// The stable code, as written in DLQ headers and metric labels.
@@ -180,6 +195,10 @@ impl RejectReason {
             RejectReason::Oversize => "oversize",
             RejectReason::MalformedBatch => "malformed_batch",
             RejectReason::ModelError => "model_error",
+            RejectReason::InvalidId => "invalid_id",
+            RejectReason::DuplicateField => "duplicate_field",
+            RejectReason::FutureTimestamp => "future_timestamp",
+            RejectReason::StaleTimestamp => "stale_timestamp",
         }
     }
 }

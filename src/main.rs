@@ -255,6 +255,9 @@ fn score(
         parts.aggregator,
         config.pipeline.max_message_bytes,
     )?;
+    pipeline.set_input_limits(driftline::pipeline::InputLimits::from_config(
+        &config.pipeline,
+    ));
     let reader: Box<dyn BufRead> = if input == std::path::Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {

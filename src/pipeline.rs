@@ -6,16 +6,26 @@
 //! a batch is kept. A model failure rejects the batch's events with
 //! `model_error` instead of dropping them. Work and allocations are per batch:
 //! the row and score buffers are reused across calls.
+//!
+//! Event time is checked before anything reads or folds it: an event dated
+//! more than [`InputLimits::max_future_skew_ms`] ahead of the caller's wall
+//! clock is `future_timestamp`, one older than
+//! [`InputLimits::max_event_age_ms`] is `stale_timestamp`. Both leave the
+//! aggregates and the drift windows untouched: one event dated years ahead
+//! would otherwise move its entity's aggregate windows there, and every later
+//! event of the entity would be dropped as late.
 
 use std::sync::Arc;
 
+use crate::config::PipelineConfig;
 use crate::drift::monitor::Recorder;
 use crate::enrich::{EnrichSetupError, Enricher, Scratch, StoreLookup};
 use crate::event::{Event, RejectReason, Rejection};
 use crate::features::aggregates::Aggregator;
 use crate::features::store::FeatureStore;
 use crate::score::{Model, ModelError, Session};
-use crate::source::decode::decode_json;
+use crate::source::arrow::BatchLimits;
+use crate::source::decode::{decode_json_with, DecodeLimits};
 
 /// Errors building a pipeline (start-up only).
 #[derive(Debug, thiserror::Error)]
@@ -101,12 +111,124 @@ impl BatchOutput {
     }
 }
 
+/// Default of `pipeline.max_future_skew`: producer clocks drift by seconds,
+/// not minutes.
+pub const DEFAULT_MAX_FUTURE_SKEW_MS: i64 = 5 * 60 * 1000;
+
+/// The input rules of `[pipeline]`: message, batch and id sizes, and how far
+/// event time may be from the wall clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputLimits {
+    /// `pipeline.max_message_bytes` (JSON events).
+    pub max_message_bytes: usize,
+    /// `pipeline.max_id_bytes`.
+    pub max_id_bytes: usize,
+    /// `pipeline.max_batch_bytes` (Arrow IPC messages).
+    pub max_batch_bytes: usize,
+    /// `pipeline.max_batch_rows`.
+    pub max_batch_rows: usize,
+    /// `pipeline.max_batch_decoded_bytes`.
+    pub max_batch_decoded_bytes: usize,
+    /// `pipeline.max_future_skew`; `None` = no bound.
+    pub max_future_skew_ms: Option<i64>,
+    /// `pipeline.max_event_age`; `None` = no bound.
+    pub max_event_age_ms: Option<i64>,
+}
+
+impl InputLimits {
+    /// The defaults, with `max_message_bytes` for JSON events.
+    pub fn with_max_message_bytes(max_message_bytes: usize) -> Self {
+        let batch = BatchLimits::with_max_message_bytes(16 * 1024 * 1024);
+        InputLimits {
+            max_message_bytes,
+            max_id_bytes: batch.max_id_bytes,
+            max_batch_bytes: batch.max_message_bytes,
+            max_batch_rows: batch.max_rows,
+            max_batch_decoded_bytes: batch.max_decoded_bytes,
+            max_future_skew_ms: Some(DEFAULT_MAX_FUTURE_SKEW_MS),
+            max_event_age_ms: None,
+        }
+    }
+
+    /// The limits a (validated) `[pipeline]` section sets.
+    pub fn from_config(p: &PipelineConfig) -> Self {
+        InputLimits {
+            max_message_bytes: p.max_message_bytes,
+            max_id_bytes: p.max_id_bytes,
+            max_batch_bytes: p.max_batch_bytes,
+            max_batch_rows: p.max_batch_rows,
+            max_batch_decoded_bytes: p.max_batch_decoded_bytes,
+            max_future_skew_ms: p.max_future_skew_ms(),
+            max_event_age_ms: p.max_event_age_ms(),
+        }
+    }
+
+    /// What the JSON decoder enforces.
+    pub fn decode(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_message_bytes: self.max_message_bytes,
+            max_id_bytes: self.max_id_bytes,
+        }
+    }
+
+    /// What the Arrow IPC decoder enforces.
+    pub fn batch(&self) -> BatchLimits {
+        BatchLimits {
+            max_message_bytes: self.max_batch_bytes,
+            max_rows: self.max_batch_rows,
+            max_decoded_bytes: self.max_batch_decoded_bytes,
+            max_id_bytes: self.max_id_bytes,
+        }
+    }
+
+    /// Why event time `ts_ms` is refused at wall-clock time `now_ms`, if it is.
+    /// `from_event` says whether it came from the event's `ts` (else from the
+    /// broker timestamp), for the detail.
+    pub fn check_time(&self, ts_ms: i64, now_ms: i64, from_event: bool) -> Result<(), Rejection> {
+        let source = if from_event {
+            "`ts`"
+        } else {
+            "the broker timestamp (the event has no `ts`)"
+        };
+        let ahead = ts_ms.saturating_sub(now_ms);
+        if let Some(max) = self.max_future_skew_ms.filter(|&max| ahead > max) {
+            return Err(Rejection::new(
+                RejectReason::FutureTimestamp,
+                format!(
+                    "event time {} from {source} is {ahead} ms ahead of the clock, \
+                     the limit is {max} ms (pipeline.max_future_skew)",
+                    show_time(ts_ms)
+                ),
+            ));
+        }
+        let age = now_ms.saturating_sub(ts_ms);
+        if let Some(max) = self.max_event_age_ms.filter(|&max| age > max) {
+            return Err(Rejection::new(
+                RejectReason::StaleTimestamp,
+                format!(
+                    "event time {} from {source} is {age} ms old, the limit is {max} ms \
+                     (pipeline.max_event_age)",
+                    show_time(ts_ms)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Epoch milliseconds as RFC 3339 for a detail (the number when out of chrono's range).
+fn show_time(ts_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ts_ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| format!("{ts_ms} ms"))
+}
+
 /// Decode, enrich and score for one model on one thread.
 #[derive(Debug)]
 pub struct Pipeline {
     enricher: Enricher,
     session: Session,
-    max_message_bytes: usize,
+    limits: InputLimits,
     scratch: Scratch,
     rows: Vec<f32>,
     scores: Vec<f32>,
@@ -130,7 +252,7 @@ impl Pipeline {
         Ok(Pipeline {
             enricher,
             session: model.session()?,
-            max_message_bytes,
+            limits: InputLimits::with_max_message_bytes(max_message_bytes),
             scratch: Scratch::default(),
             rows: Vec::new(),
             scores: Vec::new(),
@@ -139,6 +261,17 @@ impl Pipeline {
             observed: Vec::new(),
             times: Vec::new(),
         })
+    }
+
+    /// Replaces the input rules (by default those of
+    /// [`InputLimits::with_max_message_bytes`]).
+    pub fn set_input_limits(&mut self, limits: InputLimits) {
+        self.limits = limits;
+    }
+
+    /// The input rules in force, for callers that decode themselves.
+    pub fn input_limits(&self) -> &InputLimits {
+        &self.limits
     }
 
     /// Feeds every scored event (replays excepted) to `recorder`.
@@ -161,8 +294,9 @@ impl Pipeline {
     /// Processes one batch of raw messages; results go to `out` (cleared first).
     pub fn process(&mut self, messages: &[Message<'_>], now_ms: i64, out: &mut BatchOutput) {
         out.clear();
+        let limits = self.limits.decode();
         let events = messages.iter().enumerate().filter_map(|(index, m)| {
-            match decode_json(m.payload, self.max_message_bytes) {
+            match decode_json_with(m.payload, limits) {
                 Ok(event) => Some(Decoded::new(index, event, m.timestamp_ms)),
                 Err(rejection) => {
                     out.rejected.push(Rejected {
@@ -195,6 +329,14 @@ impl Pipeline {
         } in events
         {
             let ts_ms = event.ts_ms.or(broker_ts).unwrap_or(now_ms);
+            if let Err(rejection) = self.limits.check_time(ts_ms, now_ms, event.ts_ms.is_some()) {
+                out.rejected.push(Rejected {
+                    index,
+                    rejection,
+                    event: Some(event),
+                });
+                continue;
+            }
             let start = self.rows.len();
             self.rows.resize(start + width, 0.0);
             match self.enricher.enrich_with(

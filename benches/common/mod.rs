@@ -39,6 +39,7 @@ pub fn fraud(dir: &str, cards: usize, n: usize) -> Fraud {
             shards: 16,
             max_entities: cards * 2,
             ttl_ms: None,
+            ..StoreConfig::default()
         },
         AggregatorConfig {
             buckets: 12,

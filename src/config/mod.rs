@@ -218,6 +218,14 @@ pub struct StoreConfig {
     pub max_entities: usize,
     /// Lock shards (rounded to a power of two); more shards, less reader/writer contention.
     pub shards: usize,
+    /// Longest categorical value stored, in bytes; a longer one refuses its
+    /// upsert (snapshot row, feature update or admin `PUT`).
+    pub max_category_bytes: usize,
+    /// Most distinct values a categorical column keeps; an upsert bringing a
+    /// new one past it is refused (known values keep working).
+    pub max_categories: usize,
+    /// Most text a categorical column's dictionary keeps, in bytes; same rule.
+    pub max_dictionary_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -230,6 +238,9 @@ impl Default for StoreConfig {
             ttl: None,
             max_entities: 1_000_000,
             shards: 16,
+            max_category_bytes: crate::features::store::DEFAULT_MAX_CATEGORY_BYTES,
+            max_categories: crate::features::store::DEFAULT_MAX_CATEGORIES,
+            max_dictionary_bytes: crate::features::store::DEFAULT_MAX_DICTIONARY_BYTES,
         }
     }
 }
@@ -266,9 +277,49 @@ pub struct PipelineConfig {
     pub max_message_bytes: usize,
     /// Arrow IPC batch messages larger than this go to the DLQ as `oversize`.
     pub max_batch_bytes: usize,
+    /// Arrow IPC batch messages with more rows than this go to the DLQ as
+    /// `oversize`, judged from the message metadata before anything is decoded.
+    pub max_batch_rows: usize,
+    /// Arrow IPC batch messages that would decode to more than this many
+    /// bytes (events, feature cells, ids and text) go to the DLQ as
+    /// `oversize`: dictionary and view encodings let a small message stand
+    /// for a huge batch.
+    pub max_batch_decoded_bytes: usize,
+    /// Longest `event_id` / `entity_id` accepted, in bytes; longer ones (and
+    /// ids holding control characters) are rejected as `invalid_id`. Also
+    /// applies to `feature-updates` entity ids.
+    pub max_id_bytes: usize,
+    /// Events dated more than this ahead of the wall clock (e.g. `5m`) are
+    /// rejected as `future_timestamp`; `"off"` accepts any time.
+    pub max_future_skew: String,
+    /// Events dated more than this before the wall clock (e.g. `7d`) are
+    /// rejected as `stale_timestamp`; `"off"` (the default) accepts any age,
+    /// which a replay after downtime needs.
+    pub max_event_age: String,
     /// Latency budget of a micro-batch (e.g. `5ms`): a batch is scored when
     /// it is full or this long after its first message, whichever is first.
     pub max_batch_wait: String,
+}
+
+/// A duration setting that can be turned off: `"off"` is `None`.
+pub fn parse_optional_window(value: &str) -> Result<Option<i64>, String> {
+    if value.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    parse_window(value).map(Some).map_err(|e| e.to_string())
+}
+
+impl PipelineConfig {
+    /// `max_future_skew` in milliseconds (validated by [`Config::problems`]).
+    pub fn max_future_skew_ms(&self) -> Option<i64> {
+        parse_optional_window(&self.max_future_skew)
+            .unwrap_or(Some(crate::pipeline::DEFAULT_MAX_FUTURE_SKEW_MS))
+    }
+
+    /// `max_event_age` in milliseconds (validated by [`Config::problems`]).
+    pub fn max_event_age_ms(&self) -> Option<i64> {
+        parse_optional_window(&self.max_event_age).unwrap_or(None)
+    }
 }
 
 impl Default for PipelineConfig {
@@ -277,6 +328,11 @@ impl Default for PipelineConfig {
             batch_size: 256,
             max_message_bytes: 64 * 1024,
             max_batch_bytes: 16 * 1024 * 1024,
+            max_batch_rows: crate::source::arrow::DEFAULT_MAX_BATCH_ROWS,
+            max_batch_decoded_bytes: crate::source::arrow::DEFAULT_MAX_BATCH_DECODED_BYTES,
+            max_id_bytes: crate::source::decode::DEFAULT_MAX_ID_BYTES,
+            max_future_skew: "5m".into(),
+            max_event_age: "off".into(),
             max_batch_wait: "5ms".into(),
         }
     }
@@ -420,6 +476,15 @@ impl Config {
         if !(1..=1024).contains(&s.shards) {
             p.push(format!("store.shards: {} is outside 1..=1024", s.shards));
         }
+        for (key, value) in [
+            ("store.max_category_bytes", s.max_category_bytes),
+            ("store.max_categories", s.max_categories),
+            ("store.max_dictionary_bytes", s.max_dictionary_bytes),
+        ] {
+            if value == 0 {
+                p.push(format!("{key}: must be at least 1"));
+            }
+        }
         let a = &self.aggregates;
         if !(1..=1024).contains(&a.buckets) {
             p.push(format!(
@@ -451,6 +516,30 @@ impl Config {
         }
         if let Err(e) = parse_window(&pl.max_batch_wait) {
             p.push(format!("pipeline.max_batch_wait: {e}"));
+        }
+        for (key, value) in [
+            ("pipeline.max_future_skew", &pl.max_future_skew),
+            ("pipeline.max_event_age", &pl.max_event_age),
+        ] {
+            if let Err(e) = parse_optional_window(value) {
+                p.push(format!("{key}: {e} (or \"off\")"));
+            }
+        }
+        if !(16..=65_536).contains(&pl.max_id_bytes) {
+            p.push(format!(
+                "pipeline.max_id_bytes: {} is outside 16..=65536",
+                pl.max_id_bytes
+            ));
+        }
+        if pl.max_batch_rows == 0 {
+            p.push("pipeline.max_batch_rows: must be at least 1".into());
+        }
+        if pl.max_batch_decoded_bytes < pl.max_batch_bytes {
+            p.push(format!(
+                "pipeline.max_batch_decoded_bytes: {} is below pipeline.max_batch_bytes ({}); \
+                 a batch always decodes to more than its message",
+                pl.max_batch_decoded_bytes, pl.max_batch_bytes
+            ));
         }
         let k = &self.kafka;
         if k.brokers.trim().is_empty() {

@@ -169,6 +169,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
             shards: 16,
             max_entities: options.cards.max(1) * 2,
             ttl_ms: None,
+            ..StoreConfig::default()
         },
         AggregatorConfig {
             buckets: 12,
@@ -196,6 +197,9 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
     config.kafka.brokers = cluster.bootstrap_servers();
     config.kafka.group_id = "driftline-demo".into();
     config.pipeline.batch_size = options.batch_size.clamp(1, 65_536);
+    // The generator's simulated clock runs days ahead of the wall clock
+    // (a window spans about a simulated day).
+    config.pipeline.max_future_skew = "off".into();
     config.admin.listen = options.listen.clone();
     let t = &config.kafka.topics;
     for (topic, partitions) in [

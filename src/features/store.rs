@@ -15,6 +15,16 @@
 //!   inserting past that evicts the shard's least recently updated row. Shards
 //!   never fill exactly evenly, so eviction can begin slightly (≈0.1% at 1M
 //!   over 16 shards) before `max_entities` rows in total.
+//! - **Bounded dictionaries.** A categorical value longer than
+//!   [`StoreConfig::max_category_bytes`] is refused ([`StoreError::CategoryTooLong`]),
+//!   and a column's dictionary never grows past
+//!   [`StoreConfig::max_categories`] entries or
+//!   [`StoreConfig::max_dictionary_bytes`] of text: an upsert that would add
+//!   a new category to a full dictionary is refused whole
+//!   ([`StoreError::DictionaryFull`]), like any other invalid upsert, rather
+//!   than stored as something it is not. Known categories keep working.
+//!   Dictionaries only grow (codes are stable for the store's lifetime), so
+//!   these bounds are what keeps them finite.
 //! - **Compact rows.** A cell is 4 bytes (an `f32`, or a `u32` dictionary code
 //!   for categorical columns); a row's key (inline up to 24 bytes), update time
 //!   and cells are one contiguous record; freed slots are reused. 1M entities
@@ -125,6 +135,13 @@ impl StoreSchema {
     }
 }
 
+/// Default of [`StoreConfig::max_category_bytes`].
+pub const DEFAULT_MAX_CATEGORY_BYTES: usize = 1024;
+/// Default of [`StoreConfig::max_categories`].
+pub const DEFAULT_MAX_CATEGORIES: usize = 100_000;
+/// Default of [`StoreConfig::max_dictionary_bytes`].
+pub const DEFAULT_MAX_DICTIONARY_BYTES: usize = 16 * 1024 * 1024;
+
 /// Sizing and retention of a [`FeatureStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -134,6 +151,12 @@ pub struct StoreConfig {
     pub max_entities: usize,
     /// Rows whose update time is older than `now - ttl_ms` read as expired.
     pub ttl_ms: Option<i64>,
+    /// Longest categorical value accepted, in bytes.
+    pub max_category_bytes: usize,
+    /// Most distinct categories one categorical column keeps.
+    pub max_categories: usize,
+    /// Most text (sum of category lengths) one categorical column keeps.
+    pub max_dictionary_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -142,6 +165,9 @@ impl Default for StoreConfig {
             shards: 16,
             max_entities: 1_000_000,
             ttl_ms: None,
+            max_category_bytes: DEFAULT_MAX_CATEGORY_BYTES,
+            max_categories: DEFAULT_MAX_CATEGORIES,
+            max_dictionary_bytes: DEFAULT_MAX_DICTIONARY_BYTES,
         }
     }
 }
@@ -176,8 +202,27 @@ pub enum StoreError {
     },
     #[error("entity `{entity}`: no store column at index {index}")]
     NoSuchColumn { entity: CompactString, index: usize },
-    #[error("column `{column}`: too many categories")]
-    TooManyCategories { column: CompactString },
+    #[error(
+        "entity `{entity}`: column `{column}`: a category of {bytes} bytes, the limit is {max} (store.max_category_bytes)"
+    )]
+    CategoryTooLong {
+        entity: CompactString,
+        column: CompactString,
+        bytes: usize,
+        max: usize,
+    },
+    #[error(
+        "column `{column}`: the dictionary is full ({categories} categories, {bytes} bytes of text; \
+         store.max_categories = {max_categories}, store.max_dictionary_bytes = {max_bytes}): \
+         a new category is refused"
+    )]
+    DictionaryFull {
+        column: CompactString,
+        categories: usize,
+        bytes: usize,
+        max_categories: usize,
+        max_bytes: usize,
+    },
 }
 
 /// What an accepted upsert did.
@@ -656,25 +701,50 @@ const DICT_CHUNK: usize = 256;
 /// turns out to have many categories stays linear to fill rather than quadratic.
 struct Dictionary {
     chunks: ArcSwap<Vec<Arc<Vec<CompactString>>>>,
-    codes: Mutex<HashMap<CompactString, u32, foldhash::fast::RandomState>>,
+    codes: Mutex<Codes>,
+    max_categories: usize,
+    max_bytes: usize,
+}
+
+/// The writer side of a dictionary.
+#[derive(Default)]
+struct Codes {
+    map: HashMap<CompactString, u32, foldhash::fast::RandomState>,
+    /// Sum of the categories' lengths.
+    text_bytes: usize,
+}
+
+/// Why [`Dictionary::encode`] refused a category: its size when full.
+struct Full {
+    categories: usize,
+    bytes: usize,
 }
 
 impl Dictionary {
-    fn new() -> Self {
+    fn new(max_categories: usize, max_bytes: usize) -> Self {
         Dictionary {
             chunks: ArcSwap::from_pointee(Vec::new()),
-            codes: Mutex::new(HashMap::default()),
+            codes: Mutex::new(Codes::default()),
+            max_categories: max_categories.min(MAX_CATEGORIES),
+            max_bytes,
         }
     }
 
-    fn encode(&self, name: &str) -> Option<u32> {
-        let mut codes = self.codes.lock();
-        if let Some(&code) = codes.get(name) {
-            return Some(code);
+    fn encode(&self, name: &str) -> Result<u32, Full> {
+        let mut guard = self.codes.lock();
+        let codes = &mut *guard;
+        if let Some(&code) = codes.map.get(name) {
+            return Ok(code);
         }
-        if codes.len() >= MAX_CATEGORIES {
-            return None;
+        let text_bytes = codes.text_bytes.saturating_add(name.len());
+        if codes.map.len() >= self.max_categories || text_bytes > self.max_bytes {
+            return Err(Full {
+                categories: codes.map.len(),
+                bytes: codes.text_bytes,
+            });
         }
+        codes.text_bytes = text_bytes;
+        let codes = &mut codes.map;
         let code = codes.len() as u32;
         let name = CompactString::new(name);
         let mut chunks: Vec<Arc<Vec<CompactString>>> = self.chunks.load().as_ref().clone();
@@ -694,7 +764,7 @@ impl Dictionary {
         // Published before the code can reach any row, so readers never meet an unknown code.
         self.chunks.store(Arc::new(chunks));
         codes.insert(name, code);
-        Some(code)
+        Ok(code)
     }
 
     fn decode(&self, code: u32) -> Option<CompactString> {
@@ -722,7 +792,7 @@ impl Dictionary {
         // The code map holds a second copy of every name.
         chunks.capacity() * size_of::<Arc<Vec<CompactString>>>()
             + chunks.len() * (DICT_CHUNK * size_of::<CompactString>() + 2 * size_of::<usize>())
-            + self.codes.lock().capacity() * (size_of::<(CompactString, u32)>() + 1)
+            + self.codes.lock().map.capacity() * (size_of::<(CompactString, u32)>() + 1)
             + 2 * text
     }
 }
@@ -743,6 +813,7 @@ pub struct FeatureStore {
     blank: Box<[u32]>,
     cap_per_shard: usize,
     ttl_ms: Option<i64>,
+    max_category_bytes: usize,
 }
 
 impl std::fmt::Debug for FeatureStore {
@@ -774,7 +845,10 @@ impl FeatureStore {
         let dictionaries = schema
             .columns()
             .iter()
-            .map(|c| (c.kind == ColumnKind::Categorical).then(Dictionary::new))
+            .map(|c| {
+                (c.kind == ColumnKind::Categorical)
+                    .then(|| Dictionary::new(cfg.max_categories, cfg.max_dictionary_bytes))
+            })
             .collect();
         let blank = schema
             .columns()
@@ -791,6 +865,7 @@ impl FeatureStore {
             blank,
             cap_per_shard,
             ttl_ms: cfg.ttl_ms,
+            max_category_bytes: cfg.max_category_bytes,
         }
     }
 
@@ -886,7 +961,17 @@ impl FeatureStore {
                     Staged::Cell(encode_number(entity, &column.name, *x)?)
                 }
                 (ColumnKind::Numeric, _) => return Err(wrong("a number")),
-                (ColumnKind::Categorical, FeatureValue::Text(t)) => Staged::Category(t),
+                (ColumnKind::Categorical, FeatureValue::Text(t)) => {
+                    if t.len() > self.max_category_bytes {
+                        return Err(StoreError::CategoryTooLong {
+                            entity: entity.into(),
+                            column: column.name.clone(),
+                            bytes: t.len(),
+                            max: self.max_category_bytes,
+                        });
+                    }
+                    Staged::Category(t)
+                }
                 (ColumnKind::Categorical, _) => return Err(wrong("text")),
             };
             staged.push((col, cell));
@@ -896,13 +981,24 @@ impl FeatureStore {
             .into_iter()
             .map(|(col, cell)| match cell {
                 Staged::Cell(bits) => Ok((col, bits)),
-                Staged::Category(text) => self.dictionaries[col]
-                    .as_ref()
-                    .and_then(|d| d.encode(text))
-                    .map(|code| (col, code))
-                    .ok_or_else(|| StoreError::TooManyCategories {
-                        column: columns[col].name.clone(),
+                Staged::Category(text) => match &self.dictionaries[col] {
+                    Some(d) => d.encode(text).map(|code| (col, code)).map_err(|full| {
+                        StoreError::DictionaryFull {
+                            column: columns[col].name.clone(),
+                            categories: full.categories,
+                            bytes: full.bytes,
+                            max_categories: d.max_categories,
+                            max_bytes: d.max_bytes,
+                        }
                     }),
+                    // A categorical column always has a dictionary.
+                    None => Err(StoreError::WrongType {
+                        entity: entity.into(),
+                        column: columns[col].name.clone(),
+                        expected: "a number",
+                        got: "text",
+                    }),
+                },
             })
             .collect()
     }
@@ -1442,6 +1538,7 @@ mod tests {
             shards: 1,
             max_entities: 3,
             ttl_ms: None,
+            ..StoreConfig::default()
         };
         let store = FeatureStore::new(schema(), cfg);
         let f = feats(&[("credit_limit", num(1.0))]);
@@ -1471,6 +1568,7 @@ mod tests {
             shards: 4,
             max_entities: 10,
             ttl_ms: None,
+            ..StoreConfig::default()
         };
         let store = FeatureStore::new(schema(), cfg);
         for i in 0..1_000 {
@@ -1610,15 +1708,15 @@ mod tests {
 
     #[test]
     fn dictionary_codes_are_stable_across_chunks() {
-        let d = Dictionary::new();
+        let d = Dictionary::new(DEFAULT_MAX_CATEGORIES, DEFAULT_MAX_DICTIONARY_BYTES);
         let names: Vec<String> = (0..3 * DICT_CHUNK + 7)
             .map(|i| format!("merchant-{i}"))
             .collect();
         for (i, n) in names.iter().enumerate() {
-            assert_eq!(d.encode(n), Some(i as u32));
+            assert_eq!(d.encode(n).ok(), Some(i as u32));
         }
         assert_eq!(
-            d.encode(&names[DICT_CHUNK + 1]),
+            d.encode(&names[DICT_CHUNK + 1]).ok(),
             Some(DICT_CHUNK as u32 + 1)
         );
         for (i, n) in names.iter().enumerate() {
@@ -1626,6 +1724,72 @@ mod tests {
         }
         assert_eq!(d.decode(names.len() as u32), None);
         assert_eq!(d.len(), names.len());
+    }
+
+    #[test]
+    fn dictionaries_are_bounded_in_entries_and_bytes() {
+        let schema = || {
+            StoreSchema::new(vec![
+                Column::numeric("credit_limit"),
+                Column::categorical("merchant"),
+            ])
+            .unwrap()
+        };
+        let upsert = |store: &FeatureStore, entity: &str, merchant: &str| {
+            let mut f = Features::default();
+            f.insert("credit_limit", FeatureValue::Number(1.0));
+            f.insert("merchant", FeatureValue::Text(merchant.into()));
+            store.upsert(entity, &f, 1)
+        };
+        let store = FeatureStore::new(
+            schema(),
+            StoreConfig {
+                max_categories: 3,
+                max_category_bytes: 8,
+                ..StoreConfig::default()
+            },
+        );
+        for (i, m) in ["a", "b", "c"].iter().enumerate() {
+            upsert(&store, &format!("e{i}"), m).unwrap();
+        }
+        // Full: a fourth category is refused whole, known ones still work.
+        let err = upsert(&store, "e9", "d").unwrap_err();
+        assert!(
+            matches!(err, StoreError::DictionaryFull { categories: 3, .. }),
+            "{err}"
+        );
+        assert_eq!(store.len(), 3, "the refused upsert created nothing");
+        upsert(&store, "e9", "b").unwrap();
+        let err = upsert(&store, "e10", "123456789").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::CategoryTooLong {
+                    bytes: 9,
+                    max: 8,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let by_bytes = FeatureStore::new(
+            schema(),
+            StoreConfig {
+                max_dictionary_bytes: 10,
+                ..StoreConfig::default()
+            },
+        );
+        upsert(&by_bytes, "a", "12345").unwrap();
+        upsert(&by_bytes, "b", "67890").unwrap();
+        let err = upsert(&by_bytes, "c", "x").unwrap_err();
+        assert!(
+            matches!(err, StoreError::DictionaryFull { bytes: 10, .. }),
+            "{err}"
+        );
+        let mut row = Row::new();
+        assert!(matches!(by_bytes.get("b", 1, &mut row), Lookup::Hit { .. }));
+        assert_eq!(by_bytes.value(&row, 1), FeatureValue::Text("67890".into()));
     }
 
     #[test]

@@ -44,7 +44,7 @@ use hdrhistogram::Histogram;
 use crate::app::Parts;
 use crate::config::{librdkafka_property, Config, PropertyValue};
 use crate::event::RejectReason;
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::pipeline::{InputLimits, Pipeline, PipelineError};
 use crate::sink::offsets::Tracker;
 use crate::sink::{Sink, SinkError};
 use crate::telemetry::metrics;
@@ -369,7 +369,7 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
                 sink: sink.clone(),
                 topic: topic.to_string(),
                 dlq: topics.dlq.clone(),
-                max_message_bytes: config.pipeline.max_message_bytes,
+                limits: InputLimits::from_config(&config.pipeline),
             };
             let (stop, shared) = (stop.clone(), shared.clone());
             let handle = std::thread::Builder::new()
@@ -413,6 +413,7 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
         parts.aggregator.clone(),
         config.pipeline.max_message_bytes,
     )?;
+    pipeline.set_input_limits(InputLimits::from_config(&config.pipeline));
     // Labels are joined only to judge performance, which the drift
     // evaluator does: no drift monitoring, no label join.
     let labels_topic = config.kafka.topics.labels.trim();
@@ -477,8 +478,6 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
         topics: topics.clone(),
         limits: Limits {
             batch_size: config.pipeline.batch_size,
-            max_message_bytes: config.pipeline.max_message_bytes,
-            max_batch_bytes: config.pipeline.max_batch_bytes,
             flush_timeout,
         },
         aggregator: parts.aggregator.clone(),

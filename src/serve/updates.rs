@@ -18,11 +18,12 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::event::{now_ms, RejectReason, Rejection};
-use crate::features::store::{FeatureStore, Lookup, Row};
+use crate::features::store::{FeatureStore, Lookup, Row, StoreError};
+use crate::pipeline::InputLimits;
 use crate::serve::Reader;
 use crate::sink::offsets::Token;
 use crate::sink::{Sink, Source};
-use crate::source::decode::decode_update;
+use crate::source::decode::decode_update_with;
 use crate::telemetry::metrics;
 
 /// Errors starting the follower.
@@ -51,7 +52,11 @@ pub struct Follower {
     pub sink: Arc<Sink>,
     pub topic: String,
     pub dlq: String,
-    pub max_message_bytes: usize,
+    /// Size and id rules of `[pipeline]`, and its future-skew bound: an
+    /// update dated years ahead would make every later update of the
+    /// entity look stale. The event-age bound does not apply: a compacted
+    /// topic holds old records by design.
+    pub limits: InputLimits,
 }
 
 impl Follower {
@@ -151,8 +156,13 @@ impl Follower {
                     "tombstone without a UTF-8 entity id key",
                 )),
             },
-            Some(bytes) => decode_update(bytes, m.key(), self.max_message_bytes).and_then(|u| {
+            Some(bytes) => decode_update_with(bytes, m.key(), self.limits.decode()).and_then(|u| {
                 let ts = u.ts_ms.or(m.timestamp().to_millis()).unwrap_or(now);
+                let future_only = InputLimits {
+                    max_event_age_ms: None,
+                    ..self.limits
+                };
+                future_only.check_time(ts, now, u.ts_ms.is_some())?;
                 if let Lookup::Hit { updated_at_ms } = self.store.get(&u.entity_id, now, row) {
                     if updated_at_ms > ts {
                         metrics::feature_update("stale");
@@ -162,7 +172,14 @@ impl Follower {
                 self.store
                     .upsert(&u.entity_id, &u.features, ts)
                     .map(|_| metrics::feature_update("upsert"))
-                    .map_err(|e| Rejection::new(RejectReason::WrongType, e.to_string()))
+                    .map_err(|e| {
+                        let reason = match e {
+                            StoreError::CategoryTooLong { .. }
+                            | StoreError::DictionaryFull { .. } => RejectReason::Oversize,
+                            _ => RejectReason::WrongType,
+                        };
+                        Rejection::new(reason, e.to_string())
+                    })
             }),
         };
         if let Err(rejection) = result {

@@ -35,8 +35,8 @@ use crate::serve::changelog::{self, Record};
 use crate::serve::{LoopContext, Reader, Shared};
 use crate::sink::offsets::{Token, Tracker};
 use crate::sink::{prediction_headers, Prediction, Sink, SinkError, Source};
-use crate::source::arrow::{decode_arrow_batch, ARROW_CONTENT_TYPE};
-use crate::source::decode::decode_json;
+use crate::source::arrow::{decode_arrow_batch_with, ARROW_CONTENT_TYPE};
+use crate::source::decode::decode_json_with;
 use crate::telemetry::metrics::{self, LoopMetrics};
 
 /// Topic names the worker writes to.
@@ -48,12 +48,11 @@ pub struct Topics {
     pub changelog: String,
 }
 
-/// Limits and timings of the worker.
+/// Limits and timings of the worker (input limits are the pipeline's,
+/// [`Pipeline::input_limits`]).
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub batch_size: usize,
-    pub max_message_bytes: usize,
-    pub max_batch_bytes: usize,
     pub flush_timeout: Duration,
 }
 
@@ -266,7 +265,11 @@ impl Worker {
             part.polled = Some(m.offset());
         }
         self.batch.push(m);
-        if self.batch.events >= self.limits.batch_size {
+        // An Arrow message closes its batch: its rows are bounded one
+        // message at a time, so two in one batch would double the bound.
+        if self.batch.events >= self.limits.batch_size
+            || self.batch.items.last().is_some_and(|i| i.arrow)
+        {
             self.process()?;
         }
         Ok(())
@@ -293,6 +296,8 @@ impl Worker {
         self.outputs.resize(n, 0);
         let mut decoded = Vec::with_capacity(self.batch.events);
         let mut replayed = 0u64;
+        let json_limits = self.pipeline.input_limits().decode();
+        let batch_limits = self.pipeline.input_limits().batch();
         for (i, item) in self.batch.items.iter().enumerate() {
             let payload = self.batch.slice(item.payload).unwrap_or_default();
             let mut accept = |event: crate::event::Event, row: Option<usize>| {
@@ -314,7 +319,7 @@ impl Worker {
                 });
             };
             if item.arrow {
-                match decode_arrow_batch(payload, self.limits.max_batch_bytes) {
+                match decode_arrow_batch_with(payload, &batch_limits) {
                     Ok(rows) => {
                         self.outputs[i] = rows.len() as u32;
                         for (r, row) in rows.into_iter().enumerate() {
@@ -341,7 +346,7 @@ impl Worker {
                 }
             } else {
                 self.outputs[i] = 1;
-                match decode_json(payload, self.limits.max_message_bytes) {
+                match decode_json_with(payload, json_limits) {
                     Ok(event) => accept(event, None),
                     Err(rejection) => self.pending.push(Pending::Dlq {
                         item: i,

@@ -26,6 +26,15 @@
 //! - **Truncation.** The IPC spec lets a stream end without its end-of-stream
 //!   marker, so a stream cut exactly between two messages decodes as the rows
 //!   before the cut; a cut anywhere else is `malformed_batch`.
+//! - **Bounded decoded size.** A small message can stand for a large
+//!   decoded batch: dictionary keys and string views repeat one long value
+//!   per row, a bit-packed boolean column becomes one feature cell per row.
+//!   [`BatchLimits`] bounds the rows (read from the message metadata before
+//!   arrow reads anything) and the decoded size: each row's [`Event`] and
+//!   feature cells (also from metadata) plus every id and text cell it will
+//!   hold, summed from the columns' offsets, views and dictionary keys after
+//!   arrow has read them (which costs about the message size) and before any
+//!   row is built. Over either bound the message is one `oversize` rejection.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +56,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
 use crate::event::{Event, FeatureValue, Features, RejectReason, Rejection};
+use crate::source::decode::{check_id, DEFAULT_MAX_ID_BYTES};
 
 /// Header value that marks an Arrow IPC batch message.
 pub const ARROW_CONTENT_TYPE: &str = "application/vnd.apache.arrow.stream";
@@ -79,36 +89,114 @@ pub enum ArrowBatchError {
     Arrow(#[from] ArrowError),
 }
 
-/// Decodes one batch message. `max_bytes` bounds the message size (0 = no bound).
+/// Default of `pipeline.max_batch_rows`.
+pub const DEFAULT_MAX_BATCH_ROWS: usize = 100_000;
+/// Default of `pipeline.max_batch_decoded_bytes`: 100k rows of ten features
+/// with short ids decode to about 70 MiB.
+pub const DEFAULT_MAX_BATCH_DECODED_BYTES: usize = 128 * 1024 * 1024;
+
+/// Bounds of one batch message; 0 turns a bound off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    /// Largest message, in bytes (`pipeline.max_batch_bytes`).
+    pub max_message_bytes: usize,
+    /// Most rows over all record batches of the message (`pipeline.max_batch_rows`).
+    pub max_rows: usize,
+    /// Largest decoded size, in bytes, as described in the module docs
+    /// (`pipeline.max_batch_decoded_bytes`).
+    pub max_decoded_bytes: usize,
+    /// Longest `event_id` / `entity_id` of a row (`pipeline.max_id_bytes`);
+    /// a longer one rejects the row as `invalid_id`.
+    pub max_id_bytes: usize,
+}
+
+impl BatchLimits {
+    /// No bound at all (tests and tools that read trusted files).
+    pub const UNBOUNDED: BatchLimits = BatchLimits {
+        max_message_bytes: 0,
+        max_rows: 0,
+        max_decoded_bytes: 0,
+        max_id_bytes: 0,
+    };
+
+    /// `max_message_bytes` with the default row, decoded-size and id bounds.
+    pub fn with_max_message_bytes(max_message_bytes: usize) -> Self {
+        BatchLimits {
+            max_message_bytes,
+            max_rows: DEFAULT_MAX_BATCH_ROWS,
+            max_decoded_bytes: DEFAULT_MAX_BATCH_DECODED_BYTES,
+            max_id_bytes: DEFAULT_MAX_ID_BYTES,
+        }
+    }
+}
+
+/// Decodes one batch message. `max_bytes` bounds the message size (0 = no
+/// bound); rows, decoded size and ids get the defaults of [`BatchLimits`].
 /// Whole-message failures (oversize → RejectReason::Oversize; not a readable IPC stream,
 /// truncated stream, missing/ill-typed `event_id`/`entity_id` column, unsupported column type →
 /// RejectReason::MalformedBatch, detail naming the column and type) are Err.
 /// Otherwise one RowResult per row, in order, over all record batches in the stream.
 pub fn decode_arrow_batch(bytes: &[u8], max_bytes: usize) -> Result<Vec<RowResult>, Rejection> {
-    if max_bytes > 0 && bytes.len() > max_bytes {
+    decode_arrow_batch_with(bytes, &BatchLimits::with_max_message_bytes(max_bytes))
+}
+
+/// [`decode_arrow_batch`] under explicit `limits`.
+pub fn decode_arrow_batch_with(
+    bytes: &[u8],
+    limits: &BatchLimits,
+) -> Result<Vec<RowResult>, Rejection> {
+    if limits.max_message_bytes > 0 && bytes.len() > limits.max_message_bytes {
         return Err(Rejection::new(
             RejectReason::Oversize,
-            format!("message is {} bytes, the limit is {max_bytes}", bytes.len()),
+            format!(
+                "message is {} bytes, the limit is {}",
+                bytes.len(),
+                limits.max_message_bytes
+            ),
         ));
     }
     // Last line of defence: the framing check covers the panics known in
     // arrow-ipc 60.1, but a consumer task must not die on a producer's bytes.
-    std::panic::catch_unwind(|| decode_checked(bytes)).unwrap_or_else(|_| {
+    std::panic::catch_unwind(|| decode_limited(bytes, limits)).unwrap_or_else(|_| {
         Err(malformed(
             "the Arrow reader failed on this stream (internal panic)",
         ))
     })
 }
 
+#[cfg(test)]
 fn decode_checked(bytes: &[u8]) -> Result<Vec<RowResult>, Rejection> {
-    let plan = check_stream(bytes)?;
+    decode_limited(bytes, &BatchLimits::UNBOUNDED)
+}
+
+fn decode_limited(bytes: &[u8], limits: &BatchLimits) -> Result<Vec<RowResult>, Rejection> {
+    let (plan, rows) = check_stream(bytes, limits)?;
     let reader = StreamReader::try_new(bytes, None)
         .map_err(|e| malformed(format!("not a readable Arrow IPC stream: {e}")))?;
-    let mut out = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| malformed(format!("unreadable record batch: {e}")))?;
-        let cols = plan.bind(&batch)?;
-        out.reserve(batch.num_rows());
+    // Every batch is read (columnar, about the message size) and bound
+    // before any row is built, so the decoded size is known in full first.
+    let batches = reader
+        .map(|b| b.map_err(|e| malformed(format!("unreadable record batch: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut bound = Vec::with_capacity(batches.len());
+    let mut decoded = rows.saturating_mul(plan.row_bytes());
+    for batch in &batches {
+        let cols = plan.bind(batch, limits.max_id_bytes)?;
+        decoded = decoded.saturating_add(cols.text_bytes(batch.num_rows()));
+        bound.push(cols);
+    }
+    if limits.max_decoded_bytes > 0 && decoded > limits.max_decoded_bytes {
+        return Err(Rejection::new(
+            RejectReason::Oversize,
+            format!(
+                "the batch decodes to about {decoded} bytes ({rows} rows), the limit is {} \
+                 (pipeline.max_batch_decoded_bytes)",
+                limits.max_decoded_bytes
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(rows);
+    for (batch, cols) in batches.iter().zip(&bound) {
         for row in 0..batch.num_rows() {
             let index = out.len();
             out.push(cols.row(row, index));
@@ -131,16 +219,21 @@ fn malformed(detail: impl Into<String>) -> Rejection {
 /// width, panics inside arrow instead of returning an error. It also takes a
 /// stream cut inside a 4-byte length prefix for a clean end. Checking here,
 /// on the slice we already hold, turns all of these into `malformed_batch`.
-fn check_stream(bytes: &[u8]) -> Result<Plan, Rejection> {
+///
+/// Also sums the rows the record batches declare and refuses the message as
+/// `oversize` when they, or the fixed part of their decoded size, exceed
+/// `limits`; returns the plan and the row count.
+fn check_stream(bytes: &[u8], limits: &BatchLimits) -> Result<(Plan, usize), Rejection> {
     let mut pos = 0usize;
     // Set by the first message, which must be the schema.
     let mut stream: Option<StreamHead> = None;
+    let mut rows = 0usize;
     loop {
         let start = pos;
         let rest = bytes.get(start..).unwrap_or_default();
         if rest.is_empty() {
             // The IPC spec lets a stream end without its marker.
-            return end_of_stream(stream.map(|s| s.plan), 0);
+            return end_of_stream(stream.map(|s| s.plan), 0).map(|p| (p, rows));
         }
         let (prefix, meta_len) = read_prefix(rest).ok_or_else(|| {
             malformed(format!(
@@ -154,7 +247,7 @@ fn check_stream(bytes: &[u8]) -> Result<Plan, Rejection> {
             ))
         })?;
         if meta_len == 0 {
-            return end_of_stream(stream.map(|s| s.plan), rest.len() - prefix);
+            return end_of_stream(stream.map(|s| s.plan), rest.len() - prefix).map(|p| (p, rows));
         }
         let meta_start = start + prefix;
         let meta_end = meta_start
@@ -186,9 +279,9 @@ fn check_stream(bytes: &[u8]) -> Result<Plan, Rejection> {
             })?;
 
         let Some(StreamHead {
+            plan,
             schema,
             dictionaries,
-            ..
         }) = &stream
         else {
             let fb = message.header_as_schema().ok_or_else(|| {
@@ -213,10 +306,23 @@ fn check_stream(bytes: &[u8]) -> Result<Plan, Rejection> {
             continue;
         };
         let (batch, types): (_, Vec<&DataType>) = match message.header_type() {
-            MessageHeader::RecordBatch => (
-                message.header_as_record_batch(),
-                schema.fields().iter().map(|f| f.data_type()).collect(),
-            ),
+            MessageHeader::RecordBatch => {
+                let batch = message.header_as_record_batch();
+                let declared = batch.map_or(0, |b| b.length());
+                rows = usize::try_from(declared)
+                    .ok()
+                    .and_then(|n| rows.checked_add(n))
+                    .ok_or_else(|| {
+                        malformed(format!(
+                            "record batch at offset {start} declares {declared} rows"
+                        ))
+                    })?;
+                check_rows(rows, plan, limits)?;
+                (
+                    batch,
+                    schema.fields().iter().map(|f| f.data_type()).collect(),
+                )
+            }
             MessageHeader::DictionaryBatch => {
                 let dict = message.header_as_dictionary_batch();
                 let id = dict.map(|d| d.id());
@@ -234,6 +340,34 @@ fn check_stream(bytes: &[u8]) -> Result<Plan, Rejection> {
                 .map_err(|detail| malformed(format!("{detail} (message at offset {start})")))?;
         }
     }
+}
+
+/// Refuses a stream whose rows so far exceed the row bound, or whose rows'
+/// fixed decoded size (events and feature cells, text not counted yet)
+/// already exceeds the decoded-size bound.
+fn check_rows(rows: usize, plan: &Plan, limits: &BatchLimits) -> Result<(), Rejection> {
+    if limits.max_rows > 0 && rows > limits.max_rows {
+        return Err(Rejection::new(
+            RejectReason::Oversize,
+            format!(
+                "the batch has more than {} rows (pipeline.max_batch_rows): at least {rows}",
+                limits.max_rows
+            ),
+        ));
+    }
+    let fixed = rows.saturating_mul(plan.row_bytes());
+    if limits.max_decoded_bytes > 0 && fixed > limits.max_decoded_bytes {
+        return Err(Rejection::new(
+            RejectReason::Oversize,
+            format!(
+                "the batch's {rows} rows of {} features decode to more than {fixed} bytes, \
+                 the limit is {} (pipeline.max_batch_decoded_bytes)",
+                plan.features.len(),
+                limits.max_decoded_bytes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// What the schema message fixes for the rest of the stream.
@@ -347,6 +481,20 @@ struct Plan {
 }
 
 impl Plan {
+    /// Decoded bytes of one row besides its id and text cell bytes: the row
+    /// result, one (name, value) cell per feature, and the name's own copy
+    /// when it is too long to be stored inline.
+    fn row_bytes(&self) -> usize {
+        let cell = std::mem::size_of::<(CompactString, FeatureValue)>();
+        let names: usize = self
+            .features
+            .iter()
+            .filter(|(_, n)| n.is_heap_allocated())
+            .map(|(_, n)| n.len())
+            .sum();
+        std::mem::size_of::<RowResult>() + self.features.len() * cell + names
+    }
+
     fn from_schema(schema: &Schema) -> Result<Plan, Rejection> {
         let mut event_id = None;
         let mut entity_id = None;
@@ -402,7 +550,11 @@ impl Plan {
     }
 
     /// Resolves every column's concrete array type once for the whole batch.
-    fn bind<'a>(&'a self, batch: &'a RecordBatch) -> Result<Bound<'a>, Rejection> {
+    fn bind<'a>(
+        &'a self,
+        batch: &'a RecordBatch,
+        max_id_bytes: usize,
+    ) -> Result<Bound<'a>, Rejection> {
         let column = |i: usize| -> Result<&'a ArrayRef, Rejection> {
             batch
                 .columns()
@@ -431,6 +583,7 @@ impl Plan {
             entity_id: text(self.entity_id, ENTITY_ID)?,
             ts,
             features,
+            max_id_bytes,
         })
     }
 }
@@ -518,6 +671,36 @@ impl<'a> TextCol<'a> {
                 })))
             }
             _ => None,
+        }
+    }
+
+    /// Bytes of text the first `rows` cells hold once each is copied out:
+    /// O(1) for offset-encoded strings, one pass over the views or keys
+    /// otherwise (where one stored value can stand for many rows).
+    fn text_bytes(&self, rows: usize) -> usize {
+        fn span<O: arrow::array::OffsetSizeTrait>(offsets: &[O], rows: usize) -> usize {
+            let first = offsets.first().map_or(0, |o| o.as_usize());
+            let last = offsets
+                .get(rows)
+                .or(offsets.last())
+                .map_or(0, |o| o.as_usize());
+            last.saturating_sub(first)
+        }
+        match self {
+            TextCol::Utf8(a) => span(a.value_offsets(), rows),
+            TextCol::Large(a) => span(a.value_offsets(), rows),
+            // The low 32 bits of a view are its length.
+            TextCol::View(a) => a
+                .views()
+                .iter()
+                .take(rows)
+                .map(|v| *v as u32 as usize)
+                .sum(),
+            TextCol::Dict(d) => (0..rows.min(d.keys.len()))
+                .filter(|&row| !d.nulls.is_some_and(|n| n.is_null(row)))
+                .filter_map(|row| d.values.get(d.keys[row]))
+                .map(str::len)
+                .fold(0usize, usize::saturating_add),
         }
     }
 
@@ -683,9 +866,26 @@ struct Bound<'a> {
     entity_id: TextCol<'a>,
     ts: TsCol<'a>,
     features: Vec<(&'a CompactString, FeatCol<'a>)>,
+    /// `pipeline.max_id_bytes` (0 = no bound).
+    max_id_bytes: usize,
 }
 
 impl Bound<'_> {
+    /// Text bytes the batch's `rows` rows will hold: ids and text features.
+    fn text_bytes(&self, rows: usize) -> usize {
+        let features = self.features.iter().filter_map(|(_, c)| match c {
+            FeatCol::Text(t) => Some(t.text_bytes(rows)),
+            _ => None,
+        });
+        [
+            self.event_id.text_bytes(rows),
+            self.entity_id.text_bytes(rows),
+        ]
+        .into_iter()
+        .chain(features)
+        .fold(0usize, usize::saturating_add)
+    }
+
     /// `row` is the row in this batch, `index` its position in the message
     /// (what error details name).
     fn row(&self, row: usize, index: usize) -> RowResult {
@@ -711,8 +911,8 @@ impl Bound<'_> {
             features.push(((*name).clone(), value));
         }
         Ok(Event {
-            event_id: required(self.event_id.get(row), EVENT_ID, index)?,
-            entity_id: required(self.entity_id.get(row), ENTITY_ID, index)?,
+            event_id: required(self.event_id.get(row), EVENT_ID, index, self.max_id_bytes)?,
+            entity_id: required(self.entity_id.get(row), ENTITY_ID, index, self.max_id_bytes)?,
             ts_ms,
             features: Features(features),
         })
@@ -724,10 +924,21 @@ impl Bound<'_> {
     }
 }
 
-/// Same rule and wording as the JSON form's ids.
-fn required(value: Option<&str>, field: &str, index: usize) -> Result<CompactString, Rejection> {
+/// Same rules and wording as the JSON form's ids.
+fn required(
+    value: Option<&str>,
+    field: &str,
+    index: usize,
+    max_id_bytes: usize,
+) -> Result<CompactString, Rejection> {
     match value {
-        Some(v) if !v.trim().is_empty() => Ok(CompactString::from(v)),
+        Some(v) if !v.trim().is_empty() => match check_id(v, field, max_id_bytes) {
+            Ok(()) => Ok(CompactString::from(v)),
+            Err(r) => Err(Rejection::new(
+                r.reason,
+                format!("row {index}: {}", r.detail),
+            )),
+        },
         Some(_) => Err(Rejection::new(
             RejectReason::MissingField,
             format!("row {index}: `{field}` must be a non-empty string"),

@@ -7,6 +7,27 @@
 //! bytes to [`Event`] with no intermediate `serde_json::Value` tree, and short
 //! strings stay inline, so a typical event costs one allocation (the feature
 //! vector).
+//!
+//! # Rules
+//!
+//! One reason per rule, checked in this order:
+//!
+//! 1. Over `max_message_bytes` → `oversize`.
+//! 2. Not UTF-8, not JSON, or bytes after the value → `malformed_json`.
+//! 3. Not a JSON object (an array, a string, ...) → `wrong_type`: a positional
+//!    `["id", "entity", ts, {...}]` is a producer bug, not an event.
+//! 4. `event_id`, `entity_id`, `ts` or `features` named twice, or one feature
+//!    named twice → `duplicate_field` (other top-level fields are ignored,
+//!    repeated or not: nothing reads them).
+//! 5. Value errors inside the object, in document order: a non-string id or
+//!    a feature that is an array or object → `wrong_type`, NaN/±∞ (including
+//!    numbers beyond `f64`) → `non_finite`, an unreadable `ts` →
+//!    `invalid_timestamp`.
+//! 6. `event_id` / `entity_id` absent, null or blank → `missing_field`.
+//! 7. An id longer than `max_id_bytes` or holding a control character
+//!    (`char::is_control`: NUL, tab, newline, DEL, C1) → `invalid_id`: ids
+//!    become Kafka keys, log fields and state-store keys, where such bytes
+//!    either cost memory per entity or break the output.
 
 use std::fmt;
 
@@ -21,18 +42,74 @@ use crate::event::{Event, FeatureValue, Features, RejectReason, Rejection};
 const WRONG_TYPE: &str = "wrong type: ";
 const NON_FINITE: &str = "non-finite: ";
 const BAD_TS: &str = "invalid timestamp: ";
+const DUPLICATE: &str = "duplicate field: ";
 
-/// Decodes one JSON event. `max_bytes` bounds the message size (0 = no bound).
+/// Default of `pipeline.max_id_bytes`: far above real ids (UUIDs are 36
+/// bytes), far below what would make per-entity state cost kilobytes.
+pub const DEFAULT_MAX_ID_BYTES: usize = 256;
+
+/// Bounds applied while decoding one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Largest message accepted, in bytes (0 = no bound) → `oversize`.
+    pub max_message_bytes: usize,
+    /// Longest `event_id` / `entity_id`, in bytes (0 = no bound) → `invalid_id`.
+    pub max_id_bytes: usize,
+}
+
+impl DecodeLimits {
+    /// `max_message_bytes` with the default id bound.
+    pub fn with_max_message_bytes(max_message_bytes: usize) -> Self {
+        DecodeLimits {
+            max_message_bytes,
+            max_id_bytes: DEFAULT_MAX_ID_BYTES,
+        }
+    }
+}
+
+/// Decodes one JSON event. `max_bytes` bounds the message size (0 = no
+/// bound); ids are bounded by [`DEFAULT_MAX_ID_BYTES`].
 pub fn decode_json(bytes: &[u8], max_bytes: usize) -> Result<Event, Rejection> {
-    let raw = parse_raw(bytes, max_bytes)?;
+    decode_json_with(bytes, DecodeLimits::with_max_message_bytes(max_bytes))
+}
+
+/// Decodes one JSON event under `limits` (see the module docs for the rules).
+pub fn decode_json_with(bytes: &[u8], limits: DecodeLimits) -> Result<Event, Rejection> {
+    let raw = parse_raw(bytes, limits.max_message_bytes)?;
     let event_id = required(raw.event_id, "event_id")?;
     let entity_id = required(raw.entity_id, "entity_id")?;
+    check_id(&event_id, "event_id", limits.max_id_bytes)?;
+    check_id(&entity_id, "entity_id", limits.max_id_bytes)?;
     Ok(Event {
         event_id,
         entity_id,
-        ts_ms: raw.ts.map(|t| t.0),
+        ts_ms: raw.ts,
         features: raw.features.unwrap_or_default(),
     })
+}
+
+/// The `invalid_id` rule, shared with the Arrow batch form: an id at most
+/// `max_bytes` long (0 = no bound) without control characters.
+pub fn check_id(id: &str, field: &str, max_bytes: usize) -> Result<(), Rejection> {
+    if max_bytes > 0 && id.len() > max_bytes {
+        return Err(Rejection::new(
+            RejectReason::InvalidId,
+            format!(
+                "`{field}` is {} bytes, the limit is {max_bytes} (pipeline.max_id_bytes)",
+                id.len()
+            ),
+        ));
+    }
+    if let Some((at, c)) = id.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(Rejection::new(
+            RejectReason::InvalidId,
+            format!(
+                "`{field}` holds the control character U+{:04X} at byte {at}",
+                u32::from(c)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A decoded `feature-updates` record.
@@ -52,13 +129,27 @@ pub fn decode_update(
     key: Option<&[u8]>,
     max_bytes: usize,
 ) -> Result<Update, Rejection> {
-    let raw = parse_raw(bytes, max_bytes)?;
+    decode_update_with(bytes, key, DecodeLimits::with_max_message_bytes(max_bytes))
+}
+
+/// [`decode_update`] under `limits`; the id rule applies to the id used,
+/// from the value or the key.
+pub fn decode_update_with(
+    bytes: &[u8],
+    key: Option<&[u8]>,
+    limits: DecodeLimits,
+) -> Result<Update, Rejection> {
+    let raw = parse_raw(bytes, limits.max_message_bytes)?;
     let key = key.and_then(|k| std::str::from_utf8(k).ok());
     let entity_id = match (raw.entity_id, key) {
         (Some(id), Some(k)) if !id.trim().is_empty() && id != k => {
             return Err(Rejection::new(
                 RejectReason::WrongType,
-                format!("`entity_id` {id:?} differs from the record key {k:?}"),
+                format!(
+                    "`entity_id` {:?} differs from the record key {:?}",
+                    shorten(&id),
+                    shorten(k)
+                ),
             ))
         }
         (Some(id), _) if !id.trim().is_empty() => id,
@@ -70,11 +161,22 @@ pub fn decode_update(
             ))
         }
     };
+    check_id(&entity_id, "entity_id", limits.max_id_bytes)?;
     Ok(Update {
         entity_id,
-        ts_ms: raw.ts.map(|t| t.0),
+        ts_ms: raw.ts,
         features: raw.features.unwrap_or_default(),
     })
+}
+
+/// At most 64 bytes of `s` (on a character boundary) for an error detail,
+/// so a rejected megabyte-long id does not become a megabyte-long header.
+fn shorten(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn parse_raw(bytes: &[u8], max_bytes: usize) -> Result<RawEvent, Rejection> {
@@ -86,12 +188,8 @@ fn parse_raw(bytes: &[u8], max_bytes: usize) -> Result<RawEvent, Rejection> {
     }
     // One validation pass over the whole message (std's ASCII fast path),
     // then parsing from `&str`, where serde_json skips per-string re-checks.
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        Rejection::new(
-            RejectReason::MalformedJson,
-            format!("message is not UTF-8: {e}"),
-        )
-    })?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| Rejection::new(RejectReason::MalformedJson, format!("invalid UTF-8: {e}")))?;
     serde_json::from_str(text).map_err(classify)
 }
 
@@ -121,6 +219,8 @@ fn classify(err: serde_json::Error) -> Rejection {
         RejectReason::NonFinite
     } else if msg.starts_with(BAD_TS) {
         RejectReason::InvalidTimestamp
+    } else if msg.starts_with(DUPLICATE) {
+        RejectReason::DuplicateField
     } else if msg.starts_with("missing field") {
         RejectReason::MissingField
     } else {
@@ -129,57 +229,144 @@ fn classify(err: serde_json::Error) -> Rejection {
     Rejection::new(reason, msg)
 }
 
-#[derive(Deserialize)]
+/// The four fields of an event; anything else is read past.
+#[derive(Default)]
 struct RawEvent {
-    #[serde(default, deserialize_with = "id_string")]
     event_id: Option<CompactString>,
-    #[serde(default, deserialize_with = "id_string")]
     entity_id: Option<CompactString>,
-    #[serde(default)]
-    ts: Option<Timestamp>,
-    #[serde(default)]
+    ts: Option<i64>,
     features: Option<Features>,
 }
 
-/// Ids must be strings; a number here is a producer bug worth surfacing.
-fn id_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CompactString>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Option<CompactString>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a string id")
+/// A top-level key, compared without allocating.
+enum Key {
+    EventId,
+    EntityId,
+    Ts,
+    Features,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "event_id" => Key::EventId,
+                    "entity_id" => Key::EntityId,
+                    "ts" => Key::Ts,
+                    "features" => Key::Features,
+                    _ => Key::Other,
+                })
+            }
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Some(CompactString::from(v)))
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-            Err(E::custom(format_args!(
-                "{WRONG_TYPE}id must be a string, got number {v}"
-            )))
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-            Err(E::custom(format_args!(
-                "{WRONG_TYPE}id must be a string, got number {v}"
-            )))
-        }
-        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-            Err(E::custom(format_args!(
-                "{WRONG_TYPE}id must be a string, got number {v}"
-            )))
-        }
-        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-            Err(E::custom(format_args!(
-                "{WRONG_TYPE}id must be a string, got {v}"
-            )))
-        }
+        d.deserialize_identifier(V)
     }
-    d.deserialize_any(V)
+}
+
+impl<'de> Deserialize<'de> for RawEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawEvent;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object (an event)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEvent, A::Error> {
+                let mut raw = RawEvent::default();
+                // Whether each known field was present, null included: a
+                // repeated `"ts": null` is as ambiguous as any other repeat.
+                let mut seen = [false; 4];
+                let mut first = |slot: usize, name: &str| -> Result<(), A::Error> {
+                    if std::mem::replace(&mut seen[slot], true) {
+                        Err(de::Error::custom(format_args!(
+                            "{DUPLICATE}`{name}` appears more than once"
+                        )))
+                    } else {
+                        Ok(())
+                    }
+                };
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::EventId => {
+                            first(0, "event_id")?;
+                            raw.event_id = map.next_value_seed(IdSeed)?;
+                        }
+                        Key::EntityId => {
+                            first(1, "entity_id")?;
+                            raw.entity_id = map.next_value_seed(IdSeed)?;
+                        }
+                        Key::Ts => {
+                            first(2, "ts")?;
+                            raw.ts = map.next_value::<Option<Timestamp>>()?.map(|t| t.0);
+                        }
+                        Key::Features => {
+                            first(3, "features")?;
+                            raw.features = map.next_value::<Option<Features>>()?;
+                        }
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(raw)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Ids must be strings; a number here is a producer bug worth surfacing.
+struct IdSeed;
+
+impl<'de> de::DeserializeSeed<'de> for IdSeed {
+    type Value = Option<CompactString>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(IdVisitor)
+    }
+}
+
+struct IdVisitor;
+
+impl<'de> Visitor<'de> for IdVisitor {
+    type Value = Option<CompactString>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string id")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(CompactString::from(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Err(E::custom(format_args!(
+            "{WRONG_TYPE}id must be a string, got number {v}"
+        )))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Err(E::custom(format_args!(
+            "{WRONG_TYPE}id must be a string, got number {v}"
+        )))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Err(E::custom(format_args!(
+            "{WRONG_TYPE}id must be a string, got number {v}"
+        )))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Err(E::custom(format_args!(
+            "{WRONG_TYPE}id must be a string, got {v}"
+        )))
+    }
 }
 
 /// `ts`: epoch milliseconds or an RFC 3339 string.
@@ -218,6 +405,9 @@ impl<'de> Deserialize<'de> for Timestamp {
     }
 }
 
+/// Features checked for repeats by a linear scan before a hash set takes over.
+const LINEAR_SCAN_FEATURES: usize = 32;
+
 impl<'de> Deserialize<'de> for Features {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -227,8 +417,34 @@ impl<'de> Deserialize<'de> for Features {
                 f.write_str("an object of feature values")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Features, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                let mut out: Vec<(CompactString, FeatureValue)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(12));
+                // Past a few dozen features a linear scan per key would make
+                // one 64 KiB message of short keys cost ~10^8 comparisons.
+                let mut index: Option<
+                    std::collections::HashSet<CompactString, foldhash::fast::RandomState>,
+                > = None;
                 while let Some(name) = map.next_key::<CompactString>()? {
+                    let repeated = match &mut index {
+                        Some(set) => !set.insert(name.clone()),
+                        None => {
+                            let repeated = out.iter().any(|(k, _)| *k == name);
+                            if out.len() >= LINEAR_SCAN_FEATURES {
+                                index = Some(
+                                    out.iter()
+                                        .map(|(k, _)| k.clone())
+                                        .chain([name.clone()])
+                                        .collect(),
+                                );
+                            }
+                            repeated
+                        }
+                    };
+                    if repeated {
+                        return Err(de::Error::custom(format_args!(
+                            "{DUPLICATE}feature `{name}` appears more than once"
+                        )));
+                    }
                     let value = map.next_value_seed(ValueSeed(&name))?;
                     out.push((name, value));
                 }

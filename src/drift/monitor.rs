@@ -275,6 +275,12 @@ pub struct DriftConfig {
     /// (the demo's stationary stream alarms within 6,000 events).
     pub sequential: bool,
     pub page_hinkley: super::sequential::Params,
+    /// Most scores of one sub-window kept for the sequential detector
+    /// (4 bytes each; a time window otherwise keeps every score). Past it
+    /// the kept scores are thinned to every 2nd, 4th, ... score, so the
+    /// detector still sees the whole sub-window in order, at a lower rate.
+    /// Nothing is kept when `sequential` is off.
+    pub max_window_scores: usize,
 }
 
 impl Default for DriftConfig {
@@ -298,6 +304,7 @@ impl Default for DriftConfig {
             prediction: ColumnSettings::default(),
             sequential: false,
             page_hinkley: super::sequential::Params::default(),
+            max_window_scores: 100_000,
         }
     }
 }
@@ -314,6 +321,9 @@ const STATISTICS: [&str; 6] = [
 impl DriftConfig {
     /// Every problem, each naming its key.
     pub fn problems(&self, p: &mut Vec<String>) {
+        if self.sequential && self.max_window_scores < 2 {
+            p.push("drift.max_window_scores: must be at least 2".into());
+        }
         if self.window_events == 0 {
             p.push("drift.window_events: must be at least 1".into());
         }
@@ -561,6 +571,7 @@ impl Plan {
             opened_ms: crate::event::now_ms(),
             closed_ms: None,
             scores: Vec::new(),
+            score_stride: 1,
         }
     }
 
@@ -597,10 +608,15 @@ pub struct Window {
     /// Wall-clock open and close times.
     pub opened_ms: i64,
     pub closed_ms: Option<i64>,
-    /// The scores in arrival order, for the sequential detector; not
-    /// serialised (a merged view has no single order).
+    /// The scores in arrival order, for the sequential detector (only when
+    /// it is on), thinned to every `score_stride`-th score past
+    /// `drift.max_window_scores`; not serialised (a merged view has no
+    /// single order).
     #[serde(skip)]
     pub scores: Vec<f32>,
+    /// Keep one score in this many (1 until the cap is first reached).
+    #[serde(skip)]
+    pub score_stride: u64,
 }
 
 impl Window {
@@ -769,7 +785,9 @@ impl Recorder {
             }
         }
         w.score.update(f64::from(score));
-        w.scores.push(score);
+        if self.plan.config.sequential {
+            keep_score(w, score, self.plan.config.max_window_scores.max(2));
+        }
         w.count += 1;
         w.first_ts_ms = min_opt(w.first_ts_ms, Some(ts_ms));
         w.last_ts_ms = max_opt(w.last_ts_ms, Some(ts_ms));
@@ -805,6 +823,29 @@ impl Recorder {
             }
         }
     }
+}
+
+/// Appends `score` to the window's scores for the sequential detector,
+/// at most `cap` of them: when full, every second kept score is dropped and
+/// the stride doubles, so what is kept stays evenly spaced and in order.
+fn keep_score(w: &mut Window, score: f32, cap: usize) {
+    let stride = w.score_stride.max(1);
+    if !w.count.is_multiple_of(stride) {
+        return;
+    }
+    if w.scores.len() >= cap {
+        let mut i = 0u64;
+        w.scores.retain(|_| {
+            i += 1;
+            !i.is_multiple_of(2)
+        });
+        w.score_stride = stride.saturating_mul(2);
+        // This score's position may not be on the new stride.
+        if !w.count.is_multiple_of(w.score_stride) {
+            return;
+        }
+    }
+    w.scores.push(score);
 }
 
 // ---------------------------------------------------------------------------
@@ -1113,10 +1154,14 @@ impl Evaluator {
     /// Takes one closed sub-window and evaluates; returns the outputs.
     pub fn push(&mut self, window: Window) -> Vec<Output> {
         let started = Instant::now();
+        let mut window = window;
         let sequential = self
             .detector
             .as_mut()
             .and_then(|d| d.observe(&window.scores));
+        // The detector has seen them; the windows kept for merging do not
+        // need them.
+        window.scores = Vec::new();
         self.recent.push_back(window);
         while self.recent.len() > self.plan.config.sub_windows.max(1) as usize {
             self.recent.pop_front();

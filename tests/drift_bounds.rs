@@ -1,0 +1,66 @@
+//! Time-based drift windows no longer keep every score (issue 15, point 3):
+//! scores are kept only for the sequential detector, at most
+//! `drift.max_window_scores` per sub-window, thinned evenly past it.
+
+use driftline::drift::monitor::{DriftConfig, Window};
+use driftline::drift::synthetic::{draw, encode, Shift, Simulation};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+/// Feeds `n` events into a one-second time window, lets it run out and
+/// returns it closed, with the scores fed in order.
+fn closed_window(config: &str, n: usize) -> (Window, Vec<f32>) {
+    let config: DriftConfig = toml::from_str(config).expect("a [drift] section");
+    let mut sim = Simulation::new(config, 3).expect("the toy monitor");
+    let mut rng = StdRng::seed_from_u64(4);
+    let mut scores = Vec::with_capacity(n);
+    for i in 0..n {
+        let e = draw(&mut rng, Shift::None);
+        let (row, missing) = encode(&e);
+        sim.recorder.observe(&row, &missing, e.score, i as i64);
+        scores.push(e.score);
+    }
+    // Waiting for the window's wall-clock length, not asserting on time.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    sim.recorder.tick();
+    let window = sim.rx.try_recv().expect("the time window closed");
+    assert_eq!(window.count, n as u64);
+    (window, scores)
+}
+
+#[test]
+fn without_the_sequential_detector_no_score_is_kept() {
+    let (window, _) = closed_window(
+        "window = \"time\"\nwindow_duration = \"1s\"\nsub_windows = 1\n",
+        200_000,
+    );
+    assert_eq!(window.scores.len(), 0);
+}
+
+#[test]
+fn the_sequential_detector_gets_an_evenly_thinned_sample_past_the_cap() {
+    let n = 100_000;
+    let cap = 1000;
+    let (window, scores) = closed_window(
+        &format!(
+            "window = \"time\"\nwindow_duration = \"1s\"\nsub_windows = 1\n\
+             sequential = true\nmax_window_scores = {cap}\n"
+        ),
+        n,
+    );
+    // The smallest power-of-two stride that fits the cap: 128 here.
+    let stride = (0..)
+        .map(|k| 1usize << k)
+        .find(|s| n.div_ceil(*s) <= cap)
+        .unwrap_or(1);
+    let expected: Vec<f32> = scores.iter().copied().step_by(stride).collect();
+    assert_eq!(expected.len(), 782);
+    assert_eq!(window.scores, expected);
+
+    // Under the cap every score is kept, in order.
+    let (window, scores) = closed_window(
+        "window = \"time\"\nwindow_duration = \"1s\"\nsub_windows = 1\nsequential = true\n",
+        5000,
+    );
+    assert_eq!(window.scores, scores);
+}

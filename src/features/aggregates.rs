@@ -70,7 +70,11 @@
 //! [`Aggregator::expire`] drops entities whose newest event is more than the
 //! longest window older than `now_ms`: all their windows are empty by then, so
 //! reads are unchanged, except that a later event for such an entity starts a
-//! fresh ring and can no longer be late.
+//! fresh ring and can no longer be late. [`Aggregator::expire_step`] does the
+//! same for one shard per call, for a loop that calls it on every tick: the
+//! cost of one call is one shard's scan, not the whole aggregator's, and
+//! `now` is capped at the newest event time the shard has seen, so a replay
+//! or backfill of old events does not expire the entities it is building.
 //!
 //! # Checkpoints
 //!
@@ -603,6 +607,9 @@ struct Shard {
     late: u64,
     evicted_capacity: u64,
     evicted_idle: u64,
+    /// Newest event time folded into any entity of the shard: the shard's
+    /// own clock for [`Aggregator::expire_step`].
+    newest_ts: i64,
 }
 
 impl Shard {
@@ -619,6 +626,7 @@ impl Shard {
             late: 0,
             evicted_capacity: 0,
             evicted_idle: 0,
+            newest_ts: i64::MIN,
         }
     }
 
@@ -707,6 +715,7 @@ impl Shard {
     /// when full) if absent, and marked most recently observed.
     #[inline]
     fn entry(&mut self, entity: &str, ts: i64, init: &[u64], cap: usize) -> usize {
+        self.newest_ts = self.newest_ts.max(ts);
         let h = shard::hash_key(entity);
         if let Some(i) = self.find(entity, h) {
             self.touch(i);
@@ -789,6 +798,8 @@ pub struct Aggregator {
     max_window_ms: i64,
     shard_cap: usize,
     shards: Box<[Padded<Mutex<Shard>>]>,
+    /// Next shard [`Aggregator::expire_step`] scans.
+    expire_cursor: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -924,6 +935,7 @@ impl Aggregator {
             init: init.into_boxed_slice(),
             shard_cap,
             shards,
+            expire_cursor: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -1003,28 +1015,47 @@ impl Aggregator {
     /// Drops entities whose newest event is more than the longest window
     /// before `now_ms`; returns how many. Scans every shard, one at a time.
     pub fn expire(&self, now_ms: i64) -> usize {
-        let mut dropped = 0;
-        for s in self.shards.iter() {
-            let mut shard = s.0.lock();
-            let before = shard.len();
-            let mut i = 0;
-            while i < shard.len() {
-                let last_ts = shard.arena.block(i)[LAST_TS] as i64;
-                if now_ms.saturating_sub(last_ts) > self.max_window_ms {
-                    // The last slot moves into `i`: look at `i` again.
-                    shard.remove(i);
-                } else {
-                    i += 1;
-                }
-            }
-            let removed = before - shard.len();
-            if removed > 0 {
-                shard.rebuild_recency();
-                shard.evicted_idle += removed as u64;
-                dropped += removed;
+        self.shards
+            .iter()
+            .map(|s| self.expire_shard(&mut s.0.lock(), now_ms))
+            .sum()
+    }
+
+    /// [`expire`](Self::expire) on the next shard only (round robin), with
+    /// `now_ms` capped at the newest event time that shard has folded in;
+    /// returns how many entities it dropped. Called once per loop tick,
+    /// every shard is visited once per `shards` ticks.
+    pub fn expire_step(&self, now_ms: i64) -> usize {
+        let next = self
+            .expire_cursor
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(slot) = self.shards.get(next % self.shards.len().max(1)) else {
+            return 0;
+        };
+        let mut shard = slot.0.lock();
+        let now = now_ms.min(shard.newest_ts);
+        self.expire_shard(&mut shard, now)
+    }
+
+    /// Drops the shard's entities idle for more than the longest window at `now_ms`.
+    fn expire_shard(&self, shard: &mut Shard, now_ms: i64) -> usize {
+        let before = shard.len();
+        let mut i = 0;
+        while i < shard.len() {
+            let last_ts = shard.arena.block(i)[LAST_TS] as i64;
+            if now_ms.saturating_sub(last_ts) > self.max_window_ms {
+                // The last slot moves into `i`: look at `i` again.
+                shard.remove(i);
+            } else {
+                i += 1;
             }
         }
-        dropped
+        let removed = before - shard.len();
+        if removed > 0 {
+            shard.rebuild_recency();
+            shard.evicted_idle += removed as u64;
+        }
+        removed
     }
 
     /// Current entity count and counters, summed over shards.
@@ -1528,6 +1559,44 @@ mod tests {
         assert_eq!(ids, ["v", "w", "y"]);
         assert_eq!(agg.expire(i64::MAX), 10);
         assert_eq!(agg.expire(i64::MIN), 0);
+    }
+
+    #[test]
+    fn expire_step_visits_one_shard_per_call_and_follows_event_time() {
+        const H: i64 = 3_600_000;
+        let agg =
+            Aggregator::new(vec![spec("n", "amount", AggFn::Count, H)], cfg(12, 4, 1000)).unwrap();
+        for i in 0..40 {
+            agg.observe(&format!("old{i}"), 0, &amount(1.0));
+        }
+        // Event time has moved on in every shard: entities idle for more
+        // than the window go, one shard per call.
+        for i in 0..40 {
+            agg.observe(&format!("new{i}"), 3 * H, &amount(1.0));
+        }
+        let mut dropped = Vec::new();
+        for _ in 0..4 {
+            dropped.push(agg.expire_step(3 * H));
+        }
+        assert_eq!(dropped.iter().sum::<usize>(), 40, "{dropped:?}");
+        assert!(
+            dropped.iter().all(|&d| d < 40),
+            "one shard per call: {dropped:?}"
+        );
+        let st = agg.stats();
+        assert_eq!((st.entities, st.evicted_idle), (40, 40));
+
+        // A backfill: the wall clock is far ahead of the events, which are
+        // an hour apart in event time and still within each other's window.
+        let backfill = Aggregator::new(
+            vec![spec("n", "amount", AggFn::Count, 2 * H)],
+            cfg(12, 1, 1000),
+        )
+        .unwrap();
+        backfill.observe("card", 0, &amount(1.0));
+        assert_eq!(backfill.expire_step(1000 * H), 0);
+        backfill.observe("card", H, &amount(1.0));
+        assert_eq!(read(&backfill, "card", H), vec![2.0]);
     }
 
     #[test]

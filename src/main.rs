@@ -302,6 +302,12 @@ fn serve(
             metrics,
             parts: parts.clone(),
             token: config.admin.token.as_deref().map(Into::into),
+            limits: driftline::admin::HttpLimits {
+                max_body_bytes: config.admin.max_body_bytes,
+                request_timeout: std::time::Duration::from_millis(
+                    Config::duration_ms(&config.admin.request_timeout).max(1) as u64,
+                ),
+            },
         };
         let (addr, server) = driftline::admin::bind(&config.admin.listen, state, async {
             let _ = http_stopped.await;

@@ -3,9 +3,14 @@
 //!
 //! Guarantees: handlers take only short locks (atomics, the store and
 //! aggregator shards of one entity), so a slow scrape never stalls scoring;
-//! endpoints that change state answer 401 unless the request carries
+//! `/v1/features/{id}` (reads of stored, possibly personal, features as
+//! well as `PUT`/`DELETE`) answers 401 unless the request carries
 //! `Authorization: Bearer <admin.token>` (compared in constant time), and
-//! always 401 when no token is configured;
+//! always 401 when no token is configured; the token is checked from the
+//! headers alone, before any byte of the body is read; a body is read up
+//! to `admin.max_body_bytes` (413 past it); a request that takes longer
+//! than `admin.request_timeout` (a slow body, say) is answered 408 and
+//! dropped;
 //! `/readyz` answers 200 only once the model is loaded, the store caught up
 //! and partitions assigned, and 503 with the reason otherwise; the server
 //! stops when its shutdown future resolves, after the scoring loop.
@@ -15,8 +20,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -48,23 +54,80 @@ pub struct AdminState {
     pub shared: Arc<Shared>,
     pub metrics: PrometheusHandle,
     pub parts: Parts,
-    /// `admin.token`; `None` disables the state-changing endpoints.
+    /// `admin.token`; `None` closes the token-protected endpoints.
     pub token: Option<Arc<str>>,
+    /// Body size and time bounds of a request.
+    pub limits: HttpLimits,
+}
+
+/// Bounds of one admin request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// `admin.max_body_bytes`.
+    pub max_body_bytes: usize,
+    /// `admin.request_timeout`.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body_bytes: 64 * 1024,
+            request_timeout: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 /// The routes.
 pub fn router(state: AdminState) -> Router {
+    let limits = state.limits;
+    // `route_layer`: the token check runs only on a matched route, and
+    // before the handler's extractors, so an unauthorised body is never read.
+    let protected = Router::new()
+        .route(
+            "/v1/features/{entity_id}",
+            get(features).put(put_features).delete(delete_features),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/models", get(models))
         .route("/v1/drift", get(drift))
-        .route(
-            "/v1/features/{entity_id}",
-            get(features).put(put_features).delete(delete_features),
-        )
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            limits.request_timeout,
+            time_limit,
+        ))
         .with_state(state)
+}
+
+/// Answers 401 from the headers alone unless they carry the token.
+async fn require_token(State(s): State<AdminState>, request: Request, next: Next) -> Response {
+    match refused(&s, request.headers()) {
+        Some(denied) => denied,
+        None => next.run(request).await,
+    }
+}
+
+/// Answers 408 when the request (reading its body included) takes longer
+/// than `timeout`; tokio's timer, so no extra dependency.
+async fn time_limit(
+    State(timeout): State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            [(header::CONNECTION, "close")],
+            format!("request not completed within {timeout:?} (admin.request_timeout)\n"),
+        )
+            .into_response(),
+    }
 }
 
 /// Binds `addr` (so a taken port fails start-up, not later) and returns the
@@ -226,7 +289,7 @@ fn refused(s: &AdminState, headers: &HeaderMap) -> Option<Response> {
     };
     let Some(token) = &s.token else {
         return Some(unauthorized(
-            "state-changing endpoints need admin.token to be configured",
+            "this endpoint needs admin.token to be configured",
         ));
     };
     let given = headers
@@ -257,12 +320,8 @@ struct Upsert {
 async fn put_features(
     State(s): State<AdminState>,
     Path(entity): Path<String>,
-    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(denied) = refused(&s, &headers) {
-        return denied;
-    }
     let Some(store) = &s.parts.store else {
         return (StatusCode::NOT_FOUND, "the model reads no store features\n").into_response();
     };
@@ -312,14 +371,7 @@ async fn put_features(
     }
 }
 
-async fn delete_features(
-    State(s): State<AdminState>,
-    Path(entity): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(denied) = refused(&s, &headers) {
-        return denied;
-    }
+async fn delete_features(State(s): State<AdminState>, Path(entity): Path<String>) -> Response {
     let deleted = s.parts.store.as_ref().is_some_and(|st| st.delete(&entity));
     if deleted {
         tracing::info!(entity, "store row deleted through the admin API");
@@ -361,7 +413,11 @@ mod tests {
     }
 
     fn state(token: Option<&str>) -> AdminState {
-        let schema = StoreSchema::new(vec![Column::numeric("credit_limit")]).unwrap();
+        let schema = StoreSchema::new(vec![
+            Column::numeric("credit_limit"),
+            Column::categorical("card_tier"),
+        ])
+        .unwrap();
         let store = Arc::new(FeatureStore::new(schema, StoreConfig::default()));
         let manifest = crate::score::Manifest::parse(
             include_str!("../../models/fraud-mlp/1/model.toml"),
@@ -386,6 +442,7 @@ mod tests {
                 drift: None,
             },
             token: token.map(Into::into),
+            limits: HttpLimits::default(),
         }
     }
 
@@ -417,8 +474,9 @@ mod tests {
             let (status, text) = request(addr, "PUT", path, Some(token), body).await;
             assert_eq!(status, 200, "{text}");
             assert_eq!(store.len(), 1);
-            let (status, text) = request(addr, "GET", path, None, "").await;
-            assert_eq!(status, 200, "reads need no token");
+            assert_eq!(request(addr, "GET", path, None, "").await.0, 401);
+            let (status, text) = request(addr, "GET", path, Some(token), "").await;
+            assert_eq!(status, 200, "{text}");
             assert!(text.contains("\"credit_limit\":900.0"), "{text}");
             let bad = r#"{"features": {"credit_limit": [1]}}"#;
             assert_eq!(request(addr, "PUT", path, Some(token), bad).await.0, 400);
@@ -435,6 +493,123 @@ mod tests {
                 .unwrap();
             tokio::spawn(server);
             assert_eq!(request(addr, "DELETE", path, Some(token), "").await.0, 401);
+        });
+    }
+
+    /// Sends `head` (request line and headers, without the blank line) and
+    /// `body`, then reads what the server answers within `wait`: its status
+    /// and text, or `None` when it answered nothing.
+    async fn exchange(
+        addr: SocketAddr,
+        head: String,
+        body: Vec<u8>,
+        wait: std::time::Duration,
+    ) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(wait)).unwrap();
+            s.write_all(format!("{head}\r\n").as_bytes()).unwrap();
+            // The server may answer and close before taking all of it.
+            let _ = s.write_all(&body);
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => raw.extend_from_slice(&buf[..n]),
+                    Err(_) => break,
+                }
+            }
+            let raw = String::from_utf8_lossy(&raw).into_owned();
+            let status = raw.split_whitespace().nth(1)?.parse().ok()?;
+            Some((status, raw))
+        })
+        .await
+        .unwrap()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    const TOKEN: &str = "s3cret-token-0123456789";
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+    #[test]
+    fn the_token_is_checked_before_the_body_is_read() {
+        runtime().block_on(async {
+            let (addr, server) = bind("127.0.0.1:0", state(Some(TOKEN)), std::future::pending())
+                .await
+                .unwrap();
+            tokio::spawn(server);
+            // A 1 GB body announced, 1 KiB of it sent: 401 at once.
+            let head = "PUT /v1/features/card-1 HTTP/1.1\r\nHost: x\r\n\
+                        Content-Type: application/json\r\nContent-Length: 1000000000\r\n";
+            let (status, text) = exchange(addr, head.into(), vec![b' '; 1024], WAIT)
+                .await
+                .expect("an answer without the body");
+            assert_eq!(status, 401, "{text}");
+            // Under any body limit, and with a wrong token: still not read.
+            let head = "PUT /v1/features/card-1 HTTP/1.1\r\nHost: x\r\n\
+                        Authorization: Bearer wrong-token-0123456789\r\n\
+                        Content-Type: application/json\r\nContent-Length: 1000\r\n";
+            let (status, text) = exchange(addr, head.into(), b"{\"features\"".to_vec(), WAIT)
+                .await
+                .expect("an answer without the body");
+            assert_eq!(status, 401, "{text}");
+        });
+    }
+
+    #[test]
+    fn a_body_past_the_limit_is_refused_with_the_token() {
+        runtime().block_on(async {
+            let st = state(Some(TOKEN));
+            let store = st.parts.store.clone().unwrap();
+            let (addr, server) = bind("127.0.0.1:0", st, std::future::pending())
+                .await
+                .unwrap();
+            tokio::spawn(server);
+            // The report's 1.9 MB category value.
+            let body = format!(
+                r#"{{"features": {{"card_tier": "{}"}}, "ts": 5}}"#,
+                "g".repeat(1_900_000)
+            );
+            let head = format!(
+                "PUT /v1/features/card-1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            let (status, text) = exchange(addr, head, body.into_bytes(), WAIT)
+                .await
+                .expect("an answer");
+            assert_eq!(status, 413, "{text}");
+            assert!(store.is_empty(), "nothing was stored");
+        });
+    }
+
+    #[test]
+    fn a_request_that_does_not_finish_is_answered_408() {
+        runtime().block_on(async {
+            let mut st = state(Some(TOKEN));
+            st.limits.request_timeout = std::time::Duration::from_millis(200);
+            let (addr, server) = bind("127.0.0.1:0", st, std::future::pending())
+                .await
+                .unwrap();
+            tokio::spawn(server);
+            // 100 bytes announced, 10 sent, then silence.
+            let head = format!(
+                "PUT /v1/features/card-1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n"
+            );
+            let (status, text) = exchange(addr, head, b"{\"features\"".to_vec(), WAIT)
+                .await
+                .expect("an answer before the client gives up");
+            assert_eq!(status, 408, "{text}");
         });
     }
 

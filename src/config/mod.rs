@@ -177,10 +177,16 @@ impl Default for TopicsConfig {
 pub struct AdminConfig {
     /// Listen address of the admin port.
     pub listen: String,
-    /// Bearer token required by endpoints that change state (`PUT`/`DELETE
-    /// /v1/features/{id}`); unset = those endpoints answer 401. Better set
-    /// from the environment (`DRIFTLINE_ADMIN__TOKEN`) than in the file.
+    /// Bearer token required by `/v1/features/{id}`: the endpoints that
+    /// change state (`PUT`/`DELETE`) and reads of stored entity features
+    /// (`GET`); unset = those endpoints answer 401. Better set from the
+    /// environment (`DRIFTLINE_ADMIN__TOKEN`) than in the file.
     pub token: Option<String>,
+    /// Largest request body read, in bytes (413 past it).
+    pub max_body_bytes: usize,
+    /// A request not answered within this (e.g. `10s`), reading its body
+    /// included, is answered 408 and dropped.
+    pub request_timeout: String,
 }
 
 impl Default for AdminConfig {
@@ -188,6 +194,8 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: "0.0.0.0:9464".into(),
             token: None,
+            max_body_bytes: 64 * 1024,
+            request_timeout: "10s".into(),
         }
     }
 }
@@ -594,6 +602,12 @@ impl Config {
         {
             p.push("admin.token: use at least 16 characters".into());
         }
+        if self.admin.max_body_bytes == 0 {
+            p.push("admin.max_body_bytes: must be at least 1".into());
+        }
+        if let Err(e) = parse_window(&self.admin.request_timeout) {
+            p.push(format!("admin.request_timeout: {e}"));
+        }
         if self.admin.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(format!(
                 "admin.listen: {:?} is not an ip:port address",
@@ -825,6 +839,49 @@ mod tests {
             "store.shards",
             "pipeline.batch_size",
             "log.level",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(key)),
+                "{key} missing from {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn input_bounds_are_read_and_checked() {
+        let f = write(&format!(
+            "[model]\ndir = \"{}\"\n[pipeline]\nmax_future_skew = \"off\"\nmax_event_age = \"7d\"\n\
+             max_id_bytes = 64\nmax_batch_rows = 10\n[store]\nmax_categories = 5\n\
+             [admin]\nmax_body_bytes = 1024\nrequest_timeout = \"2s\"\n",
+            repo("models/fraud-mlp/1")
+        ));
+        let cfg = Config::load_with_env(f.path(), Vec::new()).unwrap();
+        assert_eq!(cfg.pipeline.max_future_skew_ms(), None);
+        assert_eq!(cfg.pipeline.max_event_age_ms(), Some(7 * 86_400_000));
+        assert_eq!(cfg.pipeline.max_id_bytes, 64);
+        assert_eq!(cfg.pipeline.max_batch_rows, 10);
+        assert_eq!(cfg.store.max_categories, 5);
+        assert_eq!(cfg.admin.max_body_bytes, 1024);
+        let defaults = PipelineConfig::default();
+        assert_eq!(defaults.max_future_skew_ms(), Some(300_000));
+        assert_eq!(defaults.max_event_age_ms(), None);
+
+        let f = write(&format!(
+            "[model]\ndir = \"{}\"\n[pipeline]\nmax_future_skew = \"soon\"\nmax_id_bytes = 0\n\
+             max_batch_decoded_bytes = 1\n[store]\nmax_dictionary_bytes = 0\n\
+             [admin]\nrequest_timeout = \"0s\"\n",
+            repo("models/fraud-mlp/1")
+        ));
+        let err = Config::load_with_env(f.path(), Vec::new()).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected Invalid, got {err}");
+        };
+        for key in [
+            "pipeline.max_future_skew",
+            "pipeline.max_id_bytes",
+            "pipeline.max_batch_decoded_bytes",
+            "store.max_dictionary_bytes",
+            "admin.request_timeout",
         ] {
             assert!(
                 problems.iter().any(|p| p.starts_with(key)),

@@ -225,6 +225,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         parts: parts.clone(),
         // The demo has no state-changing endpoints worth exposing.
         token: None,
+        limits: crate::admin::HttpLimits::default(),
     };
     let http = start_runtime(&config.admin.listen, state, Arc::clone(&interrupted));
 

@@ -12,11 +12,15 @@ use super::{free_port, repo, scratch_dir, tail};
 /// Environment every instance gets (before the test's own overrides):
 /// short batching and commit intervals and a short session timeout, so that
 /// tests run fast and a killed member leaves its group quickly.
-const DEFAULT_ENV: [(&str, &str); 3] = [
+const DEFAULT_ENV: [(&str, &str); 4] = [
     ("DRIFTLINE_PIPELINE__MAX_BATCH_WAIT", "5ms"),
     ("DRIFTLINE_KAFKA__COMMIT_INTERVAL", "200ms"),
     ("DRIFTLINE_KAFKA__CONSUMER__SESSION_TIMEOUT_MS", "6000"),
+    ("DRIFTLINE_ADMIN__TOKEN", ADMIN_TOKEN),
 ];
+
+/// The admin token every instance gets: reads of stored features need it.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// One `driftline serve --config config/driftline.toml` process.
 ///
@@ -138,9 +142,9 @@ impl Service {
         }
     }
 
-    /// `GET path` on the admin port: (status, body).
+    /// `GET path` on the admin port, with the admin token: (status, body).
     pub fn try_http_get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        http_get(self.admin_port, path)
+        http_get_with(self.admin_port, path, Some(ADMIN_TOKEN))
     }
 
     /// `GET path`; panics if the request fails at the transport level.
@@ -256,13 +260,21 @@ fn percent_encode(s: &str) -> String {
 /// A minimal HTTP/1.1 GET to `127.0.0.1:port` (`Connection: close`):
 /// (status, body), with chunked transfer encoding undone.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_with(port, path, None)
+}
+
+/// [`http_get`] with `Authorization: Bearer <token>` when `token` is given.
+pub fn http_get_with(port: u16, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\n{auth}Connection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;

@@ -404,3 +404,35 @@ impl Pipeline {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_time_is_checked_against_both_bounds() {
+        let now = 1_795_000_000_000;
+        let limits = InputLimits {
+            max_event_age_ms: Some(3_600_000),
+            ..InputLimits::with_max_message_bytes(1024)
+        };
+        assert!(limits.check_time(now, now, true).is_ok());
+        assert!(limits.check_time(now + 300_000, now, true).is_ok());
+        assert!(limits.check_time(now - 3_600_000, now, true).is_ok());
+        let future = limits.check_time(now + 300_001, now, false).unwrap_err();
+        assert_eq!(future.reason, RejectReason::FutureTimestamp);
+        assert!(future.detail.contains("broker timestamp"), "{future}");
+        let stale = limits.check_time(now - 3_600_001, now, true).unwrap_err();
+        assert_eq!(stale.reason, RejectReason::StaleTimestamp);
+        assert!(stale.detail.contains("`ts`"), "{stale}");
+        // Extremes neither overflow nor pass.
+        assert!(limits.check_time(i64::MAX, now, true).is_err());
+        assert!(limits.check_time(i64::MIN, now, true).is_err());
+        let open = InputLimits {
+            max_future_skew_ms: None,
+            ..InputLimits::with_max_message_bytes(1024)
+        };
+        assert!(open.check_time(i64::MAX, now, true).is_ok());
+        assert!(open.check_time(i64::MIN, now, true).is_ok());
+    }
+}

@@ -165,22 +165,31 @@ fn score_reports_a_line_that_is_not_utf8_and_goes_on() {
     input.extend_from_slice(b"\n{\"event_id\":\"e2\",\"entity_id\":\"caf\xe9\"}\n\n");
     input.extend_from_slice(good("e3").as_bytes());
     input.extend_from_slice(b"\r\n");
+    // A line past max_message_bytes is read no further than the limit.
+    input.extend_from_slice(&vec![b'x'; 200_000]);
+    input.extend_from_slice(b"\n");
     let mut out = Vec::new();
     let summary = score_lines(&mut pipeline, &input[..], &mut out, 256)
         .expect("score_lines reports bad lines instead of failing");
-    assert_eq!((summary.scored, summary.rejected), (2, 1));
+    assert_eq!((summary.scored, summary.rejected), (2, 2));
     let lines: Vec<serde_json::Value> = String::from_utf8(out)
         .expect("the output is UTF-8")
         .lines()
         .map(|l| serde_json::from_str(l).expect("one JSON value per line"))
         .collect();
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
     assert_eq!(lines[0]["event_id"], "e1");
     assert_eq!(lines[1]["line"], 2);
     assert_eq!(lines[1]["error"], "malformed_json");
     let detail = lines[1]["detail"].as_str().unwrap_or_default();
     assert!(detail.starts_with("invalid UTF-8"), "{detail}");
     assert_eq!(lines[2]["event_id"], "e3", "the line after the bad one");
+    assert_eq!(lines[3]["line"], 5);
+    assert_eq!(lines[3]["error"], "oversize");
+    assert_eq!(
+        lines[3]["detail"],
+        "line is 200000 bytes, the limit is 65536"
+    );
 }
 
 #[test]

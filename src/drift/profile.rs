@@ -133,6 +133,11 @@ impl Profile {
             path: path.to_owned(),
             source,
         })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses a profile's bytes (`path` only names it in errors).
+    pub fn parse(text: &[u8], path: &Path) -> Result<Self, ProfileError> {
         // The format is read first so an old or newer file gets a clear
         // message rather than a missing-field error.
         #[derive(Deserialize)]
@@ -140,7 +145,7 @@ impl Profile {
             format: u32,
         }
         let version: Version =
-            serde_json::from_slice(&text).map_err(|source| ProfileError::Parse {
+            serde_json::from_slice(text).map_err(|source| ProfileError::Parse {
                 path: path.to_owned(),
                 source,
             })?;
@@ -150,7 +155,7 @@ impl Profile {
                 found: version.format,
             });
         }
-        serde_json::from_slice(&text).map_err(|source| ProfileError::Parse {
+        serde_json::from_slice(text).map_err(|source| ProfileError::Parse {
             path: path.to_owned(),
             source,
         })

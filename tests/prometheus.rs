@@ -112,9 +112,12 @@ fn encode(q: &str) -> String {
 }
 
 /// Runs an instant query; the result vector, or `None` while the server
-/// does not answer yet.
+/// does not answer yet (no connection, or 503 while its storage starts).
 fn try_query(port: u16, expr: &str) -> Option<Vec<serde_json::Value>> {
     let (status, body) = http_get(port, &format!("/api/v1/query?query={}", encode(expr)))?;
+    if status == 503 {
+        return None;
+    }
     let v: serde_json::Value =
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{expr}: {e}: {body}"));
     assert_eq!(status, 200, "{expr}: {body}");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::drift::monitor::{MonitorError, Plan};
 use crate::drift::profile::Profile;
 
-use crate::config::Config;
+use crate::config::{BadDuration, Config};
 use crate::event::now_ms;
 use crate::features::aggregates::{AggregateError, Aggregator, AggregatorConfig};
 use crate::features::snapshot::{load_snapshot, SnapshotError, SnapshotOptions};
@@ -35,6 +35,8 @@ pub enum AppError {
     Aggregates(#[from] AggregateError),
     #[error("drift monitoring: {0}")]
     Drift(#[from] MonitorError),
+    #[error(transparent)]
+    Config(#[from] BadDuration),
 }
 
 /// The loaded pieces the scoring loop needs.
@@ -114,12 +116,13 @@ pub fn sources(
     Ok((store, aggregator))
 }
 
-/// The store settings of a config (clamped, so `check` can use an invalid one).
-fn store_config(config: &Config) -> StoreConfig {
+/// The store settings of a config (clamped, so `check` can use an invalid
+/// one); the TTL is parsed by the caller, which reports a bad one.
+fn store_config(config: &Config, ttl_ms: Option<i64>) -> StoreConfig {
     StoreConfig {
         shards: config.store.shards.clamp(1, 1024),
         max_entities: config.store.max_entities.max(1),
-        ttl_ms: config.store_ttl_ms(),
+        ttl_ms,
     }
 }
 
@@ -137,7 +140,7 @@ pub fn build(config: &Config) -> Result<Parts, AppError> {
     let model = Arc::new(Model::load(&config.model.dir)?);
     let (store, aggregator) = sources(
         model.manifest(),
-        store_config(config),
+        store_config(config, config.store.ttl_ms()?),
         aggregator_config(config),
     )?;
     if let (Some(store), Some(path)) = (&store, &config.store.snapshot) {
@@ -190,6 +193,8 @@ fn snapshot_options(config: &Config) -> SnapshotOptions {
         entity_column: config.store.entity_column.clone(),
         updated_at_column: config.store.updated_at_column.clone(),
         default_updated_at_ms: now_ms(),
+        // Validated by `Config::problems`; `None` falls back to the
+        // extension, which `load_snapshot` checks in turn.
         format: config.store.format.as_deref().and_then(|f| f.parse().ok()),
         batch_size: 8192,
     }
@@ -234,7 +239,13 @@ pub fn check(path: &Path, env: &[(String, String)]) -> Vec<String> {
         }
         config.drift.check_features(&manifest, &mut problems);
     }
-    match sources(&manifest, store_config(&config), aggregator_config(&config)) {
+    // A bad TTL is among `problems` already; the store is still checked.
+    let ttl_ms = config.store.ttl_ms().unwrap_or_default();
+    match sources(
+        &manifest,
+        store_config(&config, ttl_ms),
+        aggregator_config(&config),
+    ) {
         Err(e) => problems.push(e.to_string()),
         Ok((Some(store), _)) => {
             if let Some(snapshot) = config.store.snapshot.as_ref().filter(|p| p.is_file()) {

@@ -8,9 +8,10 @@
 //! The folders follow the data path of one event:
 //!
 //! - [`event`]: the records that flow between stages (decoded events, feature values).
-//! - [`source`]: getting events in; [`source::decode`] turns JSON bytes into an [`event::Event`].
+//! - [`source`]: decoding: JSON events ([`source::decode`]), Arrow IPC
+//!   batch messages ([`source::arrow`]) and labels ([`source::labels`]).
 //! - [`features`]: the online feature store ([`features::store`]), its snapshot
-//!   loaders ([`features::snapshot`]) and per-entity streaming aggregates
+//!   loader ([`features::snapshot`]) and per-entity streaming aggregates
 //!   ([`features::aggregates`]).
 //! - [`enrich`]: builds a model's input row from the event, the store, the
 //!   aggregates and declared defaults; every failure is a typed reason code.
@@ -19,12 +20,16 @@
 //! - [`app`]: assembly of model, store and aggregator from a config (and `validate`).
 //! - [`config`]: the service configuration, its environment overrides and validation.
 //! - [`demo`]: the synthetic fraud-event generator and the `driftline demo` runner.
+//! - [`tabular`]: one reader for Parquet, Arrow IPC and CSV files.
+//! - [`duration`]: durations as written in config and manifests (`5ms`, `1h`).
 //! - [`shutdown`]: SIGINT/SIGTERM handling shared by every long-running command.
 //! - [`serve`]: the Kafka loop of `driftline serve`: consumer group, micro-batches,
 //!   rebalances, aggregate changelog, feature-updates follower, shutdown.
 //! - [`sink`]: Kafka out (predictions, DLQ, changelog) and the offset tracker
 //!   that decides what may be committed.
-//! - [`drift`]: drift statistics, exact and from mergeable per-column window sketches.
+//! - [`drift`]: drift statistics, exact and from mergeable per-column window
+//!   sketches; reference profiles; the windowed monitor ([`drift::monitor`])
+//!   and the label join ([`drift::labels`]).
 //! - [`admin`]: the admin HTTP port (metrics, health, readiness, lookups).
 //! - [`telemetry`]: logging set-up and the Prometheus metric names.
 //!
@@ -36,6 +41,7 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod drift;
+pub mod duration;
 pub mod enrich;
 pub mod event;
 pub mod features;
@@ -45,4 +51,5 @@ pub mod serve;
 pub mod shutdown;
 pub mod sink;
 pub mod source;
+pub mod tabular;
 pub mod telemetry;

@@ -68,20 +68,16 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
-use arrow::compute::{cast_with_options, CastOptions};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::error::ArrowError;
+use arrow::datatypes::{DataType, Field, SchemaRef};
 use compact_str::CompactString;
 use datasketches::common::SearchCriteria;
 use datasketches::kll::{KllFloat, KllSketch};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
 use sha2::{Digest, Sha256};
 
 use super::profile::{
@@ -92,9 +88,9 @@ use super::stats::DEFAULT_BINS;
 use super::DriftError;
 use crate::enrich::{EnrichSetupError, Enricher, Scratch};
 use crate::event::{now_ms, Event, FeatureValue, Features, RejectReason};
-use crate::features::snapshot::{parse_csv_cell_error, SnapshotFormat};
 use crate::score::manifest::{InputKind, InputSource, Manifest};
 use crate::score::{Model, ModelError, Session};
+use crate::tabular::{self, Batches, CsvType, Format, ReadOptions, TabularError};
 
 /// Distinct values a categorical column may have in pass 1. Counts are
 /// exact, so memory grows with the distinct values; beyond this many the
@@ -172,12 +168,9 @@ pub enum ProfileBuildError {
         path.display()
     )]
     UnknownFormat { path: PathBuf },
-    #[error("{}: cannot read {format}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        format: SnapshotFormat,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// Reading the file: its format, a column's type, a cell.
+    #[error(transparent)]
+    Table(#[from] TabularError),
     #[error("{}: no column `{column}` (an input of model {model}); --allow-missing-columns profiles it as all-missing", path.display())]
     MissingColumn {
         path: PathBuf,
@@ -186,28 +179,6 @@ pub enum ProfileBuildError {
     },
     #[error("{}: none of the model's inputs is a column of the file", path.display())]
     NoInputColumns { path: PathBuf },
-    #[error("{}: duplicate column `{column}`", path.display())]
-    DuplicateColumn { path: PathBuf, column: String },
-    #[error("{}: column `{column}`: expected {expected}, got {found}", path.display())]
-    ColumnType {
-        path: PathBuf,
-        column: String,
-        expected: &'static str,
-        found: DataType,
-    },
-    #[error("{}: column `{column}`: {source}", path.display())]
-    Convert {
-        path: PathBuf,
-        column: String,
-        source: ArrowError,
-    },
-    #[error("{}: row {row}: column `{column}`: {problem}", path.display())]
-    Cell {
-        path: PathBuf,
-        row: u64,
-        column: String,
-        problem: String,
-    },
     #[error(
         "{}: column `{column}` has more than {limit} distinct values; a categorical input is expected to have few",
         path.display()
@@ -317,10 +288,9 @@ pub fn build_profile(
         let bins = opts.bins;
         return Err(ProfileBuildError::Options(DriftError::TooFewBins { bins }));
     }
-    let format =
-        SnapshotFormat::from_path(data).ok_or_else(|| ProfileBuildError::UnknownFormat {
-            path: data.to_owned(),
-        })?;
+    let format = Format::from_path(data).ok_or_else(|| ProfileBuildError::UnknownFormat {
+        path: data.to_owned(),
+    })?;
     let model = Arc::new(Model::load(model_dir)?);
     let manifest = model.manifest();
     let model_name = format!("{}/{}", manifest.name, manifest.version);
@@ -630,11 +600,6 @@ fn feed(sketch: &mut ColumnSketch, cells: &Cells, rows: usize) {
 // ---------------------------------------------------------------------------
 // Reading
 
-type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>;
-
-/// Batches with their errors already naming the file.
-type CheckedBatches = Box<dyn Iterator<Item = Result<RecordBatch, ProfileBuildError>>>;
-
 /// One input's column of a batch, converted to what the build reads.
 enum Cells {
     /// The file has no such column (allowed by the options): all missing.
@@ -658,13 +623,13 @@ struct Opened {
     columns: Vec<Option<usize>>,
     /// Row count when the format states it up front (Parquet).
     rows: Option<u64>,
-    batches: CheckedBatches,
+    batches: Batches,
 }
 
 /// Opens the data file and converts its batches; shared by both passes.
 struct Reader<'a> {
     path: &'a Path,
-    format: SnapshotFormat,
+    format: Format,
     inputs: &'a [(&'a str, InputKind)],
     batch_rows: usize,
     allow_missing: bool,
@@ -677,18 +642,12 @@ impl Reader<'_> {
         self.inputs.iter().any(|(n, _)| *n == name)
     }
 
-    fn kind_of(&self, name: &str) -> Option<InputKind> {
-        self.inputs
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|&(_, k)| k)
-    }
-
-    fn read_err(&self, source: Box<dyn std::error::Error + Send + Sync>) -> ProfileBuildError {
-        ProfileBuildError::Read {
-            path: self.path.to_owned(),
-            format: self.format,
-            source,
+    /// Numeric inputs are parsed as numbers; booleans (0/1 and any case)
+    /// and categoricals as text, parsed here.
+    fn csv_type(&self, name: &str) -> CsvType {
+        match self.inputs.iter().find(|(n, _)| *n == name) {
+            Some((_, InputKind::Numeric)) => CsvType::Number,
+            _ => CsvType::Text,
         }
     }
 
@@ -706,34 +665,16 @@ impl Reader<'_> {
             path: self.path.to_owned(),
             source,
         })?;
-        let (file_columns, schema, rows, batches) = match self.format {
-            SnapshotFormat::Parquet => self.open_parquet(file),
-            SnapshotFormat::ArrowIpc => open_ipc(file),
-            SnapshotFormat::Csv => self.open_csv(file),
-        }
-        .map_err(|e| self.read_err(e))?;
-        let (path, format) = (self.path.to_owned(), self.format);
-        let header = file_columns.clone();
-        let batches: CheckedBatches = Box::new(batches.map(move |b| {
-            b.map_err(|e| match format {
-                // arrow-csv reports a bad cell by header index and line;
-                // name the column and row instead.
-                SnapshotFormat::Csv => csv_error(&path, &header, e),
-                _ => ProfileBuildError::Read {
-                    path: path.clone(),
-                    format,
-                    source: Box::new(e),
-                },
-            })
-        }));
-        for (i, name) in file_columns.iter().enumerate() {
-            if self.wanted(name) && file_columns[..i].contains(name) {
-                return Err(ProfileBuildError::DuplicateColumn {
-                    path: self.path.to_owned(),
-                    column: name.clone(),
-                });
-            }
-        }
+        let keep = |name: &str| self.wanted(name);
+        let csv_type = |name: &str| self.csv_type(name);
+        let read = ReadOptions {
+            batch_rows: self.batch_rows,
+            keep: &keep,
+            csv_type: &csv_type,
+        };
+        let table = tabular::open(file, self.path, self.format, &read)?;
+        table.check_duplicates(self.path, &keep)?;
+        let schema = table.schema;
         let mut columns = Vec::with_capacity(self.inputs.len());
         for &(name, kind) in self.inputs {
             let at = schema.fields().iter().position(|f| f.name() == name);
@@ -758,65 +699,9 @@ impl Reader<'_> {
         Ok(Opened {
             schema,
             columns,
-            rows,
-            batches,
+            rows: table.rows,
+            batches: table.batches,
         })
-    }
-
-    fn open_parquet(&self, file: File) -> Result<Parts, BoxError> {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-        let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).ok();
-        let file_columns: Vec<String> = builder
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        // Top-level Arrow fields map one-to-one to Parquet root columns.
-        let keep = file_columns
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| self.wanted(n))
-            .map(|(i, _)| i);
-        let mask = ProjectionMask::roots(builder.parquet_schema(), keep);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(self.batch_rows)
-            .build()?;
-        let schema = arrow::record_batch::RecordBatchReader::schema(&reader);
-        Ok((file_columns, schema, rows, Box::new(reader)))
-    }
-
-    fn open_csv(&self, mut file: File) -> Result<Parts, BoxError> {
-        // Only the header is read here; types come from the model's inputs.
-        let (header, _) = arrow::csv::reader::Format::default()
-            .with_header(true)
-            .infer_schema(&mut file, Some(0))?;
-        file.seek(SeekFrom::Start(0))?;
-        let file_columns: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
-        let fields: Vec<Field> = file_columns
-            .iter()
-            .map(|name| {
-                // Booleans are parsed here (0/1 and any case), not by arrow.
-                let dt = match self.kind_of(name) {
-                    Some(InputKind::Numeric) => DataType::Float64,
-                    _ => DataType::Utf8,
-                };
-                Field::new(name, dt, true)
-            })
-            .collect();
-        let keep: Vec<usize> = (0..file_columns.len())
-            .filter(|&i| self.wanted(&file_columns[i]))
-            .collect();
-        let reader = arrow::csv::ReaderBuilder::new(Arc::new(Schema::new(fields)))
-            .with_header(true)
-            // The schema was built from this very header; re-checking would only trip on a BOM.
-            .with_header_validation(false)
-            .with_batch_size(self.batch_rows)
-            .with_projection(keep)
-            .build(BufReader::new(file))?;
-        let schema = reader.schema();
-        Ok((file_columns, schema, None, Box::new(reader)))
     }
 
     /// Converts one batch; `done` rows precede it.
@@ -824,19 +709,22 @@ impl Reader<'_> {
         &self,
         schema: &SchemaRef,
         columns: &[Option<usize>],
-        batch: Result<RecordBatch, ProfileBuildError>,
+        batch: Result<RecordBatch, TabularError>,
         done: u64,
     ) -> Result<BatchCells, ProfileBuildError> {
         let batch = batch?;
         if batch.num_columns() != schema.fields().len() {
-            return Err(self.read_err(
-                format!(
+            return Err(TabularError::Read {
+                path: self.path.to_owned(),
+                format: self.format,
+                source: format!(
                     "record batch has {} columns, the file schema {}",
                     batch.num_columns(),
                     schema.fields().len()
                 )
                 .into(),
-            ));
+            }
+            .into());
         }
         let cells = columns
             .iter()
@@ -845,7 +733,7 @@ impl Reader<'_> {
                 None => Ok(Cells::Absent),
                 Some(at) => self.convert(batch.column(*at), name, kind, done),
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, TabularError>>()?;
         Ok(BatchCells {
             rows: batch.num_rows(),
             columns: cells,
@@ -858,37 +746,31 @@ impl Reader<'_> {
         column: &str,
         kind: InputKind,
         done: u64,
-    ) -> Result<Cells, ProfileBuildError> {
-        let convert_err = |source| ProfileBuildError::Convert {
+    ) -> Result<Cells, TabularError> {
+        let convert_err = |source| TabularError::Convert {
             path: self.path.to_owned(),
             column: column.to_owned(),
             source,
         };
-        let cell_err = |r: usize, problem: String| ProfileBuildError::Cell {
+        let cell_err = |r: usize, problem: String| TabularError::Cell {
             path: self.path.to_owned(),
             row: done + r as u64 + 1,
             column: column.to_owned(),
             problem,
         };
-        let cast = |to: &DataType| -> Result<ArrayRef, ProfileBuildError> {
-            // `safe` off: an overflowing value must fail, not become a null.
-            let options = CastOptions {
-                safe: false,
-                ..CastOptions::default()
-            };
-            cast_with_options(a, to, &options).map_err(convert_err)
+        // `safe` off: an overflowing value must fail, not become a null.
+        let cast = |to: &DataType| tabular::cast(a, to).map_err(convert_err);
+        let numbers = || -> Result<Float64Array, TabularError> {
+            tabular::downcast::<Float64Array>(&cast(&DataType::Float64)?).map_err(convert_err)
         };
-        let numbers = || -> Result<Float64Array, ProfileBuildError> {
-            downcast::<Float64Array>(&cast(&DataType::Float64)?).map_err(convert_err)
-        };
-        let texts = || -> Result<StringArray, ProfileBuildError> {
-            downcast::<StringArray>(&cast(&DataType::Utf8)?).map_err(convert_err)
+        let texts = || -> Result<StringArray, TabularError> {
+            tabular::downcast::<StringArray>(&cast(&DataType::Utf8)?).map_err(convert_err)
         };
         Ok(match kind {
             InputKind::Numeric => Cells::Number(numbers()?),
             InputKind::Categorical => Cells::Text(texts()?),
             InputKind::Boolean if a.data_type() == &DataType::Boolean => {
-                Cells::Bool(downcast::<BooleanArray>(a).map_err(convert_err)?)
+                Cells::Bool(tabular::downcast::<BooleanArray>(a).map_err(convert_err)?)
             }
             InputKind::Boolean if a.data_type().is_numeric() => {
                 let values = numbers()?
@@ -921,65 +803,27 @@ impl Reader<'_> {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// File columns, batch schema, row count if known, batches.
-type Parts = (Vec<String>, SchemaRef, Option<u64>, Batches);
-
-fn open_ipc(mut file: File) -> Result<Parts, BoxError> {
-    let mut magic = [0u8; 6];
-    let n = read_up_to(&mut file, &mut magic)?;
-    file.seek(SeekFrom::Start(0))?;
-    let (schema, batches): (SchemaRef, Batches) = if n == magic.len() && &magic == b"ARROW1" {
-        let reader = arrow::ipc::reader::FileReader::try_new_buffered(file, None)?;
-        (reader.schema(), Box::new(reader))
-    } else {
-        let reader = arrow::ipc::reader::StreamReader::try_new_buffered(file, None)?;
-        (reader.schema(), Box::new(reader))
-    };
-    let file_columns = schema.fields().iter().map(|f| f.name().clone()).collect();
-    Ok((file_columns, schema, None, batches))
-}
-
-/// Reads until `buf` is full or the file ends.
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
 /// Checks that a file column can feed an input of `kind`.
-fn check_type(path: &Path, field: &Field, kind: InputKind) -> Result<(), ProfileBuildError> {
+fn check_type(path: &Path, field: &Field, kind: InputKind) -> Result<(), TabularError> {
     let dt = field.data_type();
     let expected = match kind {
         InputKind::Numeric if dt.is_numeric() => return Ok(()),
         InputKind::Numeric => "a numeric column",
-        InputKind::Categorical if is_text(dt) => return Ok(()),
+        InputKind::Categorical if tabular::is_text(dt) => return Ok(()),
         InputKind::Categorical => "a text column",
-        InputKind::Boolean if dt == &DataType::Boolean || dt.is_numeric() || is_text(dt) => {
+        InputKind::Boolean
+            if dt == &DataType::Boolean || dt.is_numeric() || tabular::is_text(dt) =>
+        {
             return Ok(())
         }
         InputKind::Boolean => "a boolean, 0/1 or true/false column",
     };
-    Err(ProfileBuildError::ColumnType {
+    Err(TabularError::ColumnType {
         path: path.to_owned(),
         column: field.name().clone(),
         expected,
         found: dt.clone(),
     })
-}
-
-fn is_text(dt: &DataType) -> bool {
-    match dt {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
-        DataType::Dictionary(_, values) => is_text(values),
-        _ => false,
-    }
 }
 
 /// `true`/`false` in any case, or a number equal to 1 or 0.
@@ -994,35 +838,6 @@ fn parse_bool(v: &str) -> Option<bool> {
         Ok(1.0) => Some(true),
         Ok(0.0) => Some(false),
         _ => None,
-    }
-}
-
-fn downcast<T: Array + Clone + 'static>(a: &ArrayRef) -> Result<T, ArrowError> {
-    a.as_any()
-        .downcast_ref::<T>()
-        .cloned()
-        .ok_or_else(|| ArrowError::CastError(format!("unexpected array type {}", a.data_type())))
-}
-
-/// arrow-csv's cell parse error as a row/column error (the only typed CSV
-/// columns are numeric inputs); other errors pass through.
-fn csv_error(path: &Path, header: &[String], err: ArrowError) -> ProfileBuildError {
-    if let ArrowError::ParseError(msg) = &err {
-        if let Some((value, _, col, line)) = parse_csv_cell_error(msg) {
-            if let Some(column) = header.get(col) {
-                return ProfileBuildError::Cell {
-                    path: path.to_owned(),
-                    row: line as u64,
-                    column: column.clone(),
-                    problem: format!("expected a number, got {value:?}"),
-                };
-            }
-        }
-    }
-    ProfileBuildError::Read {
-        path: path.to_owned(),
-        format: SnapshotFormat::Csv,
-        source: Box::new(err),
     }
 }
 

@@ -30,9 +30,10 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::drift::labels::{decode_label, LabelJoin};
+use crate::drift::labels::LabelJoin;
 use crate::event::{RejectReason, Rejection};
 use crate::serve::Reader;
+use crate::source::labels::decode_label;
 
 /// How often a missing topic or failed metadata request is retried.
 pub const RETRY_EVERY: Duration = Duration::from_secs(5);

@@ -42,7 +42,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use hdrhistogram::Histogram;
 
 use crate::app::Parts;
-use crate::config::{librdkafka_property, Config, PropertyValue};
+use crate::config::{librdkafka_property, BadDuration, Config, PropertyValue};
 use crate::event::RejectReason;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::sink::offsets::Tracker;
@@ -57,6 +57,8 @@ pub enum ServeError {
     Client(#[source] KafkaError),
     #[error("{topic}: {reason}")]
     Topic { topic: String, reason: String },
+    #[error(transparent)]
+    Config(#[from] BadDuration),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
@@ -334,12 +336,9 @@ pub struct ServeOptions {
 /// `parts` were built from `config` (the snapshot is already loaded).
 pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), ServeError> {
     let ServeOptions { stop, shared } = options;
-    let flush_timeout =
-        Duration::from_millis(Config::duration_ms(&config.kafka.flush_timeout) as u64);
-    let commit_every =
-        Duration::from_millis(Config::duration_ms(&config.kafka.commit_interval) as u64);
-    let max_wait =
-        Duration::from_millis(Config::duration_ms(&config.pipeline.max_batch_wait) as u64);
+    let flush_timeout = config.kafka.flush_timeout()?;
+    let commit_every = config.kafka.commit_interval()?;
+    let max_wait = config.pipeline.max_batch_wait()?;
     let topics = Topics {
         features: config.kafka.topics.features.clone(),
         predictions: config.kafka.topics.predictions.clone(),

@@ -17,7 +17,9 @@
 //!   aggregates and declared defaults; every failure is a typed reason code.
 //! - [`score`]: model directories, manifests and tract execution on batches.
 //! - [`pipeline`]: decode → enrich → score over a batch, the in-process hot path.
-//! - [`app`]: assembly of model, store and aggregator from a config (and `validate`).
+//! - [`app`]: assembly of model, store and aggregator from a config (and
+//!   `validate`), and the offline commands: [`app::score_lines`]
+//!   (`driftline score`) and [`app::profile`] (`driftline profile`).
 //! - [`config`]: the service configuration, its environment overrides and validation.
 //! - [`demo`]: the synthetic fraud-event generator and the `driftline demo` runner.
 //! - [`tabular`]: one reader for Parquet, Arrow IPC and CSV files.
@@ -29,9 +31,11 @@
 //!   that decides what may be committed.
 //! - [`drift`]: drift statistics, exact and from mergeable per-column window
 //!   sketches; reference profiles; the windowed monitor ([`drift::monitor`])
-//!   and the label join ([`drift::labels`]).
+//!   and the label join ([`drift::labels`]). Drift sees numbers, not models:
+//!   it watches the columns it is given ([`drift::columns`]).
 //! - [`admin`]: the admin HTTP port (metrics, health, readiness, lookups).
-//! - [`telemetry`]: logging set-up and the Prometheus metric names.
+//! - [`telemetry`]: logging set-up and the Prometheus metric names (a leaf:
+//!   it imports nothing from the crate).
 //!
 //! The binary (`src/main.rs`) only parses the command line, loads configuration,
 //! sets up tracing and calls into these modules.

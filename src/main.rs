@@ -9,10 +9,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use driftline::app;
+use driftline::app::profile::{BuiltProfile, Pass, ProfileOptions, Progress};
 use driftline::config::{Config, LogFormat};
 use driftline::demo::run::DemoOptions;
 use driftline::drift::profile::ColumnSketch;
-use driftline::drift::profile_build::{self, BuiltProfile, Pass, ProfileOptions, Progress};
 use driftline::pipeline::Pipeline;
 
 // mimalloc for Rust and (its `override` feature) librdkafka's C allocations:
@@ -173,7 +173,7 @@ struct ProfileArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     top_k: usize,
     /// Rows per record batch: the unit of memory use while reading.
-    #[arg(long, default_value_t = profile_build::DEFAULT_BATCH_ROWS,
+    #[arg(long, default_value_t = app::profile::DEFAULT_BATCH_ROWS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     batch_rows: usize,
     /// Profile model inputs the file lacks as all-missing instead of failing.
@@ -344,7 +344,7 @@ fn profile(args: &ProfileArgs, log_format: Option<LogFormat>) -> anyhow::Result<
         allow_missing_columns: args.allow_missing_columns,
     };
     let mut bar = Bar::default();
-    let built = profile_build::build_profile(&args.data, &args.model, &options, &mut bar)?;
+    let built = app::profile::build_profile(&args.data, &args.model, &options, &mut bar)?;
     bar.finish();
     built.profile.save(&args.out)?;
     print!("{}", profile_summary(&built, &args.out));

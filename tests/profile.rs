@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use datasketches::kll::{KllFloat, KllSketch};
-use driftline::drift::profile::{ColumnSketch, Profile, SCORE_COLUMN};
-use driftline::drift::profile_build::{
-    build_profile, BuiltProfile, NoProgress, ProfileBuildError, ProfileOptions, EDGE_KLL_K,
+use driftline::app::profile::{
+    build_profile, BuiltProfile, NoProgress, ProfileBuildError, ProfileOptions,
 };
+use driftline::app::watched_columns;
+use driftline::drift::profile::{ColumnSketch, Profile, SCORE_COLUMN};
+use driftline::drift::profile_build::EDGE_KLL_K;
 use driftline::drift::sketch::{CategoricalSketch, NumericSketch};
 use driftline::drift::stats::{bin_counts, reference_edges, DEFAULT_BINS};
 use driftline::drift::Side;
@@ -224,7 +226,7 @@ fn csv_parquet_and_arrow_give_equal_sketches() {
     assert_eq!(first.profile.columns.len(), 14);
     first
         .profile
-        .check_against(&manifest(), Path::new("t.csv"))
+        .check_against(&watched_columns(&manifest()), Path::new("t.csv"))
         .unwrap();
     for (name, b) in &built[1..] {
         let a = &first.profile;
@@ -409,7 +411,7 @@ fn a_missing_column_names_the_file_and_the_column() {
     assert_eq!(built.scored, 50);
     built
         .profile
-        .check_against(&manifest(), Path::new("x"))
+        .check_against(&watched_columns(&manifest()), Path::new("x"))
         .unwrap();
 
     let err = build(&dir.path().join("absent.csv"), &opts).unwrap_err();
@@ -480,7 +482,8 @@ fn the_training_data_profile_fits_the_model() {
     let data = repo("data/transactions.parquet");
     let built = build(&data, &ProfileOptions::default()).unwrap();
     let p = &built.profile;
-    p.check_against(&manifest(), &data).unwrap();
+    p.check_against(&watched_columns(&manifest()), &data)
+        .unwrap();
     assert_eq!(p.source.rows, built.rows);
     assert!(built.rows > 40_000, "{}", built.rows);
     // Rows with empty aggregate windows are nulls in the file: missing.
@@ -507,7 +510,7 @@ fn committed_reference_profiles_fit_their_models() {
         let path = dir.join(reference);
         let profile = Profile::load(&path).unwrap_or_else(|e| panic!("{e}"));
         profile
-            .check_against(&manifest, &path)
+            .check_against(&watched_columns(&manifest), &path)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(profile.model, manifest.name);
         checked += 1;
@@ -539,7 +542,9 @@ fn cli_builds_a_profile_and_reports_errors() {
     // No progress bar when stderr is not a terminal.
     assert!(stderr.is_empty(), "{stderr}");
     let profile = Profile::load(&out_path).unwrap();
-    profile.check_against(&manifest(), &out_path).unwrap();
+    profile
+        .check_against(&watched_columns(&manifest()), &out_path)
+        .unwrap();
     assert!(numeric(&profile, "amount").edges().len() <= 4);
 
     let mut t = table(10, 6);

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::{self, DurationError};
 use crate::tabular::Format;
+pub use crate::telemetry::LogFormat;
 
 /// Environment prefix for overrides.
 pub const ENV_PREFIX: &str = "DRIFTLINE_";
@@ -350,15 +351,6 @@ impl Default for LogConfig {
             level: "info".into(),
         }
     }
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Human,
-    Json,
 }
 
 impl Config {

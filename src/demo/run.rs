@@ -24,7 +24,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::generator::{write_json, FraudGenerator, Shift};
-use crate::app::{sources, Parts};
+use crate::app::{sources, watched_columns, Parts};
 use crate::config::Config;
 use crate::drift::monitor::{DriftConfig, Plan};
 use crate::drift::profile::Profile;
@@ -141,7 +141,7 @@ fn load_drift(
         },
     };
     Ok(Some(Arc::new(Plan::new(
-        model.manifest(),
+        &watched_columns(model.manifest()),
         profile,
         &path,
         config,

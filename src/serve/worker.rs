@@ -27,7 +27,7 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use crate::drift::labels::LabelJoin;
-use crate::event::{now_ms, Rejection};
+use crate::event::{now_ms, RejectReason, Rejection};
 use crate::features::aggregates::Aggregator;
 use crate::features::store::FeatureStore;
 use crate::pipeline::{BatchOutput, Decoded, Pipeline};
@@ -213,7 +213,8 @@ impl Worker {
     pub fn new(p: WorkerParts) -> Self {
         let model = p.pipeline.model().name().to_string();
         let version = p.pipeline.model().version().to_string();
-        let metrics = LoopMetrics::new(&p.topics.features, &model, &version);
+        let reasons = RejectReason::ALL.map(RejectReason::code);
+        let metrics = LoopMetrics::new(&p.topics.features, &model, &version, &reasons);
         Worker {
             tracker: p.sink.tracker().clone(),
             pipeline: p.pipeline,
@@ -466,7 +467,7 @@ impl Worker {
                     offset: it.offset,
                 },
             )?;
-            self.metrics.dlq(rejection.reason).increment(1);
+            self.metrics.dlq(rejection.reason.code());
             self.shared.stats.record_dlq(rejection.reason);
             tracing::debug!(
                 reason = rejection.reason.code(),

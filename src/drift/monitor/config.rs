@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::drift::columns::Watched;
 use crate::drift::sequential;
 use crate::duration::{self, DurationError};
-use crate::score::manifest::Manifest;
 
 /// How sub-windows are delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
@@ -300,13 +300,13 @@ impl DriftConfig {
         }
     }
 
-    /// Checks that per-feature settings name inputs of the model.
-    pub fn check_features(&self, manifest: &Manifest, p: &mut Vec<String>) {
+    /// Checks that per-feature settings name watched columns of the model.
+    pub fn check_features(&self, watched: &Watched, p: &mut Vec<String>) {
         for name in self.features.keys() {
-            if !manifest.inputs.iter().any(|i| &i.name == name) {
+            if !watched.columns().iter().any(|c| &c.name == name) {
                 p.push(format!(
-                    "drift.features.{name}: model {}/{} has no input `{name}`",
-                    manifest.name, manifest.version
+                    "drift.features.{name}: model {} has no input `{name}`",
+                    watched.label()
                 ));
             }
         }

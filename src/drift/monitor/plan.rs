@@ -1,4 +1,4 @@
-//! The plan: how to read each model input out of an encoded row, the
+//! The plan: how to read each watched column out of an encoded row, the
 //! reference it is compared with, and the thresholds that judge it.
 
 use std::path::Path;
@@ -8,10 +8,10 @@ use crate::duration::DurationError;
 
 use super::config::{ColumnSettings, DriftConfig, Thresholds};
 use super::window::Window;
+use crate::drift::columns::{ColumnKind, Slot, Watched};
 use crate::drift::profile::{ColumnSketch, Profile, ProfileError, SCORE_COLUMN};
 use crate::drift::sketch::{NumericSketch, PreparedReference};
 use crate::drift::DriftError;
-use crate::score::manifest::{Encoding, InputKind, Manifest};
 
 /// How the recorder reads one column out of a row.
 #[derive(Debug, Clone)]
@@ -87,53 +87,68 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Checks the profile against the manifest and resolves every column.
+    /// Checks the profile against the watched columns and resolves each.
     pub fn new(
-        manifest: &Manifest,
+        watched: &Watched,
         profile: Profile,
         profile_path: &Path,
         config: DriftConfig,
     ) -> Result<Self, MonitorError> {
-        profile.check_against(manifest, profile_path)?;
+        profile.check_against(watched, profile_path)?;
         let sub_duration = config
             .sub_window_duration()
             .map_err(MonitorError::WindowDuration)?;
-        let mut offset = 0;
-        let mut columns = Vec::with_capacity(manifest.inputs.len());
-        for (input, column) in manifest.inputs.iter().zip(&profile.columns) {
-            let settings = config.features.get(&input.name);
-            let probe = match (&column.sketch, input.kind) {
-                (ColumnSketch::Categorical(s), InputKind::Boolean) => Probe::Ordinal {
-                    offset,
-                    buckets: vec![s.bucket_of("false"), s.bucket_of("true")],
-                    other: s.categories().len(),
+        let mut columns = Vec::with_capacity(watched.columns().len());
+        for (watch, column) in watched.columns().iter().zip(&profile.columns) {
+            let settings = config.features.get(&watch.name);
+            let probe = match (&column.sketch, watch.kind, &watch.slot) {
+                (ColumnSketch::Numeric(_), ColumnKind::Numeric, slot) => Probe::Numeric {
+                    offset: slot.offset(),
                 },
-                (ColumnSketch::Categorical(s), _) => {
-                    let buckets = input.vocabulary.iter().map(|v| s.bucket_of(v)).collect();
-                    let other = s.categories().len();
-                    match input.encoding {
-                        Some(Encoding::Ordinal) => Probe::Ordinal {
-                            offset,
-                            buckets,
-                            other,
-                        },
-                        _ => Probe::OneHot {
-                            offset,
-                            buckets,
-                            other,
-                        },
+                (ColumnSketch::Categorical(s), ColumnKind::Boolean, Slot::Value { offset }) => {
+                    Probe::Ordinal {
+                        offset: *offset,
+                        buckets: vec![s.bucket_of("false"), s.bucket_of("true")],
+                        other: s.categories().len(),
                     }
                 }
-                (ColumnSketch::Numeric(_), _) => Probe::Numeric { offset },
+                (
+                    ColumnSketch::Categorical(s),
+                    ColumnKind::Categorical,
+                    Slot::OneHot { offset, vocabulary },
+                ) => Probe::OneHot {
+                    offset: *offset,
+                    buckets: vocabulary.iter().map(|v| s.bucket_of(v)).collect(),
+                    other: s.categories().len(),
+                },
+                (
+                    ColumnSketch::Categorical(s),
+                    ColumnKind::Categorical,
+                    Slot::Ordinal { offset, vocabulary },
+                ) => Probe::Ordinal {
+                    offset: *offset,
+                    buckets: vocabulary.iter().map(|v| s.bucket_of(v)).collect(),
+                    other: s.categories().len(),
+                },
+                // check_against has matched the sketch kinds; what is left
+                // is a slot that cannot hold the kind (a categorical in one
+                // plain value, a boolean spread over a vocabulary).
+                _ => {
+                    return Err(MonitorError::Column {
+                        column: watch.name.clone(),
+                        source: DriftError::IncompatibleSketches {
+                            reason: "the column's slot in the row does not fit its kind",
+                        },
+                    })
+                }
             };
             columns.push(PlannedColumn {
-                name: input.name.clone(),
+                name: watch.name.clone(),
                 probe,
                 enabled: settings.and_then(|s| s.enabled).unwrap_or(true),
                 thresholds: resolve(&config, settings),
-                prepared: prepare(&input.name, &column.sketch)?,
+                prepared: prepare(&watch.name, &column.sketch)?,
             });
-            offset += input.width();
         }
         let score = PlannedColumn {
             name: SCORE_COLUMN.into(),
@@ -153,8 +168,8 @@ impl Plan {
         };
         Ok(Plan {
             score_reference,
-            model: manifest.name.clone(),
-            version: manifest.version.clone(),
+            model: watched.model.clone(),
+            version: watched.version.clone(),
             profile,
             columns,
             score,

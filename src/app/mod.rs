@@ -1,25 +1,33 @@
 //! Assembly: from a validated [`Config`] to the loaded model, the filled
-//! feature store and the aggregator that the scoring loop runs on.
+//! feature store and the aggregator that the scoring loop runs on; and the
+//! offline commands that run on the same pieces ([`score_lines`],
+//! [`profile`]).
 //!
 //! Guarantees: [`build`] returns only when the snapshot is fully loaded, so
 //! the first event is never scored against a half-filled store. [`check`]
 //! (behind `driftline validate`) runs the same steps and collects every
-//! problem instead of stopping at the first.
+//! problem instead of stopping at the first. The model's inputs reach drift
+//! monitoring only as [`Watched`] columns ([`watched_columns`]).
+
+pub mod profile;
+pub mod score_lines;
+
+pub use score_lines::{score_lines, LinesSummary};
 
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::config::{BadDuration, Config};
+use crate::drift::columns::{self, Watched};
 use crate::drift::monitor::{MonitorError, Plan};
 use crate::drift::profile::Profile;
-
-use crate::config::{BadDuration, Config};
 use crate::event::now_ms;
 use crate::features::aggregates::{AggregateError, Aggregator, AggregatorConfig};
 use crate::features::snapshot::{load_snapshot, SnapshotError, SnapshotOptions};
 use crate::features::store::{
     Column, ColumnKind, FeatureStore, StoreConfig, StoreError, StoreSchema,
 };
-use crate::score::manifest::{InputKind, InputSource, Manifest};
+use crate::score::manifest::{Encoding, InputKind, InputSource, Manifest};
 use crate::score::{Model, ModelError};
 
 /// Errors assembling the service.
@@ -61,6 +69,30 @@ pub fn reference_path(config: &Config, manifest: &Manifest) -> Option<std::path:
     })
 }
 
+/// The columns drift watches on a model: every input, in manifest order,
+/// with its slot in the encoded row.
+pub fn watched_columns(manifest: &Manifest) -> Watched {
+    let mut watched = Watched::new(&manifest.name, &manifest.version);
+    for input in &manifest.inputs {
+        let (kind, encoding) = match input.kind {
+            InputKind::Numeric => (columns::ColumnKind::Numeric, columns::Encoding::Value),
+            InputKind::Boolean => (columns::ColumnKind::Boolean, columns::Encoding::Value),
+            InputKind::Categorical => {
+                let vocabulary = input.vocabulary.clone();
+                let encoding = match input.encoding {
+                    Some(Encoding::Ordinal) => columns::Encoding::Ordinal(vocabulary),
+                    // Manifests name an encoding for every categorical;
+                    // one-hot is what the enricher does without one.
+                    Some(Encoding::OneHot) | None => columns::Encoding::OneHot(vocabulary),
+                };
+                (columns::ColumnKind::Categorical, encoding)
+            }
+        };
+        watched.push(input.name.as_str(), kind, encoding);
+    }
+    watched
+}
+
 /// The drift plan of a model, when monitoring is on and a profile exists.
 pub fn drift_plan(config: &Config, manifest: &Manifest) -> Result<Option<Plan>, MonitorError> {
     if !config.drift.enabled {
@@ -71,7 +103,7 @@ pub fn drift_plan(config: &Config, manifest: &Manifest) -> Result<Option<Plan>, 
     };
     let profile = Profile::load(&path)?;
     Ok(Some(Plan::new(
-        manifest,
+        &watched_columns(manifest),
         profile,
         &path,
         config.drift.clone(),
@@ -237,7 +269,9 @@ pub fn check(path: &Path, env: &[(String, String)]) -> Vec<String> {
         if let Err(e) = drift_plan(&config, &manifest) {
             problems.push(e.to_string());
         }
-        config.drift.check_features(&manifest, &mut problems);
+        config
+            .drift
+            .check_features(&watched_columns(&manifest), &mut problems);
     }
     // A bad TTL is among `problems` already; the store is still checked.
     let ttl_ms = config.store.ttl_ms().unwrap_or_default();
@@ -257,83 +291,4 @@ pub fn check(path: &Path, env: &[(String, String)]) -> Vec<String> {
         Ok((None, _)) => {}
     }
     problems
-}
-
-/// Totals of a [`score_lines`] run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LinesSummary {
-    pub scored: usize,
-    pub rejected: usize,
-}
-
-/// Scores JSON events read one per line and writes one JSON line per event,
-/// in input order: a prediction (spec format), or `{"line", "error", "detail"}`
-/// for an event that cannot be scored. Blank lines are skipped.
-pub fn score_lines(
-    pipeline: &mut crate::pipeline::Pipeline,
-    input: impl std::io::BufRead,
-    mut out: impl std::io::Write,
-    batch_size: usize,
-) -> std::io::Result<LinesSummary> {
-    use crate::pipeline::{BatchOutput, Message};
-    let mut summary = LinesSummary::default();
-    let mut batch = BatchOutput::default();
-    // (1-based line number, text) of the lines in the current batch.
-    let mut pending: Vec<(usize, String)> = Vec::with_capacity(batch_size);
-    let mut flush =
-        |pending: &mut Vec<(usize, String)>, out: &mut dyn std::io::Write| -> std::io::Result<()> {
-            let messages: Vec<Message<'_>> = pending
-                .iter()
-                .map(|(_, text)| Message {
-                    payload: text.as_bytes(),
-                    timestamp_ms: None,
-                })
-                .collect();
-            pipeline.process(&messages, now_ms(), &mut batch);
-            let model = pipeline.model();
-            let mut lines: Vec<(usize, String)> = Vec::with_capacity(pending.len());
-            for s in &batch.scored {
-                let prediction = serde_json::json!({
-                    "event_id": s.event.event_id.as_str(),
-                    "entity_id": s.event.entity_id.as_str(),
-                    "ts": s.ts_ms,
-                    "model": model.name(),
-                    "model_version": model.version(),
-                    "variant": "primary",
-                    "score": s.score,
-                });
-                lines.push((s.index, prediction.to_string()));
-            }
-            for r in &batch.rejected {
-                let error = serde_json::json!({
-                    "line": pending[r.index].0,
-                    "error": r.rejection.reason.code(),
-                    "detail": r.rejection.detail,
-                });
-                lines.push((r.index, error.to_string()));
-            }
-            summary.scored += batch.scored.len();
-            summary.rejected += batch.rejected.len();
-            lines.sort_unstable_by_key(|(i, _)| *i);
-            for (_, line) in lines {
-                writeln!(out, "{line}")?;
-            }
-            pending.clear();
-            Ok(())
-        };
-    for (n, line) in input.lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        pending.push((n + 1, line));
-        if pending.len() >= batch_size.max(1) {
-            flush(&mut pending, &mut out)?;
-        }
-    }
-    if !pending.is_empty() {
-        flush(&mut pending, &mut out)?;
-    }
-    out.flush()?;
-    Ok(summary)
 }

@@ -19,6 +19,9 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 
+use crate::config::Config;
+use crate::consumer::context::reader;
+use crate::consumer::follower::topic_partitions;
 use crate::drift::labels::{JoinCounters, LabelConfig, LabelJoin};
 use crate::drift::monitor::{
     AlertState, DriftStatus, Evaluator, Output, PageHinkleyDetector, PerformanceReading,
@@ -26,9 +29,9 @@ use crate::drift::monitor::{
 };
 use crate::event::RejectReason;
 use crate::pipeline::Pipeline;
-use crate::serve::Shared;
 use crate::sink::offsets::Token;
 use crate::sink::Sink;
+use crate::status::Shared;
 use crate::telemetry::metrics::{
     DRIFT_ALERTS, DRIFT_ALERTS_FIRING, DRIFT_ALERT_FIRING, DRIFT_EVALUATION, DRIFT_STATISTIC,
     DRIFT_WINDOWS, DRIFT_WINDOWS_DROPPED, DRIFT_WINDOW_EVENTS, LABELS, LABEL_JOIN_PENDING,
@@ -148,6 +151,30 @@ pub fn performance_source(join: Arc<LabelJoin>, config: LabelConfig) -> Performa
             })
             .collect()
     })
+}
+
+/// `topic` if it exists, else "" with a warning: publishing to a missing
+/// topic would only fail after librdkafka's metadata wait and hold up every
+/// flush (shutdown, hand-over) meanwhile. Empty stays empty (turned off).
+pub fn existing_topic(
+    config: &Config,
+    topic: &str,
+    timeout: Duration,
+) -> Result<String, rdkafka::error::KafkaError> {
+    let topic = topic.trim();
+    if topic.is_empty() {
+        return Ok(String::new());
+    }
+    let probe = reader(config)?;
+    if topic_partitions(&probe, topic, timeout)?.is_some() {
+        Ok(topic.to_string())
+    } else {
+        tracing::warn!(
+            topic,
+            "output topic does not exist; drift outputs for it are not published (create it, or set its name to \"\" to silence this)"
+        );
+        Ok(String::new())
+    }
 }
 
 /// Publishes one drift evaluation: every statistic, every alert state, and

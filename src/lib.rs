@@ -46,6 +46,12 @@
 //!
 //! The binary (`src/main.rs`) only parses the command line, loads configuration,
 //! sets up tracing and calls into these modules.
+//!
+//! Which module may import which is checked by a test (`tests/cli/layout.rs`):
+//! drift, score, features, enrich and source import no Kafka, HTTP or
+//! telemetry types; drift imports nothing from score, enrich or the
+//! feature store, snapshots and aggregates; telemetry imports nothing from
+//! the crate.
 
 pub mod admin;
 pub mod app;

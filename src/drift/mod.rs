@@ -6,7 +6,7 @@
 //!
 //! - [`stats`], *exact mode*: pure functions over raw samples or over
 //!   already binned counts. They define every statistic and match SciPy to
-//!   floating-point rounding (`tests/drift_parity.rs`, fixtures from
+//!   floating-point rounding (`tests/parity/drift_parity.rs`, fixtures from
 //!   `scripts/make_drift_fixtures.py`).
 //! - [`sketch`], *sketch mode*: bounded-memory, mergeable, serialisable
 //!   per-column window sketches ([`sketch::NumericSketch`],

@@ -34,7 +34,7 @@
 //!   done inside those calls. [`LabelJoin::snapshot`] copies the windows
 //!   under the lock and computes outside it.
 //! - **Metrics match scikit-learn** on the same pairs within 1e-9
-//!   (`tests/label_parity.rs`, fixtures from
+//!   (`tests/parity/label_parity.rs`, fixtures from
 //!   `scripts/make_label_fixtures.py`); definitions on [`WindowMetrics`].
 //! - **No panics on input.** Records are decoded next to the other
 //!   decoders ([`crate::source::labels::decode_label`]); what reaches the

@@ -48,7 +48,7 @@
 //! A [`Window`] serialises (serde) and [`Window::merge`]s exactly (counts)
 //! or within the KLL bound (quantiles), so windows of several instances of
 //! one consumer group combine into the view of one instance that saw all
-//! events (`tests/drift_monitor.rs`).
+//! events (`tests/parity/drift_monitor.rs`).
 //!
 //! # Files
 //!

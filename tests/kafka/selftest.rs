@@ -3,12 +3,10 @@
 //! not collide, and the raw HTTP client and metrics parser read what axum and
 //! Prometheus write.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{service, Broker, OutRecord, TopicReader};
+use crate::common::{service, Broker, OutRecord, TopicReader};
 use rdkafka::Offset;
 
 /// 1,000 records with keys, values and headers (plus an unkeyed record and
@@ -219,13 +217,13 @@ fn metric_sum_adds_every_series_of_one_name() {
                 driftline_events_total{reason=\"a b}\"} 2.5 1700000000\n\
                 driftline_up 1\n";
     assert_eq!(
-        common::metric_sum(page, "driftline_assigned_partitions"),
+        crate::common::metric_sum(page, "driftline_assigned_partitions"),
         Some(4.0)
     );
     assert_eq!(
-        common::metric_sum(page, "driftline_events_total"),
+        crate::common::metric_sum(page, "driftline_events_total"),
         Some(2.5)
     );
-    assert_eq!(common::metric_sum(page, "driftline_up"), Some(1.0));
-    assert_eq!(common::metric_sum(page, "driftline_missing"), None);
+    assert_eq!(crate::common::metric_sum(page, "driftline_up"), Some(1.0));
+    assert_eq!(crate::common::metric_sum(page, "driftline_missing"), None);
 }

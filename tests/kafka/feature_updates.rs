@@ -2,12 +2,10 @@
 //! store row and so its next score, a tombstone deletes the row (the next
 //! score uses the manifest defaults), and `/v1/features/{id}` shows each step.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     assert_aggregates_match, event_id, event_record, unique, wait_for_event_ids, wait_until,
     Broker, OutRecord, Scorer, Service, TopicReader, TOPICS,
 };

@@ -2,12 +2,10 @@
 //! in `features-dlq` with its reason code, its original key and value bytes
 //! and its source coordinates, and the service keeps scoring what follows.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     event_id, event_record, generate, metric_sum, unique, wait_for_event_ids, Broker, OutRecord,
     Record, Scorer, Service, TOPICS,
 };
@@ -29,7 +27,7 @@ fn good_json(n: usize) -> serde_json::Value {
     serde_json::json!({
         "event_id": format!("dlq-{n}"),
         "entity_id": "card-000001",
-        "ts": common::START_MS + 60_000,
+        "ts": crate::common::START_MS + 60_000,
         "features": {
             "amount": 42.5, "merchant_category": "grocery", "channel": "chip",
             "hour": 0, "is_international": false, "distance_from_home_km": 3.0

@@ -2,12 +2,10 @@
 //! stream gets exactly one prediction, with the score the in-process
 //! pipeline gives for the same rows in the same per-entity order.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     event_record, generate, metric_sum, predictions_by_event, unique, Broker, OutRecord, Scorer,
     Service, TOPICS,
 };

@@ -1,4 +1,4 @@
-//! Shared harness of the real-broker tests (`tests/kafka_*.rs`).
+//! Shared harness of the real-broker tests (the modules of `tests/kafka/`).
 //!
 //! - [`broker`]: a Tansu broker per test (free port, memory storage), topic
 //!   creation, a producer that waits for every delivery, and a reader that
@@ -10,7 +10,6 @@
 //!
 //! Every wait has a timeout and panics with a message naming what it waited
 //! for; brokers and services print the tail of their logs when a test fails.
-#![allow(dead_code)]
 
 pub mod broker;
 pub mod scoring;
@@ -21,12 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-// Not every test binary uses every re-export.
-#[allow(unused_imports)]
-pub use broker::{Broker, OutRecord, Producer, Record, TopicReader};
-#[allow(unused_imports)]
+pub use broker::{Broker, OutRecord, Record, TopicReader};
 pub use scoring::{assert_aggregates_match, AggregateReplay, Scorer};
-#[allow(unused_imports)]
 pub use service::{metric_sum, Service};
 
 use driftline::demo::generator::{write_json, FraudGenerator};
@@ -127,11 +122,6 @@ pub fn predictions_by_event(records: &[Record]) -> HashMap<String, Vec<serde_jso
         by_id.entry(id).or_default().push(v);
     }
     by_id
-}
-
-/// Number of records beyond the first per event id (duplicates).
-pub fn duplicates(by_id: &HashMap<String, Vec<serde_json::Value>>) -> usize {
-    by_id.values().map(|v| v.len().saturating_sub(1)).sum()
 }
 
 /// Default topics of the service with the partition counts the tests use.

@@ -86,18 +86,6 @@ impl Service {
         }
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    pub fn admin_port(&self) -> u16 {
-        self.admin_port
-    }
-
     /// Whether the process is still running (reaps it if it exited).
     pub fn is_running(&mut self) -> bool {
         if self.exit.is_none() {
@@ -213,12 +201,6 @@ impl Service {
     /// The last `lines` lines of the instance's log.
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.log, lines)
-    }
-
-    /// Prints the log tail (captured by the test harness; shown on failure or
-    /// with `--nocapture`).
-    pub fn print_log_tail(&self, lines: usize) {
-        println!("--- {} log ---\n{}", self.name, self.log_tail(lines));
     }
 }
 

@@ -12,7 +12,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{free_port, scratch_dir, tail};
@@ -131,10 +131,6 @@ impl Broker {
 
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        tail(&self.log, lines)
     }
 
     /// Creates topics `(name, partitions)` (replication 1) and waits until
@@ -256,7 +252,7 @@ impl Broker {
     /// batch would never get the rest of it: a broker fault, not the
     /// service's (real Kafka returns the whole batch and the client skips
     /// to the offset). With one record per batch every offset is a batch
-    /// start. `kafka_harness` pins the quirk down, so a fixed Tansu shows.
+    /// start. `tests/kafka/selftest.rs` pins the quirk down, so a fixed Tansu shows.
     pub fn unbatched_producer(&self) -> Producer {
         self.producer_with(&[("batch.num.messages", "1")])
     }
@@ -478,13 +474,6 @@ impl Producer {
             }
             out
         })
-    }
-
-    /// Waits for anything still queued (sends already wait; for completeness).
-    pub fn flush(&self) {
-        self.inner
-            .flush(Duration::from_secs(30))
-            .expect("flushing the producer");
     }
 }
 

@@ -2,8 +2,6 @@
 //! moments while events stream in, and restarted each time; in the end every
 //! event has a prediction or a DLQ record. Duplicates are counted.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -11,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use common::{
+use crate::common::{
     event_id, event_record, explain_missing, generate, try_wait_for_event_ids, unique, Broker,
     OutRecord, Service, TOPICS,
 };

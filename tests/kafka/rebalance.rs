@@ -3,13 +3,11 @@
 //! when one is stopped (SIGTERM) mid-stream the other takes its partitions
 //! over with their state, losing no event.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::common::{
     assert_aggregates_match, event_id, event_record, explain_missing, metric_sum,
     try_wait_for_event_ids, unique, wait_for_event_ids, wait_until, AggregateReplay, Broker,
     OutRecord, Service, START_MS, TOPICS,
@@ -193,7 +191,7 @@ fn a_stopped_instance_hands_its_partitions_and_state_over() {
 /// When the broker does not deliver the records at a partition's committed
 /// position, the instance that takes the partition over says so: a warning
 /// and `driftline_input_offsets_skipped_total`. Tansu's mid-batch fetch
-/// quirk (pinned in `kafka_harness`) is the broker fault used here.
+/// quirk (pinned in `selftest`) is the broker fault used here.
 #[test]
 fn records_skipped_at_the_committed_position_are_counted() {
     let broker = Broker::start();

@@ -7,11 +7,9 @@
 //! features the shift leaves alone, and `GET /v1/drift` and the Prometheus
 //! gauges agree with what was published.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     event_record, metric_sum, unique, wait_until, Broker, OutRecord, Service, START_MS, TOPICS,
 };
 use driftline::demo::generator::{FraudGenerator, Shift};

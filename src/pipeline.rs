@@ -150,17 +150,17 @@ impl InputLimits {
         }
     }
 
-    /// The limits a (validated) `[pipeline]` section sets.
-    pub fn from_config(p: &PipelineConfig) -> Self {
-        InputLimits {
+    /// The limits a `[pipeline]` section sets.
+    pub fn from_config(p: &PipelineConfig) -> Result<Self, crate::config::BadDuration> {
+        Ok(InputLimits {
             max_message_bytes: p.max_message_bytes,
             max_id_bytes: p.max_id_bytes,
             max_batch_bytes: p.max_batch_bytes,
             max_batch_rows: p.max_batch_rows,
             max_batch_decoded_bytes: p.max_batch_decoded_bytes,
-            max_future_skew_ms: p.max_future_skew_ms(),
-            max_event_age_ms: p.max_event_age_ms(),
-        }
+            max_future_skew_ms: p.max_future_skew_ms()?,
+            max_event_age_ms: p.max_event_age_ms()?,
+        })
     }
 
     /// What the JSON decoder enforces.

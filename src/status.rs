@@ -95,9 +95,45 @@ pub struct Shared {
     /// The drift evaluator's latest status (`GET /v1/drift`); its
     /// `reference` is empty while drift monitoring is off.
     pub drift: Arc<RwLock<DriftStatus>>,
+    /// Why the scoring loop or a follower stopped for good (`/healthz`
+    /// answers 503 with it); the first reason is kept.
+    failure: Mutex<Option<String>>,
+    /// Set while start-up is trying to reach the brokers.
+    connecting: Mutex<Option<String>>,
 }
 
 impl Shared {
+    /// Records that the loop or a follower stopped for good.
+    pub fn fail(&self, reason: impl Into<String>) {
+        let mut failure = self.failure.lock();
+        if failure.is_none() {
+            *failure = Some(reason.into());
+        }
+    }
+
+    /// Alive (`Ok`), or why not: the loop or a follower stopped for good.
+    pub fn health(&self) -> Result<(), String> {
+        match self.failure.lock().as_ref() {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Says what start-up is waiting for (`None`: no longer waiting).
+    pub fn set_connecting(&self, what: Option<String>) {
+        *self.connecting.lock() = what;
+    }
+
+    /// Ready (`Ok`), or why not, for `/readyz`: a failure, the connection
+    /// being made, or the first missing step of [`ready`](Self::ready).
+    pub fn readiness(&self) -> Result<(), String> {
+        self.health()?;
+        if let Some(what) = self.connecting.lock().as_ref() {
+            return Err(what.clone());
+        }
+        self.ready().map_err(str::to_string)
+    }
+
     /// Ready to score: model loaded, store caught up, partitions assigned.
     pub fn ready(&self) -> Result<(), &'static str> {
         if !self.model_loaded.load(Ordering::Acquire) {
@@ -132,6 +168,22 @@ mod tests {
         assert_eq!(s.ready(), Err("no partitions assigned"));
         s.assigned.store(2, Ordering::Release);
         assert_eq!(s.ready(), Ok(()));
+        assert_eq!(s.readiness(), Ok(()));
+        assert_eq!(s.health(), Ok(()));
+    }
+
+    #[test]
+    fn connecting_and_failure_are_reported_with_their_reason() {
+        let s = Shared::default();
+        s.set_connecting(Some("connecting to b1:9092".into()));
+        assert_eq!(s.readiness(), Err("connecting to b1:9092".into()));
+        assert_eq!(s.health(), Ok(()), "alive while connecting");
+        s.set_connecting(None);
+        assert_eq!(s.readiness(), Err("model not loaded".into()));
+        s.fail("scoring loop stopped: x");
+        s.fail("a later reason");
+        assert_eq!(s.health(), Err("scoring loop stopped: x".into()));
+        assert_eq!(s.readiness(), Err("scoring loop stopped: x".into()));
     }
 
     #[test]

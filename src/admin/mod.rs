@@ -17,7 +17,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -168,20 +167,16 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 }
 
 async fn healthz(State(s): State<AdminState>) -> Response {
-    // Alive while starting (not yet running) and while running; dead once
-    // the loop has stopped for good with the model loaded.
-    let stopped = s.shared.model_loaded.load(Ordering::Acquire)
-        && !s.shared.running.load(Ordering::Acquire)
-        && s.shared.assigned.load(Ordering::Acquire) > 0;
-    if stopped {
-        (StatusCode::SERVICE_UNAVAILABLE, "scoring loop stopped\n").into_response()
-    } else {
-        (StatusCode::OK, "ok\n").into_response()
+    // Alive while starting (connecting included) and while running; dead
+    // once the loop or a follower has stopped for good.
+    match s.shared.health() {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
     }
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    match s.shared.ready() {
+    match s.shared.readiness() {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
     }

@@ -88,12 +88,41 @@ pub struct Config {
     /// The admin HTTP port (`/metrics`, `/healthz`, `/readyz`, `/v1/...`).
     #[serde(default)]
     pub admin: AdminConfig,
+    /// What the producer does with outputs that cannot be written.
+    #[serde(default)]
+    pub sink: SinkConfig,
     /// Drift monitoring: windows, thresholds, hysteresis.
     #[serde(default)]
     pub drift: crate::drift::monitor::DriftConfig,
     /// The label join and the `performance` alert thresholds.
     #[serde(default)]
     pub labels: crate::drift::labels::LabelConfig,
+}
+
+/// What to do with an output record the broker refuses for good.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPermanentFailure {
+    /// Stop without committing past the record, naming it; the default:
+    /// the refusals that are not about one record (a deleted topic, a
+    /// revoked ACL) refuse every record, and skipping would turn a
+    /// configuration error into the loss of every output.
+    #[default]
+    Halt,
+    /// Count it (`driftline_produce_failures_total`), log it, and commit
+    /// past it.
+    Skip,
+}
+
+/// Output settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// A record the broker refuses for good (too large, unknown or deleted
+    /// topic, not authorised): `"halt"` or `"skip"`. Transient failures
+    /// (the broker unreachable past `message.timeout.ms`) are always sent
+    /// again, with consumption paused meanwhile.
+    pub on_permanent_failure: OnPermanentFailure,
 }
 
 /// Kafka settings of `serve`.
@@ -112,6 +141,14 @@ pub struct KafkaConfig {
     /// How long shutdown and partition hand-over wait for outstanding
     /// deliveries before giving up (without committing them).
     pub flush_timeout: String,
+    /// How long start-up keeps trying to reach the brokers (e.g. `10m`)
+    /// before it gives up; `"off"` (the default) tries until stopped, as a
+    /// service started before its broker should. `/readyz` says
+    /// `connecting to <brokers>` meanwhile.
+    pub connect_timeout: String,
+    /// Longest pause between two connection attempts at start-up (they
+    /// back off from 500ms, doubling).
+    pub connect_backoff_max: String,
     /// Topic names.
     pub topics: TopicsConfig,
     /// librdkafka properties for every client (e.g. `security.protocol`,
@@ -135,6 +172,17 @@ impl KafkaConfig {
     pub fn flush_timeout(&self) -> Result<Duration, BadDuration> {
         setting("kafka.flush_timeout", &self.flush_timeout)
     }
+
+    /// `connect_timeout`; `None` when `"off"`.
+    pub fn connect_timeout(&self) -> Result<Option<Duration>, BadDuration> {
+        optional_ms("kafka.connect_timeout", &self.connect_timeout)
+            .map(|ms| ms.map(|ms| Duration::from_millis(ms as u64)))
+    }
+
+    /// `connect_backoff_max`.
+    pub fn connect_backoff_max(&self) -> Result<Duration, BadDuration> {
+        setting("kafka.connect_backoff_max", &self.connect_backoff_max)
+    }
 }
 
 impl Default for KafkaConfig {
@@ -144,6 +192,8 @@ impl Default for KafkaConfig {
             group_id: "driftline".into(),
             commit_interval: "1s".into(),
             flush_timeout: "30s".into(),
+            connect_timeout: "off".into(),
+            connect_backoff_max: "30s".into(),
             topics: TopicsConfig::default(),
             client: Default::default(),
             consumer: Default::default(),
@@ -325,6 +375,20 @@ pub struct AggregatesConfig {
     pub max_entities: usize,
     /// Lock shards (rounded to a power of two).
     pub shards: usize,
+    /// The changelog restore on partition assignment fails only after this
+    /// long without progress (no record read, no partition end reached),
+    /// however long the whole restore takes.
+    pub restore_stall_timeout: String,
+}
+
+impl AggregatesConfig {
+    /// `restore_stall_timeout`.
+    pub fn restore_stall_timeout(&self) -> Result<Duration, BadDuration> {
+        setting(
+            "aggregates.restore_stall_timeout",
+            &self.restore_stall_timeout,
+        )
+    }
 }
 
 impl Default for AggregatesConfig {
@@ -333,6 +397,7 @@ impl Default for AggregatesConfig {
             buckets: 12,
             max_entities: 1_000_000,
             shards: 16,
+            restore_stall_timeout: "60s".into(),
         }
     }
 }
@@ -595,7 +660,15 @@ impl Config {
         if k.group_id.trim().is_empty() {
             p.push("kafka.group_id: must not be empty".into());
         }
-        for duration in [k.commit_interval(), k.flush_timeout()] {
+        if let Err(e) = k.connect_timeout() {
+            p.push(format!("{e} (or \"off\")"));
+        }
+        for duration in [
+            self.aggregates.restore_stall_timeout(),
+            k.commit_interval(),
+            k.flush_timeout(),
+            k.connect_backoff_max(),
+        ] {
             if let Err(e) = duration {
                 p.push(e.to_string());
             }

@@ -65,7 +65,7 @@ pub enum FollowError {
         #[source]
         source: KafkaError,
     },
-    #[error("{topic}/{partition}: end not reached after {waited:?}")]
+    #[error("{topic}/{partition}: no progress towards the end for {waited:?}")]
     Timeout {
         topic: String,
         partition: i32,
@@ -362,7 +362,10 @@ impl Ends {
 /// Reads `partitions` of `topic` from their beginning to their end, all at
 /// once, handing every message to `f`. `consumer` must be configured with
 /// `enable.partition.eof` and not be subscribed to anything; it is left
-/// unassigned. Returns how many messages were read.
+/// unassigned. Returns how many messages were read. `timeout` bounds the
+/// time without progress (no record, no partition end), not the whole
+/// read: a slow but moving read never fails, and fetch errors are waited
+/// through within that bound.
 pub fn read_to_end<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     topic: &str,
@@ -370,18 +373,33 @@ pub fn read_to_end<C: ConsumerContext>(
     timeout: Duration,
     mut f: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<usize, FollowError> {
-    let mut ends = Ends::start(consumer, topic, partitions, timeout, EofRule::AfterARecord)?;
+    // The end offsets, retried while the broker does not answer (within
+    // the same no-progress bound as the reading).
+    let asked = Instant::now();
+    let mut ends = loop {
+        match Ends::start(consumer, topic, partitions, timeout, EofRule::AfterARecord) {
+            Ok(ends) => break ends,
+            Err(e) if asked.elapsed() < timeout => {
+                tracing::warn!(error = %e, "reading end offsets failed; retrying");
+                std::thread::sleep(POLL * 5);
+            }
+            Err(e) => return Err(e),
+        }
+    };
     if ends.is_empty() {
         return Ok(0);
     }
     assign(consumer, topic, &ends.partitions(), Offset::Beginning)?;
-    let started = Instant::now();
+    let mut progress = Instant::now();
+    let mut warned: Option<Instant> = None;
     let mut read = 0;
     let result = loop {
         if ends.is_empty() {
             break Ok(read);
         }
-        if started.elapsed() > timeout {
+        // Bounded by progress, not in total: a large topic read from a slow
+        // broker takes as long as it takes, as long as it moves.
+        if progress.elapsed() > timeout {
             break Err(FollowError::Timeout {
                 topic: topic.into(),
                 partition: ends.first(),
@@ -391,17 +409,21 @@ pub fn read_to_end<C: ConsumerContext>(
         match consumer.poll(POLL) {
             Some(Ok(m)) => {
                 read += 1;
+                progress = Instant::now();
                 f(&m);
                 ends.record(m.partition());
             }
-            Some(Err(KafkaError::PartitionEOF(p))) => ends.eof(p),
-            Some(Err(source)) => {
-                break Err(FollowError::Fetch {
-                    topic: topic.into(),
-                    partition: ends.first(),
-                    source,
-                })
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                progress = Instant::now();
+                ends.eof(p);
             }
+            // librdkafka retries fetches on its own (a broker restarting,
+            // a leader moving): wait, within the no-progress bound.
+            Some(Err(source)) if warned.is_none_or(|w| w.elapsed() > Duration::from_secs(5)) => {
+                warned = Some(Instant::now());
+                tracing::warn!(%topic, partition = ends.first(), read, error = %source, "reading stalled; waiting for the broker");
+            }
+            Some(Err(_)) => {}
             None => {}
         }
     };

@@ -575,10 +575,19 @@ struct Shard {
     late: u64,
     evicted_capacity: u64,
     evicted_idle: u64,
+    /// Ids evicted since the last [`Aggregator::take_evicted`], at most
+    /// [`MAX_EVICTED_KEPT`]: the loop drops their offset marks and writes
+    /// changelog tombstones for them.
+    evicted: Vec<CompactString>,
     /// Newest event time folded into any entity of the shard: the shard's
     /// own clock for [`Aggregator::expire_step`].
     newest_ts: i64,
 }
+
+/// Most evicted ids a shard keeps for [`Aggregator::take_evicted`] between
+/// two calls (the loop takes them every commit interval); past it an
+/// eviction is only counted, and its mark goes at its next checkpoint.
+pub const MAX_EVICTED_KEPT: usize = 65_536;
 
 impl Shard {
     fn new(width: usize) -> Self {
@@ -594,6 +603,7 @@ impl Shard {
             late: 0,
             evicted_capacity: 0,
             evicted_idle: 0,
+            evicted: Vec::new(),
             newest_ts: i64::MIN,
         }
     }
@@ -703,6 +713,9 @@ impl Shard {
                 self.index_remove(&old, shard::hash_key(&old), i);
                 self.arena.block_mut(i).copy_from_slice(init);
                 self.evicted_capacity += 1;
+                if self.evicted.len() < MAX_EVICTED_KEPT {
+                    self.evicted.push(old);
+                }
                 i
             }
             None => {
@@ -1012,6 +1025,10 @@ impl Aggregator {
         while i < shard.len() {
             let last_ts = shard.arena.block(i)[LAST_TS] as i64;
             if now_ms.saturating_sub(last_ts) > self.max_window_ms {
+                if shard.evicted.len() < MAX_EVICTED_KEPT {
+                    let id = shard.keys[i].clone();
+                    shard.evicted.push(id);
+                }
                 // The last slot moves into `i`: look at `i` again.
                 shard.remove(i);
             } else {
@@ -1024,6 +1041,16 @@ impl Aggregator {
             shard.evicted_idle += removed as u64;
         }
         removed
+    }
+
+    /// The ids evicted (full shard or idle) since the last call, so that
+    /// whatever else is kept per entity can follow.
+    pub fn take_evicted(&self) -> Vec<CompactString> {
+        let mut ids = Vec::new();
+        for s in self.shards.iter() {
+            ids.append(&mut s.0.lock().evicted);
+        }
+        ids
     }
 
     /// Current entity count and counters, summed over shards.
@@ -1524,6 +1551,20 @@ mod tests {
         );
         let st = agg.stats();
         assert_eq!((st.entities, st.evicted_idle), (40, 40));
+        let mut evicted: Vec<String> = agg.take_evicted().iter().map(|s| s.to_string()).collect();
+        evicted.sort();
+        let mut old: Vec<String> = (0..40).map(|i| format!("old{i}")).collect();
+        old.sort();
+        assert_eq!(evicted, old, "every idle eviction is handed on");
+        assert!(agg.take_evicted().is_empty(), "taken once");
+
+        // Capacity evictions are handed on too.
+        let full =
+            Aggregator::new(vec![spec("n", "amount", AggFn::Count, H)], cfg(12, 1, 2)).unwrap();
+        for id in ["a", "b", "c"] {
+            full.observe(id, 0, &amount(1.0));
+        }
+        assert_eq!(full.take_evicted(), vec![CompactString::from("a")]);
 
         // A backfill: the wall clock is far ahead of the events, which are
         // an hour apart in event time and still within each other's window.

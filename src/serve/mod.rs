@@ -89,6 +89,14 @@ pub enum ServeError {
     },
     #[error("the scoring loop panicked")]
     Panicked,
+    #[error("no broker of {brokers} answered within {waited:?} ({attempts} attempts; kafka.connect_timeout): {source}")]
+    Connect {
+        brokers: String,
+        attempts: u32,
+        waited: Duration,
+        #[source]
+        source: KafkaError,
+    },
 }
 
 /// Whether the service may run without its admin port.
@@ -173,7 +181,14 @@ pub fn start(config: Config, parts: Parts, options: ServeOptions) -> Result<Serv
         std::thread::Builder::new()
             .name("scoring".into())
             .spawn(move || {
-                let result = run(&config, parts, &stop, &shared);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(&config, parts, &stop, &shared)
+                }))
+                .unwrap_or(Err(ServeError::Panicked));
+                // `/healthz` answers 503 with this until the process exits.
+                if let Err(e) = &result {
+                    shared.fail(format!("scoring loop stopped: {e}"));
+                }
                 let _ = done.send(());
                 result
             })
@@ -297,6 +312,9 @@ fn run(
     let model = &parts.model;
     metrics::model_info(model.name(), model.version(), &model.manifest().sha256);
     shared.model_loaded.store(true, Ordering::Release);
+    if !connect(config, stop, shared)? {
+        return Ok(());
+    }
 
     if parts.aggregator.is_some() {
         changelog::ensure_topic(
@@ -309,6 +327,7 @@ fn run(
     let sink = Arc::new(Sink::new(
         producer_config(config),
         Arc::new(Tracker::new()),
+        config.sink.on_permanent_failure,
     )?);
     let mut followers = Followers {
         updates: start_updates(config, &parts, &sink, stop, shared, timings.flush_timeout)?,
@@ -348,6 +367,7 @@ fn run(
         topics: topics.clone(),
         limits: Limits {
             batch_size: config.pipeline.batch_size,
+            restore_stall: config.aggregates.restore_stall_timeout()?,
             flush_timeout: timings.flush_timeout,
         },
         aggregator: parts.aggregator.clone(),
@@ -371,7 +391,14 @@ fn run(
         "scoring loop started"
     );
 
-    let result = poll_loop(&consumer, stop, timings.max_wait, timings.commit_every);
+    let result = poll_loop(
+        &consumer,
+        &sink,
+        &mut followers,
+        (stop, shared),
+        timings.max_wait,
+        timings.commit_every,
+    );
     shut_down(
         consumer,
         evaluator,
@@ -526,19 +553,139 @@ fn start_drift(
     Ok(Some(handle))
 }
 
+/// Waits until a broker of `kafka.brokers` answers a metadata request,
+/// retrying with backoff and saying which brokers it tries: `Ok(true)`
+/// once connected, `Ok(false)` when `stop` came first, an error past
+/// `kafka.connect_timeout`.
+fn connect(config: &Config, stop: &AtomicBool, shared: &Shared) -> Result<bool, ServeError> {
+    let brokers = config.kafka.brokers.trim().to_string();
+    let deadline = config.kafka.connect_timeout()?;
+    let max_backoff = config.kafka.connect_backoff_max()?;
+    let client = reader(config).map_err(ServeError::Client)?;
+    shared.set_connecting(Some(format!("connecting to {brokers}")));
+    tracing::info!(%brokers, "connecting to kafka");
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(500).min(max_backoff);
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let error = match client.fetch_metadata(None, Duration::from_secs(2)) {
+            Ok(md) if !md.brokers().is_empty() => {
+                shared.set_connecting(None);
+                tracing::info!(
+                    %brokers,
+                    attempts,
+                    cluster_brokers = md.brokers().len(),
+                    "connected to kafka"
+                );
+                return Ok(true);
+            }
+            Ok(_) => KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::AllBrokersDown),
+            Err(e) => e,
+        };
+        let waited = started.elapsed();
+        if deadline.is_some_and(|d| waited >= d) {
+            return Err(ServeError::Connect {
+                brokers,
+                attempts,
+                waited,
+                source: error,
+            });
+        }
+        tracing::warn!(%brokers, attempts, error = %error, retry_in = ?backoff, "kafka unreachable; retrying");
+        let until = Instant::now() + backoff;
+        while Instant::now() < until {
+            if stop.load(Ordering::Relaxed) {
+                shared.set_connecting(None);
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        backoff = (backoff * 2).min(max_backoff);
+    }
+}
+
+/// Sends again the outputs whose delivery failed for a transient reason,
+/// holding consumption paused until they are all delivered: no input past
+/// them is read (and none committed) while the broker is away.
+fn retry_outputs(
+    consumer: &GroupConsumer,
+    sink: &Sink,
+    paused: &mut bool,
+) -> Result<(), ServeError> {
+    if sink.retrying() == 0 {
+        if *paused {
+            if let Ok(assignment) = consumer.assignment() {
+                if let Err(e) = consumer.resume(&assignment) {
+                    tracing::warn!(error = %e, "resuming consumption failed; retried");
+                    return Ok(());
+                }
+            }
+            *paused = false;
+            metrics::consumption_paused(false);
+            tracing::info!("outputs delivered again; consumption resumed");
+        }
+        return Ok(());
+    }
+    // Pausing again each turn covers partitions assigned meanwhile.
+    if let Ok(assignment) = consumer.assignment() {
+        if let Err(e) = consumer.pause(&assignment) {
+            tracing::warn!(error = %e, "pausing consumption failed");
+        }
+    }
+    if !*paused {
+        *paused = true;
+        metrics::consumption_paused(true);
+        tracing::warn!(
+            retrying = sink.retrying(),
+            "outputs could not be delivered (broker unreachable past message.timeout.ms): \
+             consumption paused, sending them again"
+        );
+    }
+    let sent = sink.resend()?;
+    if sent > 0 {
+        tracing::info!(sent, "outputs sent again");
+    }
+    Ok(())
+}
+
+/// Records in `shared` a follower that stopped while the loop runs:
+/// `/healthz` then answers 503 naming it (scoring goes on, with a store or
+/// label join that no longer follows its topic).
+fn watch_followers(followers: &mut Followers, shared: &Shared) {
+    for (name, handle) in [
+        ("feature-updates", &mut followers.updates),
+        ("labels", &mut followers.labels),
+    ] {
+        if let Some(h) = handle.take_if(|h| h.is_finished()) {
+            let reason = match h.join() {
+                Ok(Ok(())) => "ended".to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "panicked".to_string(),
+            };
+            tracing::error!(follower = name, %reason, "follower stopped");
+            shared.fail(format!("{name} follower stopped: {reason}"));
+        }
+    }
+}
+
 /// Polls, batches, scores and commits until `stop` or a fatal error.
 fn poll_loop(
     consumer: &GroupConsumer,
-    stop: &AtomicBool,
+    sink: &Sink,
+    followers: &mut Followers,
+    (stop, shared): (&AtomicBool, &Shared),
     max_wait: Duration,
     commit_every: Duration,
 ) -> Result<(), ServeError> {
     let context = consumer.context();
     let mut last_commit = Instant::now();
+    let mut paused = false;
     while !stop.load(Ordering::Relaxed) {
         if let Some(e) = context.take_fatal() {
             return Err(e.into());
         }
+        retry_outputs(consumer, sink, &mut paused)?;
         let timeout = match context.handler().batch_started() {
             Some(first) => max_wait.saturating_sub(first.elapsed()),
             None => Duration::from_millis(50),
@@ -565,6 +712,7 @@ fn poll_loop(
             if let Some(e) = worker.failure() {
                 return Err(e.into());
             }
+            watch_followers(followers, shared);
         }
     }
     Ok(())

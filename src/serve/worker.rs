@@ -56,6 +56,8 @@ pub struct Topics {
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub batch_size: usize,
+    /// The changelog restore fails after this long without progress.
+    pub restore_stall: Duration,
     pub flush_timeout: Duration,
 }
 
@@ -521,11 +523,36 @@ impl Worker {
         self.pipeline.tick();
     }
 
-    /// Periodic upkeep: store size gauge, expired aggregate entities.
+    /// Periodic upkeep: store size gauge; one aggregate shard's idle
+    /// entities expired (bounded work: every shard is visited once per
+    /// `aggregates.shards` calls); the offset marks of every evicted entity
+    /// (idle or over capacity) queued for a changelog tombstone at the next
+    /// checkpoint, which drops the mark.
     pub fn upkeep(&mut self) {
         if let Some(store) = &self.store {
             self.metrics.store_entities.set(store.len() as f64);
         }
+        let Some(aggregator) = &self.aggregator else {
+            return;
+        };
+        aggregator.expire_step(now_ms());
+        for id in aggregator.take_evicted() {
+            for part in self.partitions.values_mut() {
+                if let Some(m) = part.marks.get_mut(&id) {
+                    if !m.dirty {
+                        m.dirty = true;
+                        part.dirty.push(id.clone());
+                    }
+                }
+            }
+        }
+        let st = aggregator.stats();
+        metrics::aggregate_stats(
+            st.entities,
+            st.late_events,
+            st.evicted_capacity,
+            st.evicted_idle,
+        );
     }
 
     /// The first permanent delivery failure, if any.
@@ -603,7 +630,7 @@ impl Rebalancing for Worker {
                 &self.restorer,
                 &self.topics.changelog,
                 partitions,
-                self.limits.flush_timeout,
+                self.limits.restore_stall,
                 |m| {
                     let key = m.key().and_then(|k| std::str::from_utf8(k).ok());
                     let (Some(key), Some(part)) = (key, states.get_mut(&m.partition())) else {

@@ -31,6 +31,12 @@ pub const RESTORED_ENTITIES: &str = "driftline_aggregate_restored_entities_total
 pub const REPLAYED_EVENTS: &str = "driftline_replayed_events_total";
 pub const SKIPPED_OFFSETS: &str = "driftline_input_offsets_skipped_total";
 pub const MODEL_INFO: &str = "driftline_model_info";
+pub const PRODUCE_FAILURES: &str = "driftline_produce_failures_total";
+pub const AGGREGATE_ENTITIES: &str = "driftline_aggregate_entities";
+pub const AGGREGATE_LATE: &str = "driftline_aggregate_late_events_total";
+pub const AGGREGATE_EVICTED: &str = "driftline_aggregate_evicted_entities_total";
+pub const PRODUCE_RETRIES: &str = "driftline_produce_retries_total";
+pub const CONSUMPTION_PAUSED: &str = "driftline_consumption_paused";
 pub const DRIFT_STATISTIC: &str = "driftline_drift_statistic";
 pub const DRIFT_ALERT_FIRING: &str = "driftline_drift_alert_firing";
 pub const DRIFT_ALERTS_FIRING: &str = "driftline_drift_alerts_firing";
@@ -119,6 +125,8 @@ fn register_at_zero() {
     }
     counter!(DRIFT_WINDOWS_DROPPED).increment(0);
     gauge!(DRIFT_ALERTS_FIRING).set(0.0);
+    counter!(PRODUCE_RETRIES).increment(0);
+    gauge!(CONSUMPTION_PAUSED).set(0.0);
 }
 
 fn describe() {
@@ -128,6 +136,30 @@ fn describe() {
         "Input records read from Kafka (an Arrow batch counts its rows)."
     );
     describe_counter!(PREDICTIONS, "Predictions produced.");
+    describe_counter!(
+        PRODUCE_FAILURES,
+        "Output records the broker refused for good, by reason (message_too_large, unknown_topic, not_authorized, invalid_record) and action (halt, skip)."
+    );
+    describe_gauge!(
+        AGGREGATE_ENTITIES,
+        "Entities with streaming-aggregate state on this instance."
+    );
+    describe_counter!(
+        AGGREGATE_LATE,
+        "Events too old for at least one of their entity's aggregate windows (not folded into it)."
+    );
+    describe_counter!(
+        AGGREGATE_EVICTED,
+        "Entities dropped from the streaming aggregates, by reason (capacity: aggregates.max_entities reached; idle: no event for longer than the longest window)."
+    );
+    describe_counter!(
+        PRODUCE_RETRIES,
+        "Output records sent again after a transient delivery failure (message.timeout.ms passed while the broker was unreachable)."
+    );
+    describe_gauge!(
+        CONSUMPTION_PAUSED,
+        "1 while input consumption is paused until re-sent outputs are delivered, else 0."
+    );
     describe_counter!(
         DLQ_EVENTS,
         "Inputs sent to the dead-letter topic, by reason code."
@@ -288,6 +320,30 @@ pub fn model_info(name: &str, version: &str, sha256: &str) {
 /// Counts one feature-update record by operation.
 pub fn feature_update(op: &'static str) {
     counter!(FEATURE_UPDATES, "op" => op).increment(1);
+}
+
+/// Counts one output record refused for good, by reason and action.
+pub fn produce_failure(reason: &'static str, action: &'static str) {
+    counter!(PRODUCE_FAILURES, "reason" => reason, "action" => action).increment(1);
+}
+
+/// Aggregate totals since start (the aggregator counts under its shard
+/// locks; these mirror its totals).
+pub fn aggregate_stats(entities: usize, late: u64, evicted_capacity: u64, evicted_idle: u64) {
+    gauge!(AGGREGATE_ENTITIES).set(entities as f64);
+    counter!(AGGREGATE_LATE).absolute(late);
+    counter!(AGGREGATE_EVICTED, "reason" => "capacity").absolute(evicted_capacity);
+    counter!(AGGREGATE_EVICTED, "reason" => "idle").absolute(evicted_idle);
+}
+
+/// Counts output records sent again.
+pub fn produce_retries(n: u64) {
+    counter!(PRODUCE_RETRIES).increment(n);
+}
+
+/// Whether input consumption is paused for re-sent outputs.
+pub fn consumption_paused(paused: bool) {
+    gauge!(CONSUMPTION_PAUSED).set(if paused { 1.0 } else { 0.0 });
 }
 
 /// Counts one rebalance event.

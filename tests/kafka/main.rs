@@ -8,6 +8,7 @@ mod common;
 mod crash;
 mod dlq;
 mod drift;
+mod faults;
 mod feature_updates;
 mod predictions;
 mod rebalance;

@@ -56,6 +56,9 @@ fn tansu_binary() -> PathBuf {
     p
 }
 
+/// Tansu's in-memory storage engine.
+const MEMORY: &str = "memory://tansu/";
+
 /// A topic to create: name, partitions, topic configs.
 pub type TopicSpec<'a> = (&'a str, i32, &'a [(&'a str, &'a str)]);
 
@@ -64,6 +67,9 @@ pub type TopicSpec<'a> = (&'a str, i32, &'a [(&'a str, &'a str)]);
 pub struct Broker {
     child: Child,
     port: u16,
+    /// `--storage-engine`: memory, or a SQLite file in `dir` that survives
+    /// a [`restart`](Self::restart).
+    storage: String,
     log: PathBuf,
     dir: Option<tempfile::TempDir>,
     admin: AdminClient<DefaultClientContext>,
@@ -72,6 +78,63 @@ pub struct Broker {
 impl Broker {
     /// Starts a broker and waits until it answers a metadata request.
     pub fn start() -> Broker {
+        Self::start_on(MEMORY)
+    }
+
+    /// A broker whose topics, records and committed offsets are kept in a
+    /// SQLite file (Tansu's `libsql` engine), so it can be stopped and
+    /// started again on the same port and storage.
+    pub fn start_durable() -> Broker {
+        Self::start_on("sqlite://tansu.db")
+    }
+
+    /// Kills the broker process (SIGKILL) and reaps it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again on the same port and storage (after
+    /// [`stop`](Self::stop)) and waits until it answers.
+    pub fn restart(&mut self) {
+        let dir = self.dir.as_ref().expect("the broker's directory").path();
+        let out = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log)
+            .expect("opening the broker log");
+        let err = out.try_clone().expect("cloning the broker log handle");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        self.child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", &self.storage])
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawning tansu again");
+        if let Err(why) = wait_usable(&mut self.child, self.port) {
+            panic!("tansu did not come back: {why}\n{}", tail(&self.log, 60));
+        }
+    }
+
+    /// A broker (memory storage) on `port`, e.g. one a service was
+    /// already told to use.
+    pub fn start_on_port(port: u16) -> Broker {
+        Self::start_with(MEMORY, Some(port))
+    }
+
+    fn start_on(storage: &str) -> Broker {
+        Self::start_with(storage, None)
+    }
+
+    fn start_with(storage: &str, port: Option<u16>) -> Broker {
         let bin = tansu_binary();
         let dir = scratch_dir("tansu-");
         let log = dir.path().join("tansu.log");
@@ -79,7 +142,7 @@ impl Broker {
         // it: try a few ports.
         let mut last_failure = String::new();
         for _attempt in 0..3 {
-            let port = free_port();
+            let port = port.unwrap_or_else(free_port);
             let url = format!("tcp://127.0.0.1:{port}");
             let out = std::fs::File::create(&log).expect("creating the broker log");
             let err = out.try_clone().expect("cloning the broker log handle");
@@ -91,7 +154,8 @@ impl Broker {
                     "--advertised-listener-url",
                     &url,
                 ])
-                .args(["--storage-engine", "memory://tansu/"])
+                .args(["--storage-engine", storage])
+                .current_dir(dir.path())
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err)
@@ -102,6 +166,7 @@ impl Broker {
                     return Broker {
                         child,
                         port,
+                        storage: storage.to_string(),
                         log,
                         dir: Some(dir),
                         admin,

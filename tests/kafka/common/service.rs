@@ -45,6 +45,15 @@ impl Service {
     /// As [`start`](Self::start), with extra `DRIFTLINE_*` (or any) environment
     /// variables, which win over the harness defaults.
     pub fn start_with(broker: &Broker, group_id: &str, env: &[(&str, &str)]) -> Service {
+        Self::spawn(&broker.bootstrap(), group_id, env)
+    }
+
+    /// An instance told to use `brokers`, where no broker may be running yet.
+    pub fn start_unreachable(brokers: &str, group_id: &str) -> Service {
+        Self::spawn(brokers, group_id, &[])
+    }
+
+    fn spawn(brokers: &str, group_id: &str, env: &[(&str, &str)]) -> Service {
         let admin_port = free_port();
         let dir = scratch_dir("driftline-");
         let log = dir.path().join("driftline.log");
@@ -63,7 +72,7 @@ impl Service {
             }
         }
         cmd.env("NO_COLOR", "1")
-            .env("DRIFTLINE_KAFKA__BROKERS", broker.bootstrap())
+            .env("DRIFTLINE_KAFKA__BROKERS", brokers)
             .env("DRIFTLINE_KAFKA__GROUP_ID", group_id)
             .env("DRIFTLINE_ADMIN__LISTEN", format!("127.0.0.1:{admin_port}"));
         for (k, v) in DEFAULT_ENV {

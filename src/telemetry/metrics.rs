@@ -126,6 +126,17 @@ fn register_at_zero() {
     counter!(DRIFT_WINDOWS_DROPPED).increment(0);
     gauge!(DRIFT_ALERTS_FIRING).set(0.0);
     counter!(PRODUCE_RETRIES).increment(0);
+    // The alert rule reads it: a series per reason and action from the start.
+    for reason in [
+        "message_too_large",
+        "unknown_topic",
+        "not_authorized",
+        "invalid_record",
+    ] {
+        for action in ["halt", "skip"] {
+            counter!(PRODUCE_FAILURES, "reason" => reason, "action" => action).increment(0);
+        }
+    }
     gauge!(CONSUMPTION_PAUSED).set(0.0);
 }
 

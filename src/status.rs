@@ -98,8 +98,9 @@ pub struct Shared {
     /// Why the scoring loop or a follower stopped for good (`/healthz`
     /// answers 503 with it); the first reason is kept.
     failure: Mutex<Option<String>>,
-    /// Set while start-up is trying to reach the brokers.
-    connecting: Mutex<Option<String>>,
+    /// What the service waits for while it cannot score (the brokers at
+    /// start-up, outputs being sent again), for `/readyz`.
+    waiting: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -119,16 +120,16 @@ impl Shared {
         }
     }
 
-    /// Says what start-up is waiting for (`None`: no longer waiting).
-    pub fn set_connecting(&self, what: Option<String>) {
-        *self.connecting.lock() = what;
+    /// Says what the service is waiting for (`None`: no longer waiting).
+    pub fn set_waiting(&self, what: Option<String>) {
+        *self.waiting.lock() = what;
     }
 
-    /// Ready (`Ok`), or why not, for `/readyz`: a failure, the connection
-    /// being made, or the first missing step of [`ready`](Self::ready).
+    /// Ready (`Ok`), or why not, for `/readyz`: a failure, what it is
+    /// waiting for, or the first missing step of [`ready`](Self::ready).
     pub fn readiness(&self) -> Result<(), String> {
         self.health()?;
-        if let Some(what) = self.connecting.lock().as_ref() {
+        if let Some(what) = self.waiting.lock().as_ref() {
             return Err(what.clone());
         }
         self.ready().map_err(str::to_string)
@@ -175,10 +176,10 @@ mod tests {
     #[test]
     fn connecting_and_failure_are_reported_with_their_reason() {
         let s = Shared::default();
-        s.set_connecting(Some("connecting to b1:9092".into()));
+        s.set_waiting(Some("connecting to b1:9092".into()));
         assert_eq!(s.readiness(), Err("connecting to b1:9092".into()));
         assert_eq!(s.health(), Ok(()), "alive while connecting");
-        s.set_connecting(None);
+        s.set_waiting(None);
         assert_eq!(s.readiness(), Err("model not loaded".into()));
         s.fail("scoring loop stopped: x");
         s.fail("a later reason");

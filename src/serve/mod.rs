@@ -562,7 +562,7 @@ fn connect(config: &Config, stop: &AtomicBool, shared: &Shared) -> Result<bool, 
     let deadline = config.kafka.connect_timeout()?;
     let max_backoff = config.kafka.connect_backoff_max()?;
     let client = reader(config).map_err(ServeError::Client)?;
-    shared.set_connecting(Some(format!("connecting to {brokers}")));
+    shared.set_waiting(Some(format!("connecting to {brokers}")));
     tracing::info!(%brokers, "connecting to kafka");
     let started = Instant::now();
     let mut backoff = Duration::from_millis(500).min(max_backoff);
@@ -571,7 +571,7 @@ fn connect(config: &Config, stop: &AtomicBool, shared: &Shared) -> Result<bool, 
         attempts += 1;
         let error = match client.fetch_metadata(None, Duration::from_secs(2)) {
             Ok(md) if !md.brokers().is_empty() => {
-                shared.set_connecting(None);
+                shared.set_waiting(None);
                 tracing::info!(
                     %brokers,
                     attempts,
@@ -596,7 +596,7 @@ fn connect(config: &Config, stop: &AtomicBool, shared: &Shared) -> Result<bool, 
         let until = Instant::now() + backoff;
         while Instant::now() < until {
             if stop.load(Ordering::Relaxed) {
-                shared.set_connecting(None);
+                shared.set_waiting(None);
                 return Ok(false);
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -611,7 +611,9 @@ fn connect(config: &Config, stop: &AtomicBool, shared: &Shared) -> Result<bool, 
 fn retry_outputs(
     consumer: &GroupConsumer,
     sink: &Sink,
+    shared: &Shared,
     paused: &mut bool,
+    resent_at: &mut Option<Instant>,
 ) -> Result<(), ServeError> {
     if sink.retrying() == 0 {
         if *paused {
@@ -622,6 +624,7 @@ fn retry_outputs(
                 }
             }
             *paused = false;
+            shared.set_waiting(None);
             metrics::consumption_paused(false);
             tracing::info!("outputs delivered again; consumption resumed");
         }
@@ -633,6 +636,10 @@ fn retry_outputs(
             tracing::warn!(error = %e, "pausing consumption failed");
         }
     }
+    shared.set_waiting(Some(format!(
+        "consumption paused: {} outputs not delivered yet, being sent again",
+        sink.retrying()
+    )));
     if !*paused {
         *paused = true;
         metrics::consumption_paused(true);
@@ -642,12 +649,21 @@ fn retry_outputs(
              consumption paused, sending them again"
         );
     }
+    // At most once a second: a broker that answers but refuses (a
+    // leader election, an error it has not classified) is not hammered.
+    if resent_at.is_some_and(|t| t.elapsed() < RESEND_EVERY) {
+        return Ok(());
+    }
+    *resent_at = Some(Instant::now());
     let sent = sink.resend()?;
     if sent > 0 {
         tracing::info!(sent, "outputs sent again");
     }
     Ok(())
 }
+
+/// Shortest pause between two rounds of [`retry_outputs`].
+const RESEND_EVERY: Duration = Duration::from_secs(1);
 
 /// Records in `shared` a follower that stopped while the loop runs:
 /// `/healthz` then answers 503 naming it (scoring goes on, with a store or
@@ -681,11 +697,12 @@ fn poll_loop(
     let context = consumer.context();
     let mut last_commit = Instant::now();
     let mut paused = false;
+    let mut resent_at = None;
     while !stop.load(Ordering::Relaxed) {
         if let Some(e) = context.take_fatal() {
             return Err(e.into());
         }
-        retry_outputs(consumer, sink, &mut paused)?;
+        retry_outputs(consumer, sink, shared, &mut paused, &mut resent_at)?;
         let timeout = match context.handler().batch_started() {
             Some(first) => max_wait.saturating_sub(first.elapsed()),
             None => Duration::from_millis(50),

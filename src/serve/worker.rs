@@ -80,6 +80,10 @@ struct PartitionState {
     /// The group's committed offset when the partition was assigned: where
     /// its first record should be.
     resume_at: Option<i64>,
+    /// Newest event time read from the partition: idle expiry never runs
+    /// ahead of the slowest partition (one read far ahead must not expire
+    /// the entities of one that lags behind).
+    event_time: Option<i64>,
 }
 
 /// An output waiting to be sent: where its input was, and what it is.
@@ -244,7 +248,12 @@ impl Worker {
                 // next checkpoint and tells a replay (an offset its
                 // restored state already holds) from a new event.
                 let observe = match (&self.aggregator, self.partitions.get_mut(&item.partition)) {
-                    (Some(_), Some(part)) => mark(part, &event.entity_id, item.offset),
+                    (Some(_), Some(part)) => {
+                        if let Some(ts) = event.ts_ms.or(item.timestamp_ms) {
+                            part.event_time = Some(part.event_time.map_or(ts, |t| t.max(ts)));
+                        }
+                        mark(part, &event.entity_id, item.offset)
+                    }
                     _ => true,
                 };
                 replayed += u64::from(!observe);
@@ -524,8 +533,9 @@ impl Worker {
     }
 
     /// Periodic upkeep: store size gauge; one aggregate shard's idle
-    /// entities expired (bounded work: every shard is visited once per
-    /// `aggregates.shards` calls); the offset marks of every evicted entity
+    /// entities expired at the owned partitions' event-time low watermark
+    /// (bounded work: every shard is visited once per `aggregates.shards`
+    /// calls); the offset marks of every evicted entity
     /// (idle or over capacity) queued for a changelog tombstone at the next
     /// checkpoint, which drops the mark.
     pub fn upkeep(&mut self) {
@@ -535,7 +545,18 @@ impl Worker {
         let Some(aggregator) = &self.aggregator else {
             return;
         };
-        aggregator.expire_step(now_ms());
+        // The event-time low watermark of the owned partitions that have
+        // been read (capped by the wall clock, and by each shard's newest
+        // event time inside `expire_step`).
+        let watermark = self
+            .partitions
+            .values()
+            .filter_map(|p| p.event_time)
+            .min()
+            .map_or(i64::MIN, |t| t.min(now_ms()));
+        if watermark > i64::MIN {
+            aggregator.expire_step(watermark);
+        }
         for id in aggregator.take_evicted() {
             for part in self.partitions.values_mut() {
                 if let Some(m) = part.marks.get_mut(&id) {

@@ -10,8 +10,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::common::{
-    event_id, event_record, explain_missing, generate, try_wait_for_event_ids, unique, Broker,
-    OutRecord, Service, TOPICS,
+    event_id, event_record, explain_missing, generate, produce_steadily, try_wait_for_event_ids,
+    unique, Broker, OutRecord, Service, TOPICS,
 };
 
 const EVENTS: usize = 30_000;
@@ -53,15 +53,7 @@ fn sigkill_at_random_moments_loses_no_event() {
     let (kills, at) = std::thread::scope(|s| {
         let producing = s.spawn(|| {
             let producer = broker.unbatched_producer();
-            let mut at = Vec::with_capacity(EVENTS);
-            for chunk in records.chunks(CHUNK) {
-                let next = Instant::now() + CHUNK_EVERY;
-                at.extend(producer.send("features", chunk));
-                sent.fetch_add(chunk.len(), Ordering::Relaxed);
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
-            }
-            done.store(true, Ordering::Relaxed);
-            at
+            produce_steadily(&producer, &records, (CHUNK, CHUNK_EVERY), &sent, &done)
         });
         let mut kills = 0;
         while kills < MIN_KILLS || !done.load(Ordering::Relaxed) {

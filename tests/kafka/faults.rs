@@ -265,7 +265,12 @@ fn a_broker_restart_longer_than_the_message_timeout_loses_nothing() {
     let mut service = Service::start_with(
         &broker,
         &group,
-        &[("DRIFTLINE_KAFKA__PRODUCER__MESSAGE_TIMEOUT_MS", "2000")],
+        &[
+            ("DRIFTLINE_KAFKA__PRODUCER__MESSAGE_TIMEOUT_MS", "2000"),
+            // Tansu 0.6.0's SQLite engine panics on an idempotent produce
+            // after a restart (docs/kafka.md, Tansu quirks).
+            ("DRIFTLINE_KAFKA__PRODUCER__ENABLE_IDEMPOTENCE", "false"),
+        ],
     );
     service.wait_ready(Duration::from_secs(60));
     let (_, events) = generate(72, 50, 600);

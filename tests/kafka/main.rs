@@ -5,6 +5,7 @@
 
 mod common;
 
+mod chaos;
 mod crash;
 mod dlq;
 mod drift;

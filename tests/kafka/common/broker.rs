@@ -102,23 +102,7 @@ impl Broker {
             .append(true)
             .open(&self.log)
             .expect("opening the broker log");
-        let err = out.try_clone().expect("cloning the broker log handle");
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        self.child = Command::new(tansu_binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", &self.storage])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawning tansu again");
+        self.child = spawn_tansu(&tansu_binary(), dir, self.port, &self.storage, out);
         if let Err(why) = wait_usable(&mut self.child, self.port) {
             panic!("tansu did not come back: {why}\n{}", tail(&self.log, 60));
         }
@@ -143,24 +127,8 @@ impl Broker {
         let mut last_failure = String::new();
         for _attempt in 0..3 {
             let port = port.unwrap_or_else(free_port);
-            let url = format!("tcp://127.0.0.1:{port}");
             let out = std::fs::File::create(&log).expect("creating the broker log");
-            let err = out.try_clone().expect("cloning the broker log handle");
-            let mut child = Command::new(&bin)
-                .args([
-                    "broker",
-                    "--listener-url",
-                    &url,
-                    "--advertised-listener-url",
-                    &url,
-                ])
-                .args(["--storage-engine", storage])
-                .current_dir(dir.path())
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err)
-                .spawn()
-                .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()));
+            let mut child = spawn_tansu(&bin, dir.path(), port, storage, out);
             match wait_usable(&mut child, port) {
                 Ok(admin) => {
                     return Broker {
@@ -364,6 +332,34 @@ impl Drop for Broker {
             }
         }
     }
+}
+
+/// Starts `tansu broker` on `port` with `storage`, in `dir` (where a
+/// SQLite file goes), logging to `log`.
+fn spawn_tansu(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    port: u16,
+    storage: &str,
+    log: std::fs::File,
+) -> Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let err = log.try_clone().expect("cloning the broker log handle");
+    Command::new(bin)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", storage])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawning {}: {e}", bin.display()))
 }
 
 /// Waits until the broker on `port` accepts TCP and answers a metadata call.

@@ -17,7 +17,7 @@ pub mod service;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use broker::{Broker, OutRecord, Record, TopicReader};
@@ -235,4 +235,25 @@ pub fn explain_missing(
         found.len(),
         found.join(", ")
     )
+}
+
+/// Sends `records` to `features` in chunks of `chunk`, one chunk every
+/// `every` (a steady rate), counting them in `sent`; sets `done` at the
+/// end. Returns `(partition, offset)` per record, in order.
+pub fn produce_steadily(
+    producer: &broker::Producer,
+    records: &[OutRecord],
+    (chunk, every): (usize, Duration),
+    sent: &AtomicUsize,
+    done: &AtomicBool,
+) -> Vec<(i32, i64)> {
+    let mut at = Vec::with_capacity(records.len());
+    for part in records.chunks(chunk) {
+        let next = Instant::now() + every;
+        at.extend(producer.send("features", part));
+        sent.fetch_add(part.len(), Ordering::Relaxed);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    done.store(true, Ordering::Relaxed);
+    at
 }

@@ -7,8 +7,11 @@
 #
 #   scripts/chaos.sh            # seed 0xC4A05 (CHAOS_SEED is decimal)
 #   CHAOS_SEED=7 scripts/chaos.sh
+#   CHAOS_STORAGE=memory scripts/chaos.sh   # memory storage: no broker restart,
+#                                           # 3 s sessions, a few minutes
 #
-# Takes about 4-6 minutes on 2 cores, plus the build.
+# With durable storage it takes 15-20 minutes (30 s sessions: a restore from
+# Tansu's SQLite storage takes 10-20 s), plus the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRIFTLINE_TANSU=${DRIFTLINE_TANSU:-$(scripts/install-tansu.sh)}

@@ -19,7 +19,12 @@
 //! - the snapshot and the `feature-updates` topic are loaded before the
 //!   first event is scored;
 //! - shutdown (the `stop` flag) stops consuming, scores what was polled,
-//!   checkpoints, flushes the producer, commits, and leaves the group.
+//!   checkpoints, flushes the producer, commits, and leaves the group;
+//! - no broker at start-up is waited for (backoff, `kafka.connect_timeout`),
+//!   not-ready meanwhile; outputs whose delivery timed out are sent again
+//!   with consumption paused until they are delivered; an output refused
+//!   for good follows `sink.on_permanent_failure`; `/healthz` turns 503,
+//!   naming why, when the loop or a follower stops for good.
 //!
 //! The rdkafka poll loop runs on a plain thread, apart from async code, as
 //! rebalance callbacks run inside `poll` and must be able to drain the batch.

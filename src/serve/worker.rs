@@ -14,7 +14,10 @@
 //!   first record is scored;
 //! - an event at or before the offset a restored entity's state already
 //!   holds (a replay after a crash) is scored against that state without
-//!   being counted again.
+//!   being counted again;
+//! - per-entity offset marks follow the aggregates: an entity evicted from
+//!   them gets a changelog tombstone at the next checkpoint, which drops its
+//!   mark; the restore is bounded by progress, not in total.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

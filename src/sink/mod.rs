@@ -166,8 +166,13 @@ impl SinkContext {
         match self.policy {
             OnPermanentFailure::Halt => {
                 metrics::produce_failure(reason, "halt");
+                let place = if partition >= 0 {
+                    format!("{topic} [{partition}]")
+                } else {
+                    topic.to_string()
+                };
                 let message = format!(
-                    "{topic} [{partition}] refused {input} for good ({reason}: {error}); \
+                    "{place} refused {input} for good ({reason}: {error}); \
                      sink.on_permanent_failure = \"halt\": stopping without committing past it \
                      (a restart meets the same record and stops with this message; \
                      \"skip\" counts such records and goes on)"

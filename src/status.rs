@@ -112,12 +112,19 @@ impl Shared {
         }
     }
 
-    /// Alive (`Ok`), or why not: the loop or a follower stopped for good.
+    /// Alive (`Ok`), or why not: the loop or a follower stopped for good,
+    /// or the loop, once it had partitions, is no longer running.
     pub fn health(&self) -> Result<(), String> {
-        match self.failure.lock().as_ref() {
-            Some(reason) => Err(reason.clone()),
-            None => Ok(()),
+        if let Some(reason) = self.failure.lock().as_ref() {
+            return Err(reason.clone());
         }
+        let stopped = self.model_loaded.load(Ordering::Acquire)
+            && !self.running.load(Ordering::Acquire)
+            && self.assigned.load(Ordering::Acquire) > 0;
+        if stopped {
+            return Err("scoring loop stopped".into());
+        }
+        Ok(())
     }
 
     /// Says what the service is waiting for (`None`: no longer waiting).

@@ -452,6 +452,13 @@ fn probes_and_scrapes_answer_on_the_admin_server() {
         metrics: driftline::telemetry::metrics::install().expect("the metrics recorder"),
         parts,
         token: config.admin.token.as_deref().map(Into::into),
+        limits: driftline::admin::HttpLimits {
+            max_body_bytes: config.admin.max_body_bytes,
+            request_timeout: config
+                .admin
+                .request_timeout()
+                .expect("the ConfigMap's admin.request_timeout"),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

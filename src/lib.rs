@@ -25,6 +25,9 @@
 //! - [`sink`]: Kafka out (predictions, DLQ, changelog) and the offset tracker
 //!   that decides what may be committed.
 //! - [`drift`]: drift statistics, exact and from mergeable per-column window sketches.
+//! - [`lifecycle`]: model versions and their validation, routing between a
+//!   primary and a shadow or canary candidate, rollout plans with gates,
+//!   automatic rollback, and the shared lifecycle state.
 //! - [`admin`]: the admin HTTP port (metrics, health, readiness, lookups).
 //! - [`telemetry`]: logging set-up and the Prometheus metric names.
 //!
@@ -39,6 +42,7 @@ pub mod drift;
 pub mod enrich;
 pub mod event;
 pub mod features;
+pub mod lifecycle;
 pub mod pipeline;
 pub mod score;
 pub mod serve;

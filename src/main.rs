@@ -53,6 +53,11 @@ enum Command {
     },
     /// Build a model's reference profile (its inputs' and score's training distribution) from a data file.
     Profile(ProfileArgs),
+    /// Model lifecycle helpers: signing keys, signing and verifying model versions.
+    Model {
+        #[command(subcommand)]
+        command: driftline::lifecycle::command::ModelCommand,
+    },
 }
 
 /// The config file and the flags that override it.
@@ -211,6 +216,10 @@ fn main() -> ExitCode {
             cli.log_format,
         ),
         Command::Profile(args) => profile(&args, cli.log_format),
+        Command::Model { command } => {
+            driftline::telemetry::init(cli.log_format.unwrap_or_default(), "warn");
+            driftline::lifecycle::command::run(&command)
+        }
     };
     match result {
         Ok(code) => code,

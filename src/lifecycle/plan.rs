@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::routing::Share;
-use crate::features::aggregates::parse_window;
+use crate::duration::parse_ms as parse_window;
 
 /// `[lifecycle]`: versions, rollouts and where their state lives.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -588,13 +588,14 @@ fn load_reference(
             other => reference_err(other.to_string()),
         },
     )?;
+    let watched = crate::app::watched_columns(manifest);
     profile
-        .check_against(manifest, path)
+        .check_against(&watched, path)
         .map_err(|e| reference_err(e.to_string()))?;
     let plan = match drift.filter(|d| d.enabled) {
         None => None,
         Some(config) => Some(
-            Plan::new(manifest, profile.clone(), path, config.clone())
+            Plan::new(&watched, profile.clone(), path, config.clone())
                 .map_err(|e| reference_err(format!("{}: {e}", path.display())))?,
         ),
     };

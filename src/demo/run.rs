@@ -308,8 +308,8 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
                 shared.stats.dlq.load(Ordering::Relaxed),
                 drift_summary(&shared),
                 match shared.ready() {
-                    Ok(()) => "ready",
-                    Err("no partitions assigned") => "joining the consumer group",
+                    Ok(()) => "ready".into(),
+                    Err(why) if why == "no partitions assigned" => "joining the consumer group".into(),
                     Err(why) => why,
                 }
             );

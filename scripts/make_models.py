@@ -807,7 +807,12 @@ def main() -> None:
             assert "Scaler" not in ops, ops
         (mdir / "model.onnx").write_bytes(model.SerializeToString())
         sha = sha256_file(mdir / "model.onnx")
-        write_manifest(mdir / "model.toml", name, desc, sha, defaults, reference=V1_REFERENCE)
+        reference = V1_REFERENCE
+        if (mdir / "reference.json").exists():
+            # The profile is built by `driftline profile` after this script
+            # (see V1_REFERENCE); its hash makes a signature cover it too.
+            reference += f'\nreference_sha256 = "{sha256_file(mdir / "reference.json")}"'
+        write_manifest(mdir / "model.toml", name, desc, sha, defaults, reference=reference)
         sess = session(mdir / "model.onnx")
         proba = ort_proba(sess, Xho)
         ref = clf.predict_proba(Xho64)

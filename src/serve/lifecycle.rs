@@ -312,6 +312,12 @@ impl Hub {
         &self.me
     }
 
+    /// The state topic has been read to its end once: routing follows the
+    /// group's state, not the configured primary.
+    pub fn state_read(&self) -> bool {
+        self.caught_up.load(Ordering::Acquire)
+    }
+
     /// The model of a loaded version.
     pub fn loaded(&self, version: &str) -> Option<Arc<ValidatedVersion>> {
         match self.versions.read().get(version) {
@@ -645,14 +651,12 @@ impl Hub {
         }
     }
 
-    /// Starts the plan for a loaded `version`.
+    /// Starts the plan for `version`, loading it first when it is not
+    /// loaded (a version already on disk at start, or refused before and
+    /// fixed since).
     pub fn start(&self, version: &str) -> Result<Value, HubError> {
         if self.loaded(version).is_none() {
-            return Err(HubError::NotLoaded {
-                model: self.model.clone(),
-                version: version.to_owned(),
-                why: String::new(),
-            });
+            self.load(version)?;
         }
         let plan = self.plan.clone().ok_or_else(|| HubError::NoPlan {
             model: self.model.clone(),
@@ -680,9 +684,17 @@ impl Hub {
         f: impl Fn(&Settings, &ModelState, i64) -> Result<Transition, CommandError>,
     ) -> Result<Value, HubError> {
         for _ in 0..3 {
-            let base = self.current_record().ok_or(HubError::NoState)?;
-            let t = f(&self.settings, &base.state, now_ms())?;
-            let generation = self.write(Some(&base), t.state, cause, t.events)?;
+            if !self.state_read() {
+                return Err(HubError::NoState);
+            }
+            // No record yet (a new group): the command starts from the
+            // configured primary, as the deciding instance's first record would.
+            let base = self.current_record();
+            let state = base
+                .as_ref()
+                .map_or_else(|| ModelState::new(&self.configured), |b| b.state.clone());
+            let t = f(&self.settings, &state, now_ms())?;
+            let generation = self.write(base.as_ref(), t.state, cause, t.events)?;
             let waited = Instant::now();
             loop {
                 if let Some(current) = self.current_record() {

@@ -374,6 +374,24 @@ fn run(
         timings.flush_timeout,
     )?);
     let _ = hub_slot.set(hub.clone());
+    // Routing must follow the group's state from the first batch on (a
+    // restart in the middle of a rollout keeps every entity on its version).
+    let waited = Instant::now();
+    while !hub.state_read() {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if waited.elapsed() > timings.flush_timeout * 4 {
+            return Err(ServeError::Topic {
+                topic: config.models_topic(),
+                reason: format!(
+                    "lifecycle state not read within {:?}",
+                    timings.flush_timeout * 4
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let worker = Worker::new(WorkerParts {
         pipeline,
         sink: sink.clone(),

@@ -74,7 +74,7 @@ fn cards(broker: &Broker, gen: &FraudGenerator) {
     }
 }
 
-fn env<'a>(registry: &'a str) -> Vec<(&'a str, &'a str)> {
+fn env(registry: &str) -> Vec<(&str, &str)> {
     vec![
         ("DRIFTLINE_MODEL__DIR", registry),
         ("DRIFTLINE_LIFECYCLE__WATCH_INTERVAL", "200ms"),
@@ -393,4 +393,203 @@ min_agreement = 0.9
     );
     a.assert_running();
     b.assert_running();
+}
+
+fn driftline(args: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_driftline"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "driftline {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn version_status(m: &serde_json::Value, version: &str) -> Option<serde_json::Value> {
+    m["versions"]
+        .as_array()?
+        .iter()
+        .find(|v| v["version"] == version)
+        .cloned()
+}
+
+#[test]
+fn with_keys_unsigned_and_tampered_versions_are_refused_and_readiness_says_so() {
+    let broker = Broker::start();
+    topics(&broker);
+    let gen = FraudGenerator::new(33, 2_000, START_MS);
+    cards(&broker, &gen);
+    let scratch = scratch_dir("lifecycle-");
+    for v in ["1", "2", "3"] {
+        copy_version(scratch.path(), v);
+    }
+    let key = scratch.path().join("ops").display().to_string();
+    let public = format!("{key}.pub");
+    driftline(&["model", "keygen", "--out", &key]);
+    let dir = |v: &str| scratch.path().join("fraud-mlp").join(v);
+    for v in ["1", "3"] {
+        driftline(&[
+            "model",
+            "sign",
+            "--key",
+            &key,
+            &dir(v).display().to_string(),
+        ]);
+    }
+    // Version 3 is changed after signing; version 2 is not signed at all.
+    let manifest = dir("3").join("model.toml");
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str("# edited after signing\n");
+    std::fs::write(&manifest, text).unwrap();
+
+    let registry = dir("1").display().to_string();
+    let config = config_with_plan(
+        scratch.path(),
+        r#"auto_start = false
+steps = [{ kind = "shadow", events = 1000000 }, { kind = "promote" }]
+"#,
+    );
+    let group = unique("lc-keys");
+    let trusted = format!("[\"{public}\"]");
+    let mut keyed_env = env(&registry);
+    keyed_env.push(("DRIFTLINE_MODEL__TRUSTED_KEYS", &trusted));
+    let mut keyed = Service::start_config(&broker, &group, &config, &keyed_env);
+    keyed.wait_ready(Duration::from_secs(60));
+    let m = model(&keyed);
+    assert_eq!(m["primary"], "1", "the signed version serves: {m:#}");
+    // Versions present at start are loaded when the state names them or
+    // through the API; the API answers with the refusal.
+    for (v, code) in [("2", "unsigned"), ("3", "bad_signature")] {
+        let (status, body) = keyed.post(
+            &format!("/v1/models/fraud-mlp/versions/{v}/load"),
+            Some(TOKEN),
+        );
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains(code), "version {v}: {body}");
+        let s = version_status(&model(&keyed), v).unwrap();
+        assert_eq!(s["status"], "refused", "{s}");
+        assert_eq!(s["reason"], code, "{s}");
+    }
+    assert!(keyed
+        .metrics()
+        .contains(r#"driftline_lifecycle_refusals_total{model="fraud-mlp",reason="unsigned"} 1"#));
+
+    // An instance without keys in the same group promotes version 2: the
+    // keyed one cannot follow, keeps serving, and says why on /readyz.
+    let mut open = Service::start_config(&broker, &group, &config, &env(&registry));
+    open.wait_ready(Duration::from_secs(60));
+    let (status, body) = open.post("/v1/models/fraud-mlp/versions/2/load", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = open.post("/v1/models/fraud-mlp/versions/2/rollout", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = open.post("/v1/models/fraud-mlp/promote", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let reason = wait_until(
+        "the keyed instance unready",
+        Duration::from_secs(30),
+        || match keyed.http_get("/readyz") {
+            (503, body) => Some(body),
+            _ => None,
+        },
+    );
+    assert!(
+        reason.contains("version 2") && reason.contains("unsigned"),
+        "{reason}"
+    );
+    keyed.assert_running();
+    open.assert_running();
+}
+
+/// Version `to` of fraud-mlp: version 2's files under another version
+/// number, its manifest passed through `edit`.
+fn derived_version(registry: &Path, to: &str, edit: impl Fn(String) -> String) {
+    let dir = registry.join("fraud-mlp").join(to);
+    std::fs::create_dir_all(&dir).unwrap();
+    let from = repo().join("models/fraud-mlp/2");
+    std::fs::copy(from.join("model.onnx"), dir.join("model.onnx")).unwrap();
+    let manifest = std::fs::read_to_string(from.join("model.toml"))
+        .unwrap()
+        .replace("version = \"2\"", &format!("version = \"{to}\""));
+    std::fs::write(dir.join("model.toml"), edit(manifest)).unwrap();
+}
+
+/// Starts a rollout of `version` and streams until it finishes; returns
+/// the rollout as `/v1/models` shows it.
+fn roll_out(
+    service: &Service,
+    broker: &Broker,
+    gen: &mut FraudGenerator,
+    version: &str,
+) -> serde_json::Value {
+    // Versions on disk at start load when a rollout names them.
+    let (status, body) = service.post(
+        &format!("/v1/models/fraud-mlp/versions/{version}/rollout"),
+        Some(TOKEN),
+    );
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..30 {
+        stream(broker, gen, 1_000, 5_000.0);
+        let m = model(service);
+        if m["rollout"]["status"] != "running" {
+            return m["rollout"].clone();
+        }
+    }
+    model(service)["rollout"].clone()
+}
+
+#[test]
+fn a_rejecting_and_a_slow_candidate_are_rolled_back_by_their_gates() {
+    let broker = Broker::start();
+    topics(&broker);
+    let mut gen = FraudGenerator::new(34, 2_000, START_MS);
+    cards(&broker, &gen);
+    let scratch = scratch_dir("lifecycle-");
+    copy_version(scratch.path(), "1");
+    copy_version(scratch.path(), "4");
+    // Version 5 does not know the grocery category: the candidate rejects
+    // every grocery purchase the primary scores.
+    derived_version(scratch.path(), "5", |m| {
+        m.replace("\"grocery\",", "\"groceries\",")
+            .lines()
+            .filter(|l| !l.starts_with("reference"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    let registry = scratch.path().join("fraud-mlp/1").display().to_string();
+    let config = config_with_plan(
+        scratch.path(),
+        r#"auto_start = false
+steps = [{ kind = "shadow", events = 1000000 }, { kind = "promote" }]
+[lifecycle.plans.fraud-mlp.gates]
+min_events = 300
+max_rejection_rate = 0.02
+max_latency_p99 = "60us"
+"#,
+    );
+    let mut service = Service::start_config(&broker, &unique("lc-gates"), &config, &env(&registry));
+    service.wait_ready(Duration::from_secs(60));
+
+    let rollout = roll_out(&service, &broker, &mut gen, "5");
+    assert_eq!(rollout["status"], "rolled_back", "{rollout:#}");
+    assert_eq!(rollout["step"], 0);
+    assert!(
+        rollout["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("gate rejection_rate failed")),
+        "{rollout:#}"
+    );
+
+    let rollout = roll_out(&service, &broker, &mut gen, "4");
+    assert_eq!(rollout["status"], "rolled_back", "{rollout:#}");
+    assert!(
+        rollout["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("gate latency_p99_us failed")),
+        "{rollout:#}"
+    );
+    assert_eq!(model(&service)["primary"], "1");
+    service.assert_running();
 }

@@ -131,8 +131,9 @@ impl Overrides {
 
 #[derive(clap::Args)]
 struct DemoArgs {
-    /// How long to run, in seconds.
-    #[arg(long, default_value_t = 20)]
+    /// How long to run, in seconds (long enough for drift, a retrain
+    /// request, a rollout to promotion and a rolled-back bad version).
+    #[arg(long, default_value_t = 40)]
     duration: u64,
     /// Target events per second (0 = as fast as the service keeps up).
     #[arg(long, default_value_t = 20_000)]

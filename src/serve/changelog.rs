@@ -92,9 +92,24 @@ pub fn ensure_topic(
     create_compacted(config, changelog, inputs as i32, timeout)
 }
 
+/// Creates a compacted topic of `partitions` partitions unless it exists.
+pub fn ensure_compacted(
+    config: &Config,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<(), ChangelogError> {
+    let probe = reader(config).map_err(ChangelogError::Client)?;
+    match crate::consumer::follower::topic_partitions(&probe, topic, timeout) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => create_compacted(config, topic, partitions, timeout),
+        Err(e) => Err(ChangelogError::Client(e)),
+    }
+}
+
 /// Creates a compacted topic of `partitions` partitions (one that exists
 /// already is fine).
-pub fn create_compacted(
+fn create_compacted(
     config: &Config,
     changelog: &str,
     partitions: i32,

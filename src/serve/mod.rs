@@ -474,7 +474,7 @@ fn start_lifecycle(
         }
     };
     let state_topic = config.models_topic();
-    changelog::create_compacted(config, &state_topic, 1, timeout)?;
+    changelog::ensure_compacted(config, &state_topic, 1, timeout)?;
     let topics = lifecycle::HubTopics {
         state: state_topic,
         events: drift::existing_topic(config, &config.kafka.topics.model_events, timeout)

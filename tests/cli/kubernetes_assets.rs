@@ -452,6 +452,7 @@ fn probes_and_scrapes_answer_on_the_admin_server() {
         metrics: driftline::telemetry::metrics::install().expect("the metrics recorder"),
         parts,
         token: config.admin.token.as_deref().map(Into::into),
+        lifecycle: Arc::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

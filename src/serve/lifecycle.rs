@@ -46,7 +46,7 @@ use crate::lifecycle::gates::{
 };
 use crate::lifecycle::plan::RolloutPlan;
 use crate::lifecycle::registry::{
-    Registry, ValidatedVersion, ValidationContext, WatchEvent, Watcher,
+    Refusal, Registry, ValidatedVersion, ValidationContext, WatchEvent, Watcher,
 };
 use crate::lifecycle::rollout::{self, Command, CommandError, ModelState, Settings, Transition};
 use crate::lifecycle::routing::{Role, Router, RoutingTable};
@@ -272,7 +272,7 @@ impl Hub {
             .get(&model)
             .map_or(0.5, |p| p.gates.decision_threshold);
         let configured = primary.version.clone();
-        metrics::lifecycle_model(&model);
+        metrics::lifecycle_model(&model, Refusal::CODES);
         metrics::rollout(&model, None, None);
         let me = instance_id();
         let mut versions = BTreeMap::new();

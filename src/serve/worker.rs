@@ -130,6 +130,10 @@ pub struct Worker {
     /// The batch's versions: primary, and the candidate when it scored.
     primary_version: Arc<str>,
     candidate_version: Option<Arc<str>>,
+    /// The version whose pipeline holds the drift recorder: the primary.
+    drift_at: Arc<str>,
+    /// `version`, shared.
+    configured: Arc<str>,
     /// `out.scored[..canary_from]` came from the primary, the rest from the canary.
     canary_from: usize,
     shadow_out: BatchOutput,
@@ -173,7 +177,7 @@ impl Worker {
     pub fn new(p: WorkerParts) -> Self {
         let model = p.pipeline.model().name().to_string();
         let version = p.pipeline.model().version().to_string();
-        let p_version = version.clone();
+        let served: Arc<str> = version.as_str().into();
         let reasons = RejectReason::ALL.map(RejectReason::code);
         let metrics = LoopMetrics::new(&p.topics.features, &model, &version, &reasons);
         Worker {
@@ -196,8 +200,10 @@ impl Worker {
             lifecycle: p.lifecycle,
             others: HashMap::new(),
             variant_metrics: HashMap::new(),
-            primary_version: p_version.into(),
+            primary_version: served.clone(),
             candidate_version: None,
+            drift_at: served.clone(),
+            configured: served,
             canary_from: 0,
             shadow_out: BatchOutput::default(),
             pairs: Vec::new(),
@@ -344,8 +350,10 @@ impl Worker {
         match table.filter(|t| t.candidate().is_some() || t.primary() != self.version) {
             Some(table) => self.score_routed(&table, decoded, now),
             None => {
+                let configured = self.configured.clone();
+                self.move_drift(&configured);
                 self.pipeline.score_events(decoded, now, &mut self.out);
-                self.primary_version = self.version.as_str().into();
+                self.primary_version = configured;
                 self.candidate_version = None;
                 self.canary_from = self.out.scored.len();
                 let batch = VariantBatch {
@@ -386,18 +394,18 @@ impl Worker {
 
     /// Scores a batch routed by `table` (see the module's guarantees).
     fn score_routed(&mut self, table: &RoutingTable, decoded: Vec<Decoded>, now: i64) {
-        // Versions leave a table for good once replaced (a rollback or a
-        // new rollout loads them again): keep the pipelines it routes to.
-        self.others.retain(|v, _| {
-            **v == *table.primary() || table.candidate().is_some_and(|c| c.version == *v)
-        });
         let primary_ok = self.ensure_pipeline(table.primary());
         // A version this instance could not load takes no traffic here:
         // the configured primary serves, and /readyz says why.
         let primary: Arc<str> = match primary_ok {
             true => table.primary().into(),
-            false => self.version.as_str().into(),
+            false => self.configured.clone(),
         };
+        self.move_drift(&primary);
+        // Versions leave a table for good once replaced (a rollback or a
+        // new rollout loads them again): keep the pipelines it routes to.
+        self.others
+            .retain(|v, _| **v == *primary || table.candidate().is_some_and(|c| c.version == *v));
         let candidate = table
             .candidate()
             .filter(|c| self.ensure_pipeline(&c.version))
@@ -503,6 +511,31 @@ impl Worker {
             rejected: (out.rejected.len() - rejected) as u64,
             elapsed: started.elapsed(),
         }
+    }
+
+    /// The pipeline of `version` (the configured one when it has none).
+    fn pipeline_of(&mut self, version: &str) -> &mut Pipeline {
+        if version == self.version {
+            return &mut self.pipeline;
+        }
+        match self.others.get_mut(version) {
+            Some(p) => p,
+            None => &mut self.pipeline,
+        }
+    }
+
+    /// Moves the drift recorder to the pipeline of the serving primary, so
+    /// that drift keeps watching the inputs and scores that are served
+    /// (against the reference of the version the service started with).
+    fn move_drift(&mut self, primary: &Arc<str>) {
+        if self.drift_at == *primary {
+            return;
+        }
+        let from = self.drift_at.clone();
+        if let Some(recorder) = self.pipeline_of(&from).take_recorder() {
+            self.pipeline_of(primary).set_recorder(recorder);
+        }
+        self.drift_at = primary.clone();
     }
 
     /// Makes sure a pipeline for `version` exists; false when the version
@@ -779,7 +812,8 @@ impl Worker {
 
     /// Called every loop turn: closes a due time window of drift monitoring.
     pub fn tick(&mut self) {
-        self.pipeline.tick();
+        let at = self.drift_at.clone();
+        self.pipeline_of(&at).tick();
     }
 
     /// Periodic upkeep: store size gauge, expired aggregate entities.

@@ -145,10 +145,14 @@ pub const LIFECYCLE_KINDS: [&str; 12] = [
     "previous_released",
 ];
 
-/// Registers the lifecycle counters of `model` at zero.
-pub fn lifecycle_model(model: &str) {
+/// Registers the lifecycle counters of `model` at zero: every event kind,
+/// and every refusal code in `refusals`.
+pub fn lifecycle_model(model: &str, refusals: &[&'static str]) {
     for kind in LIFECYCLE_KINDS {
         counter!(LIFECYCLE_EVENTS, "model" => model.to_string(), "kind" => kind).increment(0);
+    }
+    for &reason in refusals {
+        counter!(LIFECYCLE_REFUSALS, "model" => model.to_string(), "reason" => reason).increment(0);
     }
 }
 

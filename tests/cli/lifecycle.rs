@@ -158,6 +158,16 @@ fn a_signed_version_passes_and_each_tampering_is_refused_with_its_reason() {
 #[test]
 fn a_signed_manifest_without_a_reference_hash_does_not_cover_its_reference() {
     let (tmp, registry) = copy_versions(&["1"]);
+    // A manifest from before `reference_sha256` existed.
+    let manifest = registry.root().join("1/model.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let without: String = text
+        .lines()
+        .filter(|l| !l.starts_with("reference_sha256"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, text, "version 1 carries its reference's hash");
+    std::fs::write(&manifest, without).unwrap();
     let (key, trusted) = keys(tmp.path(), "ops");
     sign(&registry.root().join("1"), &key);
     let err = registry.validate("1", &context(trusted)).unwrap_err();

@@ -237,10 +237,7 @@ async fn version_action(
     Path((name, version, action)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(denied) = refused(&s, &headers) {
-        return denied;
-    }
-    let hub = match lifecycle_of(&s, &name) {
+    let hub = match lifecycle_of(&s, &headers, &name) {
         Ok(hub) => hub,
         Err(answer) => return *answer,
     };
@@ -263,10 +260,7 @@ async fn model_action(
     Path((name, action)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(denied) = refused(&s, &headers) {
-        return denied;
-    }
-    let hub = match lifecycle_of(&s, &name) {
+    let hub = match lifecycle_of(&s, &headers, &name) {
         Ok(hub) => hub,
         Err(answer) => return *answer,
     };
@@ -288,8 +282,16 @@ fn not_found(why: &str) -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"error": why}))).into_response()
 }
 
-/// The hub of model `name`: 404 for another model, 503 before the loop started it.
-fn lifecycle_of(s: &AdminState, name: &str) -> Result<Arc<Hub>, Box<Response>> {
+/// The hub of model `name` for a caller with the token: 401 without it
+/// (checked first), 404 for another model, 503 before the loop started it.
+fn lifecycle_of(
+    s: &AdminState,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<Arc<Hub>, Box<Response>> {
+    if let Some(denied) = refused(s, headers) {
+        return Err(Box::new(denied));
+    }
     let Some(hub) = s.lifecycle.get() else {
         return Err(Box::new(
             (

@@ -18,11 +18,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    event_record, repo, scratch_dir, unique, wait_until, Broker, OutRecord, Record, Service,
+    card_updates, event_record, repo, scratch_dir, unique, wait_until, Broker, Record, Service,
     START_MS, TOPICS,
 };
 use driftline::demo::generator::FraudGenerator;
 use driftline::lifecycle::routing::bucket;
+use tempfile::TempDir;
 
 const TOKEN: &str = "lifecycle-test-token-0123456789";
 const CARDS: usize = 20_000;
@@ -56,22 +57,22 @@ fn topics(broker: &Broker) {
     broker.create_topics(&[("predictions-shadow", 4), ("model-events", 1)]);
 }
 
-fn cards(broker: &Broker, gen: &FraudGenerator) {
-    let cards: Vec<OutRecord> = gen
-        .cards()
-        .map(|(entity, features)| {
-            let features: serde_json::Map<String, serde_json::Value> = features
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_json()))
-                .collect();
-            let update =
-                serde_json::json!({"entity_id": entity, "ts": START_MS, "features": features});
-            OutRecord::new(entity, serde_json::to_vec(&update).expect("JSON"))
-        })
-        .collect();
-    for chunk in cards.chunks(5000) {
+/// A broker with the topics, the generator's cards in `feature-updates`,
+/// and a scratch registry holding `versions`; the registry's version 1
+/// directory is the `model.dir` to start with.
+fn setup(seed: u64, cards: usize, versions: &[&str]) -> (Broker, FraudGenerator, TempDir, String) {
+    let broker = Broker::start();
+    topics(&broker);
+    let gen = FraudGenerator::new(seed, cards, START_MS);
+    for chunk in card_updates(&gen).chunks(5000) {
         broker.produce("feature-updates", chunk);
     }
+    let scratch = scratch_dir("lifecycle-");
+    for v in versions {
+        copy_version(scratch.path(), v);
+    }
+    let registry = scratch.path().join("fraud-mlp/1").display().to_string();
+    (broker, gen, scratch, registry)
 }
 
 fn env(registry: &str) -> Vec<(&str, &str)> {
@@ -114,13 +115,7 @@ fn stream(broker: &Broker, gen: &mut FraudGenerator, n: usize, rate: f64) -> Vec
 
 #[test]
 fn a_good_candidate_is_shadowed_canaried_and_promoted_under_load_losing_nothing() {
-    let broker = Broker::start();
-    topics(&broker);
-    let mut gen = FraudGenerator::new(31, CARDS, START_MS);
-    cards(&broker, &gen);
-    let scratch = scratch_dir("lifecycle-");
-    copy_version(scratch.path(), "1");
-    let registry = scratch.path().join("fraud-mlp/1").display().to_string();
+    let (broker, mut gen, scratch, registry) = setup(31, CARDS, &["1"]);
     let config = config_with_plan(
         scratch.path(),
         r#"auto_start = true
@@ -292,13 +287,7 @@ max_latency_p99 = "200ms"
 
 #[test]
 fn a_bad_candidate_is_rolled_back_by_its_gate_and_the_group_agrees_across_restarts() {
-    let broker = Broker::start();
-    topics(&broker);
-    let mut gen = FraudGenerator::new(32, 2_000, START_MS);
-    cards(&broker, &gen);
-    let scratch = scratch_dir("lifecycle-");
-    copy_version(scratch.path(), "1");
-    let registry = scratch.path().join("fraud-mlp/1").display().to_string();
+    let (broker, mut gen, scratch, registry) = setup(32, 2_000, &["1"]);
     // Not started by itself: the test starts it, then restarts an instance
     // in the middle of its first step.
     let config = config_with_plan(
@@ -418,14 +407,7 @@ fn version_status(m: &serde_json::Value, version: &str) -> Option<serde_json::Va
 
 #[test]
 fn with_keys_unsigned_and_tampered_versions_are_refused_and_readiness_says_so() {
-    let broker = Broker::start();
-    topics(&broker);
-    let gen = FraudGenerator::new(33, 2_000, START_MS);
-    cards(&broker, &gen);
-    let scratch = scratch_dir("lifecycle-");
-    for v in ["1", "2", "3"] {
-        copy_version(scratch.path(), v);
-    }
+    let (broker, _gen, scratch, _) = setup(33, 2_000, &["1", "2", "3"]);
     let key = scratch.path().join("ops").display().to_string();
     let public = format!("{key}.pub");
     driftline(&["model", "keygen", "--out", &key]);
@@ -542,13 +524,7 @@ fn roll_out(
 
 #[test]
 fn a_rejecting_and_a_slow_candidate_are_rolled_back_by_their_gates() {
-    let broker = Broker::start();
-    topics(&broker);
-    let mut gen = FraudGenerator::new(34, 2_000, START_MS);
-    cards(&broker, &gen);
-    let scratch = scratch_dir("lifecycle-");
-    copy_version(scratch.path(), "1");
-    copy_version(scratch.path(), "4");
+    let (broker, mut gen, scratch, registry) = setup(34, 2_000, &["1", "4"]);
     // Version 5 does not know the grocery category: the candidate rejects
     // every grocery purchase the primary scores.
     derived_version(scratch.path(), "5", |m| {
@@ -558,7 +534,6 @@ fn a_rejecting_and_a_slow_candidate_are_rolled_back_by_their_gates() {
             .map(|l| format!("{l}\n"))
             .collect()
     });
-    let registry = scratch.path().join("fraud-mlp/1").display().to_string();
     let config = config_with_plan(
         scratch.path(),
         r#"auto_start = false

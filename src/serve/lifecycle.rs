@@ -995,3 +995,41 @@ fn on_change(hub: &Hub, change: WatchEvent) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variant_readings_count_and_take_the_p99_of_per_event_times() {
+        let mut acc = VariantAcc::new(7);
+        // 100 batches of 10 events: 1..=100 µs per event.
+        for us in 1..=100u64 {
+            VariantBatch {
+                events: 10,
+                rejected: u64::from(us % 10 == 0),
+                elapsed: Duration::from_micros(us * 10),
+            }
+            .record(&mut acc);
+        }
+        VariantBatch::default().record(&mut acc);
+        let r = acc.readings();
+        assert_eq!((r.events, r.rejected), (1000, 10));
+        let p99 = r.latency_p99_us.unwrap();
+        assert!((p99 - 99.0).abs() < 1e-9, "{p99}");
+        assert_eq!(VariantAcc::new(1).readings().latency_p99_us, None);
+    }
+
+    #[test]
+    fn hub_errors_have_stable_codes() {
+        let e = HubError::NotLoaded {
+            model: "m".into(),
+            version: "2".into(),
+            why: String::new(),
+        };
+        assert_eq!(e.code(), "not_loaded");
+        assert_eq!(HubError::NoState.code(), "no_state");
+        let e: HubError = CommandError::NoRollout { model: "m".into() }.into();
+        assert_eq!(e.code(), "no_rollout");
+    }
+}

@@ -40,9 +40,11 @@ use crate::consumer::context::reader;
 use crate::consumer::follower::{
     self, CaughtUp, Follow, FollowError, MissingTopic, Records, Start,
 };
+use crate::drift::labels::LabelJoin;
 use crate::event::now_ms;
 use crate::lifecycle::gates::{
-    GateReadings, Reservoir, ScoreStreams, ShadowPairs, VariantReadings,
+    GateReadings, LabelMetrics, LabelReadings, Reservoir, ScoreStreams, ShadowPairs,
+    VariantReadings,
 };
 use crate::lifecycle::plan::RolloutPlan;
 use crate::lifecycle::registry::{
@@ -238,6 +240,8 @@ pub struct Hub {
     registry: Registry,
     context: ValidationContext,
     shared: Arc<Shared>,
+    /// Labels joined per version, for the label gates.
+    labels: Option<Arc<LabelJoin>>,
 }
 
 impl Hub {
@@ -300,7 +304,35 @@ impl Hub {
             registry,
             context,
             shared,
+            labels: None,
         }
+    }
+
+    /// Feeds the label gates from `join` (predictions are recorded there
+    /// under the version that served them).
+    pub fn with_labels(mut self, join: Option<Arc<LabelJoin>>) -> Self {
+        self.labels = join;
+        self
+    }
+
+    /// Both versions' rolling label metrics, when labels are joined.
+    fn label_readings(&self, primary: &str, candidate: &str) -> Option<LabelReadings> {
+        let snapshot = self.labels.as_ref()?.snapshot();
+        let of = |version: &str| {
+            snapshot
+                .iter()
+                .find(|v| v.model_version == version)
+                .map(|v| LabelMetrics {
+                    labels: v.metrics.count as u64,
+                    auc: v.metrics.roc_auc,
+                    log_loss: v.metrics.log_loss,
+                })
+                .unwrap_or_default()
+        };
+        Some(LabelReadings {
+            candidate: of(candidate),
+            primary: of(primary),
+        })
     }
 
     pub fn model(&self) -> &str {
@@ -622,6 +654,9 @@ impl Hub {
             .active()
             .and_then(|r| r.traffic())
             .map(|(role, _)| role);
+        let labels = state
+            .active()
+            .and_then(|r| self.label_readings(&state.primary, &r.candidate));
         GateReadings {
             new_candidate_events: std::mem::take(&mut acc.new_candidate_events),
             candidate: acc.candidate.readings(),
@@ -633,7 +668,7 @@ impl Hub {
                 .then(|| acc.streams.summary())
                 .flatten(),
             candidate_drift_alerts: None,
-            labels: None,
+            labels,
         }
     }
 

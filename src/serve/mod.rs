@@ -366,7 +366,14 @@ fn run(
         label_join.as_ref(),
         timings.flush_timeout,
     )?;
-    let hub = start_lifecycle(config, &parts, &sink, shared, timings.flush_timeout)?;
+    let hub = start_lifecycle(
+        config,
+        &parts,
+        &sink,
+        shared,
+        label_join.clone(),
+        timings.flush_timeout,
+    )?;
     followers.lifecycle = Some(lifecycle::spawn(
         config,
         hub.clone(),
@@ -444,6 +451,7 @@ fn start_lifecycle(
     parts: &Parts,
     sink: &Arc<Sink>,
     shared: &Arc<Shared>,
+    labels: Option<Arc<LabelJoin>>,
     timeout: Duration,
 ) -> Result<Arc<lifecycle::Hub>, ServeError> {
     let model = &parts.model;
@@ -480,15 +488,18 @@ fn start_lifecycle(
         events: drift::existing_topic(config, &config.kafka.topics.model_events, timeout)
             .map_err(ServeError::Client)?,
     };
-    Ok(Arc::new(lifecycle::Hub::new(
-        config,
-        primary,
-        registry,
-        context,
-        sink.clone(),
-        topics,
-        shared.clone(),
-    )))
+    Ok(Arc::new(
+        lifecycle::Hub::new(
+            config,
+            primary,
+            registry,
+            context,
+            sink.clone(),
+            topics,
+            shared.clone(),
+        )
+        .with_labels(labels),
+    ))
 }
 
 /// Starts the `feature-updates` follower when the model reads the store

@@ -516,15 +516,15 @@ impl Hub {
             .collect()
     }
 
-    /// Writes `next` as the successor of the current record, and publishes
-    /// what it caused. Returns the generation written.
+    /// Writes `next` as the successor of `base`, and publishes what it
+    /// caused. Returns the record written.
     fn write(
         &self,
         base: Option<&StateRecord>,
         state: ModelState,
         cause: Cause,
         events: Vec<LifecycleEvent>,
-    ) -> Result<u64, HubError> {
+    ) -> Result<StateRecord, HubError> {
         let now = now_ms();
         let record = match base {
             Some(b) => b.next(state, &self.me, cause, now),
@@ -544,7 +544,7 @@ impl Hub {
             .map_err(|e| HubError::Write(e.to_string()))?;
         *self.pending.lock() = Some((generation, Instant::now()));
         self.publish(generation, rollout_id, events);
-        Ok(generation)
+        Ok(record)
     }
 
     /// Sends events to `model-events`, logs and counts them, keeps them
@@ -729,12 +729,14 @@ impl Hub {
                 .as_ref()
                 .map_or_else(|| ModelState::new(&self.configured), |b| b.state.clone());
             let t = f(&self.settings, &state, now_ms())?;
-            let generation = self.write(base.as_ref(), t.state, cause, t.events)?;
+            let written = self.write(base.as_ref(), t.state, cause, t.events)?;
             let waited = Instant::now();
             loop {
                 if let Some(current) = self.current_record() {
-                    if current.generation >= generation {
-                        if current.generation == generation && current.writer == self.me {
+                    if current.generation >= written.generation {
+                        // This instance's own checks write with the same
+                        // writer id: the record itself must be the one kept.
+                        if current == written {
                             return Ok(self.describe());
                         }
                         break;

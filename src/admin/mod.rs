@@ -1,16 +1,22 @@
 //! The admin HTTP port: `/metrics`, `/healthz`, `/readyz`, `/v1/models`,
-//! `/v1/features/{entity_id}` (`GET`; `PUT` and `DELETE` with the token).
+//! `/v1/drift`, `/v1/features/{entity_id}` (`GET`, `PUT`, `DELETE`), and
+//! the model lifecycle commands (`POST`):
+//! `/v1/models/{name}/versions/{version}/load`,
+//! `/v1/models/{name}/versions/{version}/rollout`, and
+//! `/v1/models/{name}/{promote|rollback|pause|resume}`.
 //!
 //! Guarantees: handlers take only short locks (atomics, the store and
 //! aggregator shards of one entity), so a slow scrape never stalls scoring;
 //! `/v1/features/{id}` (reads of stored, possibly personal, features as
-//! well as `PUT`/`DELETE`) answers 401 unless the request carries
+//! well as `PUT`/`DELETE`) and the lifecycle commands answer 401 unless
+//! the request carries
 //! `Authorization: Bearer <admin.token>` (compared in constant time), and
 //! always 401 when no token is configured; the token is checked from the
 //! headers alone, before any byte of the body is read; a body is read up
 //! to `admin.max_body_bytes` (413 past it); a request that takes longer
 //! than `admin.request_timeout` (a slow body, say) is answered 408 and
-//! dropped;
+//! dropped, except a lifecycle command, which reads no body and bounds its
+//! own work;
 //! `/readyz` answers 200 only once the model is loaded, the store caught up
 //! and partitions assigned, and 503 with the reason otherwise; the server
 //! stops when its shutdown future resolves, after the scoring loop.
@@ -23,7 +29,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -32,6 +38,9 @@ use serde_json::{json, Map, Value};
 use crate::app::Parts;
 use crate::event::{now_ms, Features};
 use crate::features::store::Lookup;
+use crate::lifecycle::rollout::Command;
+use crate::serve::lifecycle::{Hub, HubError};
+use crate::serve::HubSlot;
 use crate::status::Shared;
 
 /// Errors of the admin server.
@@ -57,6 +66,8 @@ pub struct AdminState {
     pub token: Option<Arc<str>>,
     /// Body size and time bounds of a request.
     pub limits: HttpLimits,
+    /// The model lifecycle, once the scoring loop has started it.
+    pub lifecycle: HubSlot,
 }
 
 /// Bounds of one admin request.
@@ -82,11 +93,22 @@ pub fn router(state: AdminState) -> Router {
     let limits = state.limits;
     // `route_layer`: the token check runs only on a matched route, and
     // before the handler's extractors, so an unauthorised body is never read.
-    let protected = Router::new()
+    let features = Router::new()
         .route(
             "/v1/features/{entity_id}",
             get(features).put(put_features).delete(delete_features),
         )
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    // Lifecycle commands read no body, and their work (validating a model,
+    // a write read back within 10 s) is the server's, bounded on
+    // its own: `admin.request_timeout` would cut it short with a 408 that
+    // blames the client.
+    let lifecycle = Router::new()
+        .route(
+            "/v1/models/{name}/versions/{version}/{action}",
+            post(version_action),
+        )
+        .route("/v1/models/{name}/{action}", post(model_action))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/metrics", get(metrics))
@@ -94,12 +116,13 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/models", get(models))
         .route("/v1/drift", get(drift))
-        .merge(protected)
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .merge(features)
         .layer(middleware::from_fn_with_state(
             limits.request_timeout,
             time_limit,
         ))
+        .merge(lifecycle)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state)
 }
 
@@ -183,6 +206,9 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn models(State(s): State<AdminState>) -> Json<Value> {
+    if let Some(hub) = s.lifecycle.get() {
+        return Json(hub.describe());
+    }
     let m = &s.parts.model;
     let manifest = m.manifest();
     Json(json!({
@@ -270,6 +296,104 @@ async fn features(
         "owned": owned,
         "at": at,
     }))
+}
+
+/// `POST /v1/models/{name}/versions/{version}/{load|rollout}`.
+async fn version_action(
+    State(s): State<AdminState>,
+    Path((name, version, action)): Path<(String, String, String)>,
+) -> Response {
+    let hub = match lifecycle_of(&s, &name) {
+        Ok(hub) => hub,
+        Err(answer) => return *answer,
+    };
+    match action.as_str() {
+        "load" => {
+            lifecycle_call(move || {
+                hub.load(&version)?;
+                Ok(hub.describe())
+            })
+            .await
+        }
+        "rollout" => lifecycle_call(move || hub.start(&version)).await,
+        _ => not_found(&format!("no action {action:?} (load, rollout)")),
+    }
+}
+
+/// `POST /v1/models/{name}/{promote|rollback|pause|resume}`.
+async fn model_action(
+    State(s): State<AdminState>,
+    Path((name, action)): Path<(String, String)>,
+) -> Response {
+    let hub = match lifecycle_of(&s, &name) {
+        Ok(hub) => hub,
+        Err(answer) => return *answer,
+    };
+    let command = match action.as_str() {
+        "promote" => Command::Promote,
+        "rollback" => Command::Rollback,
+        "pause" => Command::Pause,
+        "resume" => Command::Resume,
+        _ => {
+            return not_found(&format!(
+                "no action {action:?} (promote, rollback, pause, resume)"
+            ))
+        }
+    };
+    lifecycle_call(move || hub.command(command)).await
+}
+
+fn not_found(why: &str) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": why}))).into_response()
+}
+
+/// The hub of model `name` (the route layer has checked the token): 404
+/// for another model, 503 before the loop started it.
+fn lifecycle_of(s: &AdminState, name: &str) -> Result<Arc<Hub>, Box<Response>> {
+    let Some(hub) = s.lifecycle.get() else {
+        return Err(Box::new(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "the model lifecycle has not started yet"})),
+            )
+                .into_response(),
+        ));
+    };
+    if hub.model() != name {
+        return Err(Box::new(not_found(&format!(
+            "no model {name:?} (this instance serves {:?})",
+            hub.model()
+        ))));
+    }
+    Ok(hub.clone())
+}
+
+/// Runs a lifecycle call (validation, a write read back) off the runtime:
+/// 200 with `/v1/models`, or the error's code: 409 for a command the
+/// state refuses, 422 for a version that is not loaded, 503 otherwise.
+async fn lifecycle_call(f: impl FnOnce() -> Result<Value, HubError> + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => {
+            let status = match e {
+                HubError::Command(_) => StatusCode::CONFLICT,
+                HubError::NotLoaded { .. } | HubError::NoPlan { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (
+                status,
+                Json(json!({"error": e.code(), "detail": e.to_string()})),
+            )
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "internal", "detail": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 /// The 401 answer, unless the request carries the configured bearer token.
@@ -438,6 +562,7 @@ mod tests {
             },
             token: token.map(Into::into),
             limits: HttpLimits::default(),
+            lifecycle: Arc::default(),
         }
     }
 
@@ -481,6 +606,25 @@ mod tests {
             assert_eq!(status, 200);
             assert!(text.contains("\"deleted\":true"), "{text}");
             assert!(store.is_empty());
+
+            // Every lifecycle endpoint checks the token before anything else.
+            for path in [
+                "/v1/models/fraud-mlp/versions/2/load",
+                "/v1/models/fraud-mlp/versions/2/rollout",
+                "/v1/models/fraud-mlp/promote",
+                "/v1/models/fraud-mlp/rollback",
+                "/v1/models/fraud-mlp/pause",
+                "/v1/models/fraud-mlp/resume",
+            ] {
+                assert_eq!(request(addr, "POST", path, None, "").await.0, 401, "{path}");
+                assert_eq!(
+                    request(addr, "POST", path, Some("wrong-token"), "").await.0,
+                    401,
+                    "{path}"
+                );
+                // With the token, this loop-less server has no lifecycle yet.
+                assert_eq!(request(addr, "POST", path, Some(token), "").await.0, 503);
+            }
 
             // No token configured: the endpoints stay shut.
             let (addr, server) = bind("127.0.0.1:0", state(None), std::future::pending())
@@ -557,6 +701,24 @@ mod tests {
                 .await
                 .expect("an answer without the body");
             assert_eq!(status, 401, "{text}");
+            // A lifecycle command: the same, and with the token its body
+            // (which it has no use for) is not read either.
+            let with_token = format!("Authorization: Bearer {TOKEN}\r\n");
+            for (auth, expected) in [
+                ("", 401),
+                ("Authorization: Bearer wrong-token-0123456789\r\n", 401),
+                // This loop-less server has no lifecycle yet.
+                (with_token.as_str(), 503),
+            ] {
+                let head = format!(
+                    "POST /v1/models/fraud-mlp/versions/2/load HTTP/1.1\r\nHost: x\r\n{auth}\
+                     Content-Length: 1000000000\r\n"
+                );
+                let (status, text) = exchange(addr, head, vec![b' '; 1024], WAIT)
+                    .await
+                    .expect("an answer without the body");
+                assert_eq!(status, expected, "{text}");
+            }
         });
     }
 

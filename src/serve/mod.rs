@@ -34,12 +34,13 @@
 pub mod changelog;
 pub mod drift;
 mod labels;
+pub mod lifecycle;
 mod updates;
 pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,11 @@ use crate::consumer::config::{group_config, producer_config};
 use crate::consumer::context::{reader, GroupContext};
 use crate::consumer::follower::{self, FollowError};
 use crate::drift::labels::LabelJoin;
+use crate::lifecycle::registry::{
+    Refusal, Registry, ServingContract, ValidatedVersion, ValidationContext,
+};
 use crate::pipeline::{InputLimits, Pipeline, PipelineError};
+use crate::score::signature::{SignatureError, TrustedKeys};
 use crate::sink::offsets::Tracker;
 use crate::sink::{Sink, SinkError};
 use crate::status::Shared;
@@ -102,7 +107,20 @@ pub enum ServeError {
         #[source]
         source: KafkaError,
     },
+    #[error("model.trusted_keys: {0}")]
+    Keys(#[from] SignatureError),
+    #[error("the configured model version is refused ({code}): {refusal}")]
+    Refused {
+        code: &'static str,
+        refusal: Box<Refusal>,
+    },
+    #[error(transparent)]
+    Lifecycle(#[from] lifecycle::StartError),
 }
+
+/// The model lifecycle, once the loop has built it (the admin API starts
+/// before).
+pub type HubSlot = Arc<OnceLock<Arc<lifecycle::Hub>>>;
 
 /// Whether the service may run without its admin port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +171,7 @@ pub fn start(config: Config, parts: Parts, options: ServeOptions) -> Result<Serv
             source,
         })?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let hub: HubSlot = Arc::default();
     let state = AdminState {
         shared: shared.clone(),
         metrics,
@@ -162,6 +181,7 @@ pub fn start(config: Config, parts: Parts, options: ServeOptions) -> Result<Serv
             max_body_bytes: config.admin.max_body_bytes,
             request_timeout: config.admin.request_timeout()?,
         },
+        lifecycle: hub.clone(),
     };
     let bound = runtime.block_on(crate::admin::bind(&config.admin.listen, state, async {
         let _ = http_stopped.await;
@@ -187,7 +207,7 @@ pub fn start(config: Config, parts: Parts, options: ServeOptions) -> Result<Serv
             .name("scoring".into())
             .spawn(move || {
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(&config, parts, &stop, &shared)
+                    run(&config, parts, &stop, &shared, &hub)
                 }))
                 .unwrap_or(Err(ServeError::Panicked));
                 // `/healthz` answers 503 with this until the process exits.
@@ -295,6 +315,7 @@ impl Timings {
 struct Followers {
     updates: Option<JoinHandle<Result<(), FollowError>>>,
     labels: Option<JoinHandle<Result<(), FollowError>>>,
+    lifecycle: Option<lifecycle::Threads>,
 }
 
 /// The scoring loop's consumer.
@@ -306,20 +327,29 @@ fn run(
     parts: Parts,
     stop: &Arc<AtomicBool>,
     shared: &Arc<Shared>,
+    hub_slot: &HubSlot,
 ) -> Result<(), ServeError> {
     let timings = Timings::new(config)?;
-    let topics = Topics {
-        features: config.kafka.topics.features.clone(),
-        predictions: config.kafka.topics.predictions.clone(),
-        dlq: config.kafka.topics.dlq.clone(),
-        changelog: config.changelog_topic(),
-    };
     let model = &parts.model;
     metrics::model_info(model.name(), model.version(), &model.manifest().sha256);
     shared.model_loaded.store(true, Ordering::Release);
     if !connect(config, stop, shared)? {
         return Ok(());
     }
+    // Looked up once connected: before, a metadata request would wait out
+    // its own timeout instead of the connect backoff.
+    let topics = Topics {
+        features: config.kafka.topics.features.clone(),
+        predictions: config.kafka.topics.predictions.clone(),
+        dlq: config.kafka.topics.dlq.clone(),
+        changelog: config.changelog_topic(),
+        predictions_shadow: drift::existing_topic(
+            config,
+            &config.kafka.topics.predictions_shadow,
+            timings.flush_timeout,
+        )
+        .map_err(ServeError::Client)?,
+    };
 
     if parts.aggregator.is_some() {
         changelog::ensure_topic(
@@ -337,6 +367,7 @@ fn run(
     let mut followers = Followers {
         updates: start_updates(config, &parts, &sink, stop, shared, timings.flush_timeout)?,
         labels: None,
+        lifecycle: None,
     };
     if !wait_for_store(
         config,
@@ -366,6 +397,39 @@ fn run(
         label_join.as_ref(),
         timings.flush_timeout,
     )?;
+    let hub = start_lifecycle(
+        config,
+        &parts,
+        &sink,
+        shared,
+        label_join.clone(),
+        timings.flush_timeout,
+    )?;
+    followers.lifecycle = Some(lifecycle::spawn(
+        config,
+        hub.clone(),
+        stop.clone(),
+        timings.flush_timeout,
+    )?);
+    let _ = hub_slot.set(hub.clone());
+    // Routing must follow the group's state from the first batch on (a
+    // restart in the middle of a rollout keeps every entity on its version).
+    let waited = Instant::now();
+    while !hub.state_read() {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if waited.elapsed() > timings.flush_timeout * 4 {
+            return Err(ServeError::Topic {
+                topic: config.models_topic(),
+                reason: format!(
+                    "lifecycle state not read within {:?}",
+                    timings.flush_timeout * 4
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let worker = Worker::new(WorkerParts {
         pipeline,
         sink: sink.clone(),
@@ -380,6 +444,7 @@ fn run(
         restorer: reader(config).map_err(ServeError::Client)?,
         shared: shared.clone(),
         labels: label_join,
+        lifecycle: Some(hub),
     });
     let consumer: GroupConsumer = group_config(config)
         .create_with_context(GroupContext::new(worker, topics.features.clone()))
@@ -414,6 +479,64 @@ fn run(
         shared,
     );
     result
+}
+
+/// The model lifecycle: the served version validated like any other
+/// (signatures apply at start too), the state topic created when missing.
+fn start_lifecycle(
+    config: &Config,
+    parts: &Parts,
+    sink: &Arc<Sink>,
+    shared: &Arc<Shared>,
+    labels: Option<Arc<LabelJoin>>,
+    timeout: Duration,
+) -> Result<Arc<lifecycle::Hub>, ServeError> {
+    let model = &parts.model;
+    let context = ValidationContext {
+        trusted_keys: TrustedKeys::load(&config.model.trusted_keys)?,
+        serving: ServingContract::of_sources(parts.store.as_deref(), parts.aggregator.as_deref()),
+        drift: Some(config.drift.clone()),
+    };
+    let registry = Registry::of_model_dir(&config.model.dir, model.name());
+    let primary = if config.model.dir.join("model.toml").is_file() {
+        registry
+            .validate(model.version(), &context)
+            .map_err(|r| ServeError::Refused {
+                code: r.code(),
+                refusal: Box::new(r),
+            })?
+    } else {
+        // A model built into the binary (the demo's) has no directory to
+        // check; it is what was loaded.
+        ValidatedVersion {
+            version: model.version().to_owned(),
+            dir: config.model.dir.clone(),
+            model: model.clone(),
+            manifest_sha256: model.manifest().sha256.clone(),
+            signed_by: None,
+            reference: None,
+            drift: parts.drift.clone(),
+        }
+    };
+    let state_topic = config.models_topic();
+    changelog::ensure_compacted(config, &state_topic, 1, timeout)?;
+    let topics = lifecycle::HubTopics {
+        state: state_topic,
+        events: drift::existing_topic(config, &config.kafka.topics.model_events, timeout)
+            .map_err(ServeError::Client)?,
+    };
+    Ok(Arc::new(
+        lifecycle::Hub::new(
+            config,
+            primary,
+            registry,
+            context,
+            sink.clone(),
+            topics,
+            shared.clone(),
+        )
+        .with_labels(labels),
+    ))
 }
 
 /// Starts the `feature-updates` follower when the model reads the store
@@ -670,9 +793,10 @@ fn retry_outputs(
 /// Shortest pause between two rounds of [`retry_outputs`].
 const RESEND_EVERY: Duration = Duration::from_secs(1);
 
-/// Records in `shared` a follower that stopped while the loop runs:
-/// `/healthz` then answers 503 naming it (scoring goes on, with a store or
-/// label join that no longer follows its topic).
+/// Records in `shared` a follower (or a lifecycle thread) that stopped
+/// while the loop runs: `/healthz` then answers 503 naming it (scoring goes
+/// on, with a store, label join or routing that no longer follows its
+/// topic).
 fn watch_followers(followers: &mut Followers, shared: &Shared) {
     for (name, handle) in [
         ("feature-updates", &mut followers.updates),
@@ -687,6 +811,15 @@ fn watch_followers(followers: &mut Followers, shared: &Shared) {
             tracing::error!(follower = name, %reason, "follower stopped");
             shared.fail(format!("{name} follower stopped: {reason}"));
         }
+    }
+    // Routing and gates would freeze on a state no longer followed.
+    if let Some(reason) = followers
+        .lifecycle
+        .as_mut()
+        .and_then(lifecycle::Threads::ended)
+    {
+        tracing::error!(%reason, "model lifecycle stopped");
+        shared.fail(format!("model lifecycle stopped: {reason}"));
     }
 }
 
@@ -785,6 +918,9 @@ fn shut_down(
         if let Ok(Err(e)) = h.join() {
             tracing::warn!(error = %e, "label follower stopped with an error");
         }
+    }
+    if let Some(threads) = followers.lifecycle {
+        threads.join();
     }
     tracing::info!(
         predictions = shared.stats.predicted.load(Ordering::Relaxed),

@@ -459,6 +459,7 @@ fn probes_and_scrapes_answer_on_the_admin_server() {
                 .request_timeout()
                 .expect("the ConfigMap's admin.request_timeout"),
         },
+        lifecycle: Arc::default(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -11,6 +11,7 @@ mod dlq;
 mod drift;
 mod faults;
 mod feature_updates;
+mod lifecycle;
 mod predictions;
 mod rebalance;
 mod selftest;

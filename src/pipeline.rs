@@ -285,6 +285,20 @@ impl Pipeline {
         self.recorder.take()
     }
 
+    /// The drift windows' bytes (open, queued, held), their bound and the
+    /// scores thinned to keep it, when the recorder is here.
+    pub fn drift_usage(&self) -> Option<(usize, usize, u64)> {
+        let r = self.recorder.as_ref()?;
+        let config = r.plan().config();
+        // The open sub-window, a full queue, the evaluator's sub-windows.
+        let windows = 1 + config.queue.max(1) + config.sub_windows.max(1) as usize;
+        Some((
+            r.stats().bytes(),
+            windows * config.max_window_bytes,
+            r.stats().thinned.load(std::sync::atomic::Ordering::Relaxed),
+        ))
+    }
+
     /// Closes a due time window of the drift recorder (a quiet stream
     /// scores nothing that would close it).
     pub fn tick(&mut self) {

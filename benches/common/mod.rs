@@ -45,6 +45,7 @@ pub fn fraud(dir: &str, cards: usize, n: usize) -> Fraud {
             buckets: 12,
             shards: 16,
             max_entities: cards * 2,
+            ..AggregatorConfig::default()
         },
     )
     .expect("sources");

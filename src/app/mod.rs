@@ -164,6 +164,7 @@ fn store_config(config: &Config, ttl_ms: Option<i64>) -> StoreConfig {
         max_category_bytes: config.store.max_category_bytes.max(1),
         max_categories: config.store.max_categories.max(1),
         max_dictionary_bytes: config.store.max_dictionary_bytes.max(1),
+        max_bytes: config.store.max_bytes.max(1),
     }
 }
 
@@ -173,6 +174,7 @@ fn aggregator_config(config: &Config) -> AggregatorConfig {
         buckets: config.aggregates.buckets.clamp(1, 1024),
         shards: config.aggregates.shards.clamp(1, 1024),
         max_entities: config.aggregates.max_entities.max(1),
+        max_bytes: config.aggregates.max_bytes.max(1),
     }
 }
 

@@ -350,6 +350,10 @@ pub struct StoreConfig {
     pub max_categories: usize,
     /// Most text a categorical column's dictionary keeps, in bytes; same rule.
     pub max_dictionary_bytes: usize,
+    /// Bytes of rows (cells, ids, index) held, at least 1 MiB per shard;
+    /// beyond it the least recently updated rows are evicted. Dictionaries
+    /// are bounded on their own.
+    pub max_bytes: usize,
 }
 
 impl StoreConfig {
@@ -380,6 +384,7 @@ impl Default for StoreConfig {
             max_category_bytes: crate::features::store::DEFAULT_MAX_CATEGORY_BYTES,
             max_categories: crate::features::store::DEFAULT_MAX_CATEGORIES,
             max_dictionary_bytes: crate::features::store::DEFAULT_MAX_DICTIONARY_BYTES,
+            max_bytes: crate::features::store::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -392,6 +397,14 @@ pub struct AggregatesConfig {
     pub buckets: u32,
     /// Cap on entities with aggregate state; beyond it the least recently seen are evicted.
     pub max_entities: usize,
+    /// Bytes of aggregate state (blocks, ids, index), at least 1 MiB per
+    /// shard; beyond it the least recently seen are evicted.
+    pub max_bytes: usize,
+    /// Bytes of the per-entity offset marks of the owned partitions (at
+    /// least 1 MiB); beyond it the marks of evicted entities are
+    /// tombstoned at once, then the entities with the oldest marks leave
+    /// the aggregates.
+    pub max_mark_bytes: usize,
     /// Lock shards (rounded to a power of two).
     pub shards: usize,
     /// The changelog restore on partition assignment fails only after this
@@ -415,6 +428,8 @@ impl Default for AggregatesConfig {
         AggregatesConfig {
             buckets: 12,
             max_entities: 1_000_000,
+            max_bytes: crate::features::aggregates::DEFAULT_MAX_BYTES,
+            max_mark_bytes: 256 * 1024 * 1024,
             shards: 16,
             restore_stall_timeout: "60s".into(),
         }
@@ -610,6 +625,13 @@ impl Config {
         if !(1..=1024).contains(&s.shards) {
             p.push(format!("store.shards: {} is outside 1..=1024", s.shards));
         }
+        const MIB: usize = 1024 * 1024;
+        if s.max_bytes < s.shards.max(1) * MIB {
+            p.push(format!(
+                "store.max_bytes: {} is below 1 MiB per shard ({} shards)",
+                s.max_bytes, s.shards
+            ));
+        }
         for (key, value) in [
             ("store.max_category_bytes", s.max_category_bytes),
             ("store.max_categories", s.max_categories),
@@ -628,6 +650,18 @@ impl Config {
         }
         if a.max_entities == 0 {
             p.push("aggregates.max_entities: must be at least 1".into());
+        }
+        if a.max_bytes < a.shards.max(1) * MIB {
+            p.push(format!(
+                "aggregates.max_bytes: {} is below 1 MiB per shard ({} shards)",
+                a.max_bytes, a.shards
+            ));
+        }
+        if a.max_mark_bytes < MIB {
+            p.push(format!(
+                "aggregates.max_mark_bytes: {} is below 1 MiB",
+                a.max_mark_bytes
+            ));
         }
         if !(1..=1024).contains(&a.shards) {
             p.push(format!(

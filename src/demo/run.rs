@@ -272,6 +272,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
             buckets: 12,
             shards: 16,
             max_entities: options.cards.max(1) * 2,
+            ..AggregatorConfig::default()
         },
     )?;
     let start_ms = now_ms();

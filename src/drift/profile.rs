@@ -82,6 +82,22 @@ impl ColumnSketch {
         }
     }
 
+    /// Bytes held now (see the sketches' `bytes`).
+    pub fn bytes(&self) -> usize {
+        match self {
+            ColumnSketch::Numeric(s) => s.bytes(),
+            ColumnSketch::Categorical(s) => s.bytes(),
+        }
+    }
+
+    /// The most [`bytes`](Self::bytes) can reach, however many values.
+    pub fn bytes_bound(&self) -> usize {
+        match self {
+            ColumnSketch::Numeric(s) => s.bytes_bound(),
+            ColumnSketch::Categorical(s) => s.bytes(),
+        }
+    }
+
     /// Values and missing values seen.
     pub fn total(&self) -> u64 {
         match self {

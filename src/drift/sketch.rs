@@ -128,7 +128,26 @@ pub struct NumericSketch {
     missing: u64,
 }
 
+/// Most values one KLL of [`KLL_K`] retains, whatever it was fed: its
+/// levels hold about `3k` values in all plus a few per level, and 2^64
+/// values make 64 levels at most (what windows are budgeted with).
+pub const KLL_RETAINED_BOUND: usize = 3 * KLL_K as usize + 8 * 64;
+
 impl NumericSketch {
+    /// Bytes held now: bins and edges, and the values both KLLs retain.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + (self.edges.len() + self.histogram.len()) * 8
+            + (self.quantiles.num_retained() + self.staging.num_retained()) * 8
+    }
+
+    /// The most [`bytes`](Self::bytes) can reach, however many values.
+    pub fn bytes_bound(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + (self.edges.len() + self.histogram.len()) * 8
+            + 2 * KLL_RETAINED_BOUND * 8
+    }
+
     /// An empty sketch on the given interior bin edges (finite, strictly
     /// increasing, at least one), usually a reference profile's.
     pub fn new(edges: Vec<f64>) -> Result<Self, DriftError> {
@@ -636,6 +655,20 @@ pub struct CategoricalSketch {
 }
 
 impl CategoricalSketch {
+    /// Bytes held: the category names (on the heap past 24 bytes), their
+    /// counts and index. Fixed once built: other values share one bucket.
+    pub fn bytes(&self) -> usize {
+        let names: usize = self
+            .categories
+            .iter()
+            .map(|c| std::mem::size_of::<CompactString>() + if c.len() > 24 { c.len() } else { 0 })
+            .sum();
+        std::mem::size_of::<Self>()
+            + 2 * names
+            + self.counts.len() * 8
+            + self.index.capacity() * (std::mem::size_of::<usize>() + 1)
+    }
+
     /// An empty sketch counting the given categories (plus "other").
     ///
     /// Errors: a category listed twice.
@@ -956,6 +989,23 @@ mod tests {
             s.update(v);
         }
         s
+    }
+
+    #[test]
+    fn a_numeric_sketch_stays_within_its_byte_bound() {
+        let reference = NumericSketch::reference(&draw(1, 1000, 0, 0.0), DEFAULT_BINS).unwrap();
+        let mut s = reference.empty_like();
+        let empty = s.bytes();
+        let mut peak = 0;
+        for (i, x) in draw(3, 1_000_000, 1, 0.0).into_iter().enumerate() {
+            s.update(x);
+            if i % 1000 == 0 {
+                peak = peak.max(s.bytes());
+            }
+        }
+        peak = peak.max(s.bytes());
+        assert!(peak > empty + 4000, "the KLLs grew: {empty} -> {peak}");
+        assert!(peak <= s.bytes_bound(), "{peak} > {}", s.bytes_bound());
     }
 
     #[test]

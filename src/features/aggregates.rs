@@ -56,7 +56,7 @@
 //! bucket `k ≡ s (mod B)` in `(N - B, N]`, its slots being cleared as `N`
 //! advances past them, which also bounds memory at `B` buckets per ring
 //! whatever the event rate. Besides its block, an entity costs its id (inline
-//! up to 24 bytes), a 16-byte index entry, a recency stamp and queue entry;
+//! up to 24 bytes), a 16-byte index entry, a recency stamp and queue entries;
 //! [`Aggregator::bytes_per_entity`] gives the total. There is no allocation per
 //! call for a known entity.
 //!
@@ -64,9 +64,16 @@
 //!
 //! Entities are spread over power-of-two shards ([`shard::shard_of`]), each
 //! behind its own mutex. A shard holds at most `max_entities / shards` entities
-//! (the shard count is lowered if needed so that this is at least 1); inserting
-//! beyond that evicts the shard's least recently *observed* entity (reads do not
-//! count as use), counted in [`AggregateStats::evicted_capacity`].
+//! (the shard count is lowered if needed so that this is at least 1) and
+//! `max_bytes / shards` bytes ([`entity_bytes`]: the state block, the id
+//! beyond its inline 24 bytes, index, recency; a running count kept on
+//! insert and removal, never a walk); inserting beyond either evicts the
+//! shard's least recently *observed* entities (reads do not count as use)
+//! until the new one fits, counted in [`AggregateStats::evicted_capacity`]
+//! and [`AggregateStats::evicted_bytes`]. An entity larger than a shard's
+//! whole share (an id of hundreds of kilobytes) is still admitted alone, so
+//! a shard can exceed its share by that one entity; configuration keeps
+//! the share far above `pipeline.max_id_bytes`.
 //! [`Aggregator::expire`] drops entities whose newest event is more than the
 //! longest window older than `now_ms`: all their windows are empty by then, so
 //! reads are unchanged, except that a later event for such an entity starts a
@@ -156,7 +163,13 @@ pub struct AggregatorConfig {
     pub shards: usize,
     /// Upper bound on tracked entities (enforced per shard, see module docs).
     pub max_entities: usize,
+    /// Upper bound on the entities' bytes ([`entity_bytes`]; enforced per
+    /// shard, see module docs).
+    pub max_bytes: usize,
 }
+
+/// Default of [`AggregatorConfig::max_bytes`].
+pub const DEFAULT_MAX_BYTES: usize = 1024 * 1024 * 1024;
 
 impl Default for AggregatorConfig {
     fn default() -> Self {
@@ -164,6 +177,7 @@ impl Default for AggregatorConfig {
             buckets: 12,
             shards: 16,
             max_entities: 1_000_000,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -177,10 +191,14 @@ pub struct AggregateStats {
     pub observed: u64,
     /// Events dropped by at least one ring as too old to represent.
     pub late_events: u64,
-    /// Entities evicted because their shard was full.
+    /// Entities evicted because their shard held `max_entities / shards`.
     pub evicted_capacity: u64,
+    /// Entities evicted to keep their shard within `max_bytes / shards`.
+    pub evicted_bytes: u64,
     /// Entities dropped by [`Aggregator::expire`].
     pub evicted_idle: u64,
+    /// The running byte count `max_bytes` bounds (see [`entity_bytes`]).
+    pub bytes: usize,
 }
 
 /// Checkpointable state of one entity.
@@ -574,7 +592,10 @@ struct Shard {
     observed: u64,
     late: u64,
     evicted_capacity: u64,
+    evicted_bytes: u64,
     evicted_idle: u64,
+    /// Sum of [`entity_bytes`] of the tracked entities.
+    bytes: usize,
     /// Ids evicted since the last [`Aggregator::take_evicted`], at most
     /// [`MAX_EVICTED_KEPT`]: the loop drops their offset marks and writes
     /// changelog tombstones for them.
@@ -602,7 +623,9 @@ impl Shard {
             observed: 0,
             late: 0,
             evicted_capacity: 0,
+            evicted_bytes: 0,
             evicted_idle: 0,
+            bytes: 0,
             evicted: Vec::new(),
             newest_ts: i64::MIN,
         }
@@ -689,10 +712,11 @@ impl Shard {
         None
     }
 
-    /// Slot of `entity`, created (evicting the least recently observed entity
-    /// when full) if absent, and marked most recently observed.
+    /// Slot of `entity`, created (evicting the least recently observed
+    /// entities until it fits the shard's `caps`) if absent, and marked most
+    /// recently observed.
     #[inline]
-    fn entry(&mut self, entity: &str, ts: i64, init: &[u64], cap: usize) -> usize {
+    fn entry(&mut self, entity: &str, ts: i64, init: &[u64], caps: Caps) -> usize {
         self.newest_ts = self.newest_ts.max(ts);
         let h = shard::hash_key(entity);
         if let Some(i) = self.find(entity, h) {
@@ -702,25 +726,41 @@ impl Shard {
             return i;
         }
         let key = CompactString::from(entity);
-        let victim = if self.len() >= cap {
+        let bytes = entity_bytes(init.len(), entity.len());
+        let victim = if self.len() >= caps.entities {
             self.pop_lru()
         } else {
             None
         };
+        // The common case, a full shard and an id no longer than the one
+        // it replaces: the victim's slot is reused in place.
         let i = match victim {
-            Some(i) => {
+            Some(i) if self.bytes - self.bytes_of(i) + bytes <= caps.bytes => {
                 let old = std::mem::replace(&mut self.keys[i], key.clone());
+                self.bytes = self.bytes - entity_bytes(init.len(), old.len()) + bytes;
                 self.index_remove(&old, shard::hash_key(&old), i);
                 self.arena.block_mut(i).copy_from_slice(init);
                 self.evicted_capacity += 1;
-                if self.evicted.len() < MAX_EVICTED_KEPT {
-                    self.evicted.push(old);
-                }
+                self.note_evicted(old);
                 i
             }
-            None => {
+            victim => {
+                if let Some(i) = victim {
+                    let old = self.remove_keeping_recency(i);
+                    self.evicted_capacity += 1;
+                    self.note_evicted(old);
+                }
+                while self.bytes + bytes > caps.bytes {
+                    let Some(i) = self.pop_lru() else {
+                        break;
+                    };
+                    let old = self.remove_keeping_recency(i);
+                    self.evicted_bytes += 1;
+                    self.note_evicted(old);
+                }
                 self.keys.push(key.clone());
                 self.stamps.push(0);
+                self.bytes += bytes;
                 self.arena.push(init)
             }
         };
@@ -730,11 +770,40 @@ impl Shard {
         i
     }
 
+    /// [`entity_bytes`] of slot `i`.
+    fn bytes_of(&self, i: usize) -> usize {
+        entity_bytes(self.arena.width, self.keys[i].len())
+    }
+
+    fn note_evicted(&mut self, id: CompactString) {
+        if self.evicted.len() < MAX_EVICTED_KEPT {
+            self.evicted.push(id);
+        }
+    }
+
+    /// [`Shard::remove`] of a slot whose queue entry was just popped,
+    /// keeping the recency queue exact for the slot moved into its place:
+    /// the queue is ordered by stamp and stamps are unique, so the moved
+    /// slot's entry is found by binary search. Returns the removed id.
+    fn remove_keeping_recency(&mut self, i: usize) -> CompactString {
+        let last = self.len() - 1;
+        let moved_stamp = self.stamps[last];
+        let key = self.keys[i].clone();
+        self.remove(i);
+        if i < last {
+            if let Ok(p) = self.recency.binary_search_by_key(&moved_stamp, |&(_, q)| q) {
+                self.recency[p].0 = i as u32;
+            }
+        }
+        key
+    }
+
     /// Removes slot `i`, moving the last slot into its place. Leaves the
     /// recency queue inconsistent for the moved slot: call
     /// [`Shard::rebuild_recency`] after a series of removals.
     fn remove(&mut self, i: usize) {
         let last = self.len() - 1;
+        self.bytes = self.bytes.saturating_sub(self.bytes_of(i));
         let key = self.keys.swap_remove(i);
         self.stamps.swap_remove(i);
         self.arena.swap_remove(i);
@@ -759,6 +828,29 @@ impl Shard {
     }
 }
 
+/// A shard's share of the caps.
+#[derive(Debug, Clone, Copy)]
+struct Caps {
+    entities: usize,
+    bytes: usize,
+}
+
+/// What one entity counts against `max_bytes`: its state block of
+/// `width_words` words, its id (a `CompactString`, on the heap past 24
+/// bytes), index entry (16 bytes and a control byte), recency stamp and
+/// two queue entries (the queue holds up to about two per entity before it
+/// is compacted).
+pub fn entity_bytes(width_words: usize, id_len: usize) -> usize {
+    let heap_id = if id_len > 24 { id_len } else { 0 };
+    width_words * 8
+        + std::mem::size_of::<CompactString>()
+        + heap_id
+        + std::mem::size_of::<(u64, u32)>()
+        + 1
+        + std::mem::size_of::<u64>()
+        + 2 * std::mem::size_of::<(u32, u64)>()
+}
+
 /// Shards sit on their own cache lines so that threads working on different
 /// shards do not contend on the lock words.
 #[repr(align(128))]
@@ -777,7 +869,8 @@ pub struct Aggregator {
     /// Empty entity block, copied into new slots.
     init: Box<[u64]>,
     max_window_ms: i64,
-    shard_cap: usize,
+    caps: Caps,
+    max_bytes: usize,
     shards: Box<[Padded<Mutex<Shard>>]>,
     /// Next shard [`Aggregator::expire_step`] scans.
     expire_cursor: std::sync::atomic::AtomicUsize,
@@ -790,7 +883,7 @@ impl std::fmt::Debug for Aggregator {
             .field("buckets", &self.buckets)
             .field("rings", &self.rings.len())
             .field("shards", &self.shards.len())
-            .field("shard_cap", &self.shard_cap)
+            .field("caps", &self.caps)
             .finish()
     }
 }
@@ -807,6 +900,11 @@ impl Aggregator {
         if cfg.max_entities == 0 {
             return Err(AggregateError::InvalidConfig {
                 reason: "max_entities must be at least 1",
+            });
+        }
+        if cfg.max_bytes == 0 {
+            return Err(AggregateError::InvalidConfig {
+                reason: "max_bytes must be at least 1",
             });
         }
         let buckets = i64::from(cfg.buckets);
@@ -899,8 +997,11 @@ impl Aggregator {
         // Fewer shards than entities, so that every shard can hold at least one.
         let floor_pow2 = 1usize << (usize::BITS - 1 - cfg.max_entities.leading_zeros());
         let n_shards = shard::shard_count(cfg.shards).min(floor_pow2);
-        // Slots are u32.
-        let shard_cap = (cfg.max_entities / n_shards).min(u32::MAX as usize);
+        let caps = Caps {
+            // Slots are u32.
+            entities: (cfg.max_entities / n_shards).min(u32::MAX as usize),
+            bytes: cfg.max_bytes / n_shards,
+        };
         let shards = (0..n_shards)
             .map(|_| Padded(Mutex::new(Shard::new(offset))))
             .collect();
@@ -914,7 +1015,8 @@ impl Aggregator {
             buckets,
             buckets_usize: nb,
             init: init.into_boxed_slice(),
-            shard_cap,
+            caps,
+            max_bytes: cfg.max_bytes,
             shards,
             expire_cursor: std::sync::atomic::AtomicUsize::new(0),
         })
@@ -925,17 +1027,23 @@ impl Aggregator {
         &self.specs
     }
 
-    /// Approximate resident bytes per tracked entity: its state block, id
-    /// (inline up to 24 bytes), recency stamp and one queue entry, and its
-    /// index entry. Hash-table, queue and arena slack come on top (up to
-    /// about 50 bytes just after the table or queue has grown).
+    /// Approximate resident bytes per tracked entity with an id of at most
+    /// 24 bytes ([`entity_bytes`]): its state block, id, recency stamp, two
+    /// queue entries and its index entry. Hash-table and arena slack come
+    /// on top (up to about 50 bytes just after the table has grown).
     pub fn bytes_per_entity(&self) -> usize {
-        self.init.len() * 8
-            + std::mem::size_of::<CompactString>()
-            + std::mem::size_of::<u64>()
-            + std::mem::size_of::<(u32, u64)>()
-            + std::mem::size_of::<(u64, u32)>()
-            + 1
+        entity_bytes(self.init.len(), 0)
+    }
+
+    /// `max_bytes`.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// Whether `entity` has state here.
+    pub fn contains(&self, entity: &str) -> bool {
+        let shard = self.shard(entity).lock();
+        shard.find(entity, shard::hash_key(entity)).is_some()
     }
 
     #[inline]
@@ -959,7 +1067,7 @@ impl Aggregator {
         assert_eq!(out.len(), self.specs.len(), "one output per aggregate");
         let mut guard = self.shard(entity).lock();
         let shard = &mut *guard;
-        let i = shard.entry(entity, ts_ms, &self.init, self.shard_cap);
+        let i = shard.entry(entity, ts_ms, &self.init, self.caps);
         let block = shard.arena.block_mut(i);
         let late = !self.read_observe_block(block, ts_ms, features, Some(out));
         shard.observed += 1;
@@ -987,7 +1095,7 @@ impl Aggregator {
     pub fn observe(&self, entity: &str, ts_ms: i64, features: &Features) {
         let mut guard = self.shard(entity).lock();
         let shard = &mut *guard;
-        let i = shard.entry(entity, ts_ms, &self.init, self.shard_cap);
+        let i = shard.entry(entity, ts_ms, &self.init, self.caps);
         let late = !self.read_observe_block(shard.arena.block_mut(i), ts_ms, features, None);
         shard.observed += 1;
         shard.late += u64::from(late);
@@ -1062,7 +1170,9 @@ impl Aggregator {
             st.observed += shard.observed;
             st.late_events += shard.late;
             st.evicted_capacity += shard.evicted_capacity;
+            st.evicted_bytes += shard.evicted_bytes;
             st.evicted_idle += shard.evicted_idle;
+            st.bytes += shard.bytes;
         }
         st
     }
@@ -1142,7 +1252,7 @@ impl Aggregator {
     pub fn import_entity(&self, entity: &str, state: EntityState) {
         let mut guard = self.shard(entity).lock();
         let shard = &mut *guard;
-        let i = shard.entry(entity, state.last_ts_ms, &self.init, self.shard_cap);
+        let i = shard.entry(entity, state.last_ts_ms, &self.init, self.caps);
         let block = shard.arena.block_mut(i);
         block.copy_from_slice(&self.init);
         block[LAST_TS] = state.last_ts_ms as u64;
@@ -1240,6 +1350,7 @@ mod tests {
             buckets,
             shards,
             max_entities,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 
@@ -1688,7 +1799,88 @@ mod tests {
         assert_eq!(agg.stats().evicted_capacity, 4);
     }
 
+    #[test]
+    fn distinct_long_ids_stay_within_max_bytes() {
+        let max_bytes = 1 << 20;
+        let agg = Aggregator::new(
+            vec![spec("c", "amount", AggFn::Count, H)],
+            AggregatorConfig {
+                max_bytes,
+                shards: 4,
+                ..AggregatorConfig::default()
+            },
+        )
+        .unwrap();
+        let mut evicted = 0;
+        for i in 0..50_000i64 {
+            // 256-byte ids (pipeline.max_id_bytes' default), all distinct.
+            let id = format!("{i:08}{}", "k".repeat(248));
+            agg.observe(&id, i, &amount(1.0));
+            if i % 997 == 0 {
+                let st = agg.stats();
+                assert!(st.bytes <= max_bytes, "{i}: {st:?}");
+                evicted += agg.take_evicted().len();
+            }
+        }
+        let st = agg.stats();
+        assert!(st.bytes <= max_bytes && st.bytes > max_bytes / 2, "{st:?}");
+        assert_eq!(st.evicted_capacity, 0);
+        assert_eq!(st.evicted_bytes as usize, 50_000 - st.entities);
+        evicted += agg.take_evicted().len();
+        assert_eq!(
+            evicted as u64, st.evicted_bytes,
+            "every evicted id is reported"
+        );
+        // The running count is exact.
+        let sum: usize = agg
+            .entities()
+            .iter()
+            .map(|id| entity_bytes(agg.init.len(), id.len()))
+            .sum();
+        assert_eq!(sum, st.bytes);
+        assert!(agg.contains(&format!("{:08}{}", 49_999, "k".repeat(248))));
+    }
+
     proptest! {
+        /// Eviction by bytes against a plain model: ids of varied lengths,
+        /// the least recently observed go first until the new one fits.
+        #[test]
+        fn eviction_by_bytes_is_exact_lru(ops in prop::collection::vec(0..12usize, 1..300)) {
+            let id = |e: usize| format!("e{e:02}{}", "x".repeat(e * 13 % 90));
+            let width = Aggregator::new(vec![spec("c", "amount", AggFn::Count, 12)], cfg(12, 1, 4))
+                .unwrap()
+                .init
+                .len();
+            let cost = |e: usize| entity_bytes(width, id(e).len());
+            let cap = 3 * cost(0) + 150;
+            let agg = Aggregator::new(
+                vec![spec("c", "amount", AggFn::Count, 12)],
+                AggregatorConfig { max_bytes: cap, ..cfg(12, 1, 100) },
+            )
+            .unwrap();
+            // entity → observation order
+            let mut model: HashMap<usize, usize> = HashMap::new();
+            let mut evicted = 0u64;
+            for (n, &e) in ops.iter().enumerate() {
+                if !model.contains_key(&e) {
+                    while !model.is_empty() && model.keys().map(|&k| cost(k)).sum::<usize>() + cost(e) > cap {
+                        let lru = model.iter().min_by_key(|(_, &o)| o).map(|(&k, _)| k).unwrap();
+                        model.remove(&lru);
+                        evicted += 1;
+                    }
+                }
+                model.insert(e, n);
+                agg.observe(&id(e), n as i64, &amount(1.0));
+                let mut want: Vec<String> = model.keys().map(|&k| id(k)).collect();
+                want.sort();
+                let mut got: Vec<String> = agg.entities().iter().map(|k| k.to_string()).collect();
+                got.sort();
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(agg.stats().bytes, model.keys().map(|&k| cost(k)).sum::<usize>());
+            }
+            prop_assert_eq!(agg.stats().evicted_bytes, evicted);
+        }
+
         /// Eviction and expiry against a plain model of "least recently observed".
         #[test]
         fn eviction_is_exact_lru(

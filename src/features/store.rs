@@ -11,10 +11,15 @@
 //! - **Upserts are all-or-nothing.** Every value is checked (column type, finite
 //!   and representable as `f32`) before the shard is locked; a rejected upsert
 //!   changes no row.
-//! - **Bounded size.** At most `ceil(max_entities / shards)` rows per shard;
-//!   inserting past that evicts the shard's least recently updated row. Shards
-//!   never fill exactly evenly, so eviction can begin slightly (≈0.1% at 1M
-//!   over 16 shards) before `max_entities` rows in total.
+//! - **Bounded size, in rows and in bytes.** At most `ceil(max_entities /
+//!   shards)` rows and `max_bytes / shards` bytes per shard; inserting past
+//!   either evicts the shard's least recently updated rows until the new one
+//!   fits (counted apart: `evicted_capacity`, `evicted_bytes`). Shards never
+//!   fill exactly evenly, so eviction can begin slightly (≈0.1% at 1M over
+//!   16 shards) before `max_entities` rows in total. The bytes are a running
+//!   estimate kept on insert and removal ([`row_bytes`]: cells, key, index
+//!   bucket, queue entries), never a walk; a row that alone exceeds a
+//!   shard's share is refused ([`StoreError::RowTooLarge`]).
 //! - **Bounded dictionaries.** A categorical value longer than
 //!   [`StoreConfig::max_category_bytes`] is refused ([`StoreError::CategoryTooLong`]),
 //!   and a column's dictionary never grows past
@@ -141,6 +146,9 @@ pub const DEFAULT_MAX_CATEGORY_BYTES: usize = 1024;
 pub const DEFAULT_MAX_CATEGORIES: usize = 100_000;
 /// Default of [`StoreConfig::max_dictionary_bytes`].
 pub const DEFAULT_MAX_DICTIONARY_BYTES: usize = 16 * 1024 * 1024;
+/// Default of [`StoreConfig::max_bytes`]: 1M rows of 10 numeric columns
+/// and 24-byte ids take about 100 MB, so the entity cap binds first there.
+pub const DEFAULT_MAX_BYTES: usize = 512 * 1024 * 1024;
 
 /// Sizing and retention of a [`FeatureStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +165,9 @@ pub struct StoreConfig {
     pub max_categories: usize,
     /// Most text (sum of category lengths) one categorical column keeps.
     pub max_dictionary_bytes: usize,
+    /// Bytes of rows (cells, ids, index), enforced per shard as
+    /// `max_bytes / shards`; dictionaries are bounded on their own.
+    pub max_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -168,6 +179,7 @@ impl Default for StoreConfig {
             max_category_bytes: DEFAULT_MAX_CATEGORY_BYTES,
             max_categories: DEFAULT_MAX_CATEGORIES,
             max_dictionary_bytes: DEFAULT_MAX_DICTIONARY_BYTES,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -203,6 +215,16 @@ pub enum StoreError {
     #[error("entity `{entity}`: no store column at index {index}")]
     NoSuchColumn { entity: CompactString, index: usize },
     #[error(
+        "entity `{entity}`: a row of {bytes} bytes (its id is {id_bytes} bytes) is more than a \
+         shard's share of store.max_bytes ({max} bytes)"
+    )]
+    RowTooLarge {
+        entity: CompactString,
+        id_bytes: usize,
+        bytes: usize,
+        max: usize,
+    },
+    #[error(
         "entity `{entity}`: column `{column}`: a category of {bytes} bytes, the limit is {max} (store.max_category_bytes)"
     )]
     CategoryTooLong {
@@ -230,8 +252,8 @@ pub enum StoreError {
 pub struct UpsertOutcome {
     /// The entity was not in the store before.
     pub created: bool,
-    /// Entity evicted to stay under the shard's capacity.
-    pub evicted: Option<CompactString>,
+    /// Entities evicted to stay under the shard's capacity (rows or bytes).
+    pub evicted: Vec<CompactString>,
     /// Feature names that are not store columns; they were skipped.
     pub unknown_columns: Vec<CompactString>,
 }
@@ -256,10 +278,31 @@ pub struct StoreStats {
     pub expired_reads: u64,
     pub upserts: u64,
     pub deletes: u64,
+    /// Rows evicted at `max_entities`.
     pub evicted_capacity: u64,
+    /// Rows evicted at `max_bytes`.
+    pub evicted_bytes: u64,
     pub evicted_ttl: u64,
-    /// Heap held by rows, keys, indexes and dictionaries (capacity, not length).
+    /// The running estimate of the rows' bytes that `max_bytes` bounds
+    /// (see [`row_bytes`]).
+    pub row_bytes: usize,
+    /// Text and entries of the categorical dictionaries (bounded by
+    /// `max_dictionary_bytes` per column).
+    pub dictionary_bytes: usize,
+    /// Heap held by rows, keys, indexes and dictionaries (capacity, not
+    /// length; a walk of the dictionaries, for tests and reports).
     pub approx_heap_bytes: usize,
+}
+
+/// The store's size and evictions, read without locking a shard
+/// ([`FeatureStore::usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreUsage {
+    pub row_bytes: usize,
+    pub dictionary_bytes: usize,
+    pub evicted_capacity: u64,
+    pub evicted_bytes: u64,
+    pub evicted_ttl: u64,
 }
 
 /// A reusable buffer holding one entity's cells, filled by [`FeatureStore::get`].
@@ -430,6 +473,8 @@ struct Shard {
     long_free: Vec<u32>,
     long_key_bytes: usize,
     live: usize,
+    /// Sum of [`row_bytes`] of the live rows.
+    bytes: usize,
     /// `(updated_at, slot)` min-heap for eviction and expiry. Entries are not
     /// removed when a row changes; an entry counts only while the slot is live
     /// with that exact time. Rebuilt when stale entries outnumber live rows.
@@ -447,6 +492,7 @@ impl Shard {
             long_free: Vec::new(),
             long_key_bytes: 0,
             live: 0,
+            bytes: 0,
             queue: BinaryHeap::new(),
         }
     }
@@ -559,6 +605,7 @@ impl Shard {
         row[HEAD..].copy_from_slice(blank);
         self.table.insert(hash, slot);
         self.live += 1;
+        self.bytes += row_bytes(self.stride, key.len());
         self.queue.push(QueueEntry::new(time, slot));
         slot
     }
@@ -574,6 +621,7 @@ impl Shard {
             let tag = std::mem::replace(&mut row[0], FREE);
             (tag, row[1])
         };
+        self.bytes = self.bytes.saturating_sub(row_bytes(self.stride, key.len()));
         if tag == LONG_KEY {
             if let Some(k) = self.long_keys.get_mut(long as usize) {
                 self.long_key_bytes -= k.len();
@@ -640,6 +688,22 @@ impl Shard {
     }
 }
 
+/// What one row counts against `store.max_bytes`: its record (key tag,
+/// inline key, time, cells), an id longer than the inline 24 bytes with its
+/// box, its index bucket at the table's 7/8 load, and two queue entries
+/// (the queue holds up to about two per live row before it is compacted).
+pub fn row_bytes(stride_words: usize, key_len: usize) -> usize {
+    let long_key = if key_len > INLINE_KEY_BYTES {
+        key_len + size_of::<Box<str>>() + size_of::<u32>()
+    } else {
+        0
+    };
+    stride_words * size_of::<u32>()
+        + long_key
+        + (size_of::<Bucket>() * 8).div_ceil(7)
+        + 2 * size_of::<QueueEntry>()
+}
+
 /// `(updated_at, slot)` ordered oldest first in a max-heap.
 ///
 /// Stored as `(time high, time low, slot)` in 32-bit parts, which orders like
@@ -678,7 +742,10 @@ struct Counters {
     upserts: AtomicU64,
     deletes: AtomicU64,
     evicted_capacity: AtomicU64,
+    evicted_bytes: AtomicU64,
     evicted_ttl: AtomicU64,
+    /// The shard's [`Shard::bytes`], for the gauge without the lock.
+    bytes: AtomicUsize,
 }
 
 /// A shard with its counters, on its own cache lines so that readers of
@@ -688,6 +755,11 @@ struct ShardSlot {
     rows: RwLock<Shard>,
     counters: Counters,
 }
+
+/// A category's entries besides its text: its name in the snapshot and in
+/// the code map, the code, the map's control byte and pointer share.
+const DICT_ENTRY_BYTES: usize =
+    2 * size_of::<CompactString>() + size_of::<u32>() + 1 + size_of::<usize>();
 
 /// Categories per dictionary chunk: bounds what publishing a new category copies.
 const DICT_CHUNK: usize = 256;
@@ -781,6 +853,13 @@ impl Dictionary {
         self.chunks.load().iter().map(|c| c.len()).sum()
     }
 
+    /// The running estimate: every category's text twice (snapshot and
+    /// code map) and its entries, without walking the names.
+    fn bytes(&self) -> usize {
+        let codes = self.codes.lock();
+        2 * codes.text_bytes + codes.map.len() * DICT_ENTRY_BYTES
+    }
+
     fn heap_bytes(&self) -> usize {
         let chunks = self.chunks.load();
         let text: usize = chunks
@@ -812,6 +891,9 @@ pub struct FeatureStore {
     /// A new row's cells: every column missing.
     blank: Box<[u32]>,
     cap_per_shard: usize,
+    /// `max_bytes / shards`.
+    bytes_per_shard: usize,
+    max_bytes: usize,
     ttl_ms: Option<i64>,
     max_category_bytes: usize,
 }
@@ -864,6 +946,8 @@ impl FeatureStore {
             dictionaries,
             blank,
             cap_per_shard,
+            bytes_per_shard: cfg.max_bytes / n,
+            max_bytes: cfg.max_bytes,
             ttl_ms: cfg.ttl_ms,
             max_category_bytes: cfg.max_category_bytes,
         }
@@ -945,6 +1029,15 @@ impl FeatureStore {
         if entity.is_empty() {
             return Err(StoreError::EmptyEntity);
         }
+        let bytes = row_bytes(HEAD + self.blank.len(), entity.len());
+        if bytes > self.bytes_per_shard {
+            return Err(StoreError::RowTooLarge {
+                entity: entity.into(),
+                id_bytes: entity.len(),
+                bytes,
+                max: self.bytes_per_shard,
+            });
+        }
         let columns = self.schema.columns();
         let mut staged = Vec::with_capacity(values.size_hint().0);
         for (col, value) in values {
@@ -1020,10 +1113,20 @@ impl FeatureStore {
                 }
                 None => {
                     if shard.live >= self.cap_per_shard {
-                        outcome.evicted = shard.evict_oldest();
-                        if outcome.evicted.is_some() {
+                        if let Some(id) = shard.evict_oldest() {
+                            outcome.evicted.push(id);
                             slot_ref.counters.evicted_capacity.fetch_add(1, Relaxed);
                         }
+                    }
+                    // `stage` refused a row larger than the whole share, so
+                    // this ends with room for it.
+                    let bytes = row_bytes(shard.stride, entity.len());
+                    while shard.bytes + bytes > self.bytes_per_shard {
+                        let Some(id) = shard.evict_oldest() else {
+                            break;
+                        };
+                        outcome.evicted.push(id);
+                        slot_ref.counters.evicted_bytes.fetch_add(1, Relaxed);
                     }
                     outcome.created = true;
                     shard.insert_row(entity, hash, updated_at_ms, &self.blank)
@@ -1035,6 +1138,7 @@ impl FeatureStore {
             }
             shard.compact_queue_if_stale();
             slot_ref.counters.entities.store(shard.live, Relaxed);
+            slot_ref.counters.bytes.store(shard.bytes, Relaxed);
         }
         slot_ref.counters.upserts.fetch_add(1, Relaxed);
         outcome
@@ -1051,6 +1155,7 @@ impl FeatureStore {
         shard.remove_slot(slot);
         shard.compact_queue_if_stale();
         slot_ref.counters.entities.store(shard.live, Relaxed);
+        slot_ref.counters.bytes.store(shard.bytes, Relaxed);
         drop(shard);
         slot_ref.counters.deletes.fetch_add(1, Relaxed);
         true
@@ -1162,6 +1267,7 @@ impl FeatureStore {
             let removed = shard.expire_before(cutoff);
             shard.compact_queue_if_stale();
             slot_ref.counters.entities.store(shard.live, Relaxed);
+            slot_ref.counters.bytes.store(shard.bytes, Relaxed);
             drop(shard);
             slot_ref
                 .counters
@@ -1217,6 +1323,45 @@ impl FeatureStore {
         self.len() == 0
     }
 
+    /// `store.max_bytes`.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    /// The most [`StoreUsage::dictionary_bytes`] can reach: every
+    /// categorical column's dictionary full (`max_dictionary_bytes` of text
+    /// twice, `max_categories` entries).
+    pub fn dictionary_limit_bytes(&self) -> usize {
+        self.dictionaries
+            .iter()
+            .flatten()
+            .map(|d| 2 * d.max_bytes + d.max_categories * DICT_ENTRY_BYTES)
+            .sum()
+    }
+
+    /// What the gauge and the bound need, without a walk or a shard lock:
+    /// the rows' running byte estimate, the dictionaries', and the
+    /// eviction counts (capacity, bytes, ttl).
+    pub fn usage(&self) -> StoreUsage {
+        let mut u = StoreUsage {
+            dictionary_bytes: self
+                .dictionaries
+                .iter()
+                .flatten()
+                .map(Dictionary::bytes)
+                .sum(),
+            ..StoreUsage::default()
+        };
+        for slot_ref in self.shards.iter() {
+            let c = &slot_ref.counters;
+            u.row_bytes += c.bytes.load(Relaxed);
+            u.evicted_capacity += c.evicted_capacity.load(Relaxed);
+            u.evicted_bytes += c.evicted_bytes.load(Relaxed);
+            u.evicted_ttl += c.evicted_ttl.load(Relaxed);
+        }
+        u
+    }
+
     /// Counters summed over shards, and the approximate heap held.
     pub fn stats(&self) -> StoreStats {
         let mut st = StoreStats {
@@ -1234,7 +1379,9 @@ impl FeatureStore {
             st.upserts += c.upserts.load(Relaxed);
             st.deletes += c.deletes.load(Relaxed);
             st.evicted_capacity += c.evicted_capacity.load(Relaxed);
+            st.evicted_bytes += c.evicted_bytes.load(Relaxed);
             st.evicted_ttl += c.evicted_ttl.load(Relaxed);
+            st.row_bytes += c.bytes.load(Relaxed);
             st.approx_heap_bytes += slot_ref.rows.read().heap_bytes();
         }
         st.approx_heap_bytes += self
@@ -1243,6 +1390,12 @@ impl FeatureStore {
             .flatten()
             .map(Dictionary::heap_bytes)
             .sum::<usize>();
+        st.dictionary_bytes = self
+            .dictionaries
+            .iter()
+            .flatten()
+            .map(Dictionary::bytes)
+            .sum();
         st
     }
 }
@@ -1547,9 +1700,9 @@ mod tests {
         store.upsert("c", &f, 30).unwrap();
         store.upsert("a", &f, 40).unwrap();
         let out = store.upsert("d", &f, 50).unwrap();
-        assert_eq!(out.evicted.as_deref(), Some("b"));
+        assert_eq!(out.evicted, ["b"]);
         let out = store.upsert("e", &f, 60).unwrap();
-        assert_eq!(out.evicted.as_deref(), Some("c"));
+        assert_eq!(out.evicted, ["c"]);
         let mut row = Row::new();
         for (k, present) in [
             ("a", true),
@@ -1859,5 +2012,54 @@ mod tests {
         let st = store.stats();
         assert_eq!(st.entities, 1000);
         assert!(st.approx_heap_bytes > before + 1000 * 40, "{st:?}");
+    }
+
+    #[test]
+    fn rows_stay_within_max_bytes_under_distinct_long_ids() {
+        let max_bytes = 64 * 1024;
+        let store = FeatureStore::new(
+            schema(),
+            StoreConfig {
+                shards: 4,
+                max_bytes,
+                ..StoreConfig::default()
+            },
+        );
+        // Distinct ids of growing length (the store itself does not bound
+        // ids): without the byte bound, 20k rows of up to 1 KiB ids.
+        let mut peak = 0;
+        for i in 0..20_000usize {
+            let id = format!("{i:06}-{}", "x".repeat(i % 1000));
+            store
+                .upsert(&id, &feats(&[("credit_limit", num(1.0))]), i as i64)
+                .unwrap();
+            let u = store.usage();
+            assert!(u.row_bytes <= max_bytes, "{i}: {u:?}");
+            peak = peak.max(u.row_bytes);
+        }
+        let u = store.usage();
+        assert!(peak > max_bytes / 2, "the bound was reached: {peak}");
+        assert!(u.evicted_bytes > 10_000, "{u:?}");
+        assert_eq!(u.evicted_capacity, 0, "{u:?}");
+        // The newest row is kept; the running estimate matches the rows.
+        let newest = format!("{:06}-{}", 19_999, "x".repeat(19_999 % 1000));
+        assert!(values(&store, &newest, 0).is_some());
+        let mut estimate = 0;
+        store.for_each_row(|id, _, _| estimate += row_bytes(HEAD + 3, id.len()));
+        assert_eq!(estimate, u.row_bytes);
+        assert_eq!(store.stats().row_bytes, u.row_bytes);
+        // A row larger than a shard's share is refused, not stored.
+        let huge = "y".repeat(max_bytes);
+        let err = store
+            .upsert(&huge, &feats(&[("credit_limit", num(1.0))]), 0)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::RowTooLarge { .. }), "{err}");
+        // Removal gives the bytes back.
+        let mut ids = Vec::new();
+        store.for_each_row(|id, _, _| ids.push(id.to_string()));
+        for id in ids {
+            assert!(store.delete(&id));
+        }
+        assert_eq!(store.usage().row_bytes, 0);
     }
 }

@@ -49,6 +49,13 @@ pub struct LifecycleConfig {
     /// How long the old primary stays loaded after a promotion, so that a
     /// manual rollback is instant (e.g. `30m`).
     pub keep_previous: String,
+    /// Most bytes of loaded model versions (their ONNX files' sizes, about
+    /// what their weights hold in memory). Past it, versions the lifecycle
+    /// state does not name (loaded by the watcher or `load` and never
+    /// rolled out, or long replaced) are released, least recently loaded
+    /// first; the configured version and those the state names are always
+    /// kept, so they alone can exceed it.
+    pub max_model_bytes: usize,
     /// Rollout plans by model name (the manifest's `name`).
     pub plans: BTreeMap<String, PlanConfig>,
 }
@@ -60,6 +67,7 @@ impl Default for LifecycleConfig {
             watch_interval: "10s".into(),
             check_interval: "5s".into(),
             keep_previous: "30m".into(),
+            max_model_bytes: 512 * 1024 * 1024,
             plans: BTreeMap::new(),
         }
     }

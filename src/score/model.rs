@@ -51,6 +51,9 @@ pub struct Model {
     width: usize,
     /// Columns of the score output tensor, learnt from the dry run.
     output_columns: usize,
+    /// Size of the ONNX file: what the model's weights hold in memory,
+    /// about (the lifecycle's bound on loaded versions counts it).
+    onnx_bytes: usize,
 }
 
 /// The ONNX front-end with every op driftline knows about.
@@ -169,6 +172,7 @@ impl Model {
             plan,
             width,
             output_columns: 0,
+            onnx_bytes: bytes.len(),
         };
         loaded.output_columns = loaded.dry_run(&path)?;
         Ok(loaded)
@@ -220,6 +224,11 @@ impl Model {
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// Size of the ONNX file the model was built from.
+    pub fn onnx_bytes(&self) -> usize {
+        self.onnx_bytes
     }
 
     pub fn dir(&self) -> &Path {

@@ -126,7 +126,7 @@ pub fn start(
 /// the `[labels]` thresholds; also publishes the join's counters.
 pub fn performance_source(join: Arc<LabelJoin>, config: LabelConfig) -> PerformanceSource {
     Box::new(move || {
-        publish_label_join(&join.counters(), &join.rejected());
+        publish_label_join(&join.counters(), &join.rejected(), join.max_bytes());
         join.snapshot()
             .into_iter()
             .map(|v| {
@@ -235,7 +235,16 @@ fn publish_evaluation(status: &DriftStatus, outputs: &[Output], elapsed: Duratio
 }
 
 /// Publishes the label join's counters.
-fn publish_label_join(c: &JoinCounters, rejected: &[(RejectReason, u64)]) {
+fn publish_label_join(c: &JoinCounters, rejected: &[(RejectReason, u64)], max_bytes: usize) {
+    crate::telemetry::metrics::state_bytes("label_join", c.bytes, max_bytes);
+    for (reason, n) in [
+        ("capacity", c.evicted),
+        ("bytes", c.evicted_bytes),
+        ("expired", c.expired),
+        ("versions", c.versions_dropped),
+    ] {
+        crate::telemetry::metrics::evictions("label_join", reason, n);
+    }
     for (outcome, n) in [
         ("matched", c.matched),
         ("unmatched", c.unmatched),

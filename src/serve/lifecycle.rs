@@ -25,7 +25,7 @@
 //!   started here (the deciding instance judges on its share of partitions).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -224,6 +224,12 @@ pub struct Hub {
     configured: String,
     pub router: Router,
     versions: RwLock<BTreeMap<String, Slot>>,
+    /// Loaded versions, least recently loaded first: the order spare ones
+    /// are released in (`lifecycle.max_model_bytes`).
+    load_order: Mutex<Vec<String>>,
+    max_model_bytes: usize,
+    /// Versions released to stay within `max_model_bytes`.
+    released: AtomicU64,
     follower: Mutex<Follower>,
     caught_up: AtomicBool,
     /// Owns input partition 0.
@@ -276,6 +282,7 @@ impl Hub {
             .get(&model)
             .map_or(0.5, |p| p.gates.decision_threshold);
         let configured = primary.version.clone();
+        let primary_version = configured.clone();
         metrics::lifecycle_model(&model, Refusal::CODES);
         metrics::rollout(&model, None, None);
         let me = instance_id();
@@ -292,6 +299,9 @@ impl Hub {
             me,
             configured,
             versions: RwLock::new(versions),
+            load_order: Mutex::new(vec![primary_version]),
+            max_model_bytes: config.lifecycle.max_model_bytes,
+            released: AtomicU64::new(0),
             caught_up: AtomicBool::new(false),
             deciding: AtomicBool::new(false),
             accum: Mutex::new(Accum::new(threshold)),
@@ -337,6 +347,69 @@ impl Hub {
 
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// Bytes of the loaded versions' models ([`Model::onnx_bytes`]), the
+    /// bound, and how many versions were released to keep it.
+    ///
+    /// [`Model::onnx_bytes`]: crate::score::Model::onnx_bytes
+    pub fn model_bytes(&self) -> (usize, usize, u64) {
+        let bytes = self
+            .versions
+            .read()
+            .values()
+            .map(|slot| match slot {
+                Slot::Loaded(v) => v.model.onnx_bytes(),
+                Slot::Refused { .. } => 0,
+            })
+            .sum();
+        (
+            bytes,
+            self.max_model_bytes,
+            self.released.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Releases loaded versions the state does not name, least recently
+    /// loaded first, while the loaded models exceed `max_model_bytes`; the
+    /// configured version and the ones the state names stay (a version the
+    /// state names later is loaded again, see `missing_versions`), and so
+    /// does `keep` (a version just loaded for a rollout about to start).
+    fn release_spare(&self, keep: Option<&str>) {
+        let named: Vec<String> = self
+            .current_state()
+            .map(|s| s.loaded_versions().into_iter().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let mut order = self.load_order.lock();
+        let mut versions = self.versions.write();
+        let loaded = |versions: &BTreeMap<String, Slot>| -> usize {
+            versions
+                .values()
+                .map(|slot| match slot {
+                    Slot::Loaded(v) => v.model.onnx_bytes(),
+                    Slot::Refused { .. } => 0,
+                })
+                .sum()
+        };
+        let mut total = loaded(&versions);
+        let mut i = 0;
+        while total > self.max_model_bytes && i < order.len() {
+            let v = &order[i];
+            if *v == self.configured || named.contains(v) || keep == Some(v.as_str()) {
+                i += 1;
+                continue;
+            }
+            let v = order.remove(i);
+            if let Some(Slot::Loaded(l)) = versions.remove(&v) {
+                total -= l.model.onnx_bytes();
+                self.released.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    model = %self.model, version = %v, bytes = l.model.onnx_bytes(),
+                    max = self.max_model_bytes,
+                    "model version released (not named by the lifecycle state; lifecycle.max_model_bytes)"
+                );
+            }
+        }
     }
 
     /// This instance's writer id.
@@ -391,6 +464,12 @@ impl Hub {
                 self.versions
                     .write()
                     .insert(version.to_owned(), Slot::Loaded(v.clone()));
+                {
+                    let mut order = self.load_order.lock();
+                    order.retain(|o| o != version);
+                    order.push(version.to_owned());
+                }
+                self.release_spare(Some(version));
                 tracing::info!(
                     model = %self.model, version, elapsed_ms = started.elapsed().as_millis() as u64,
                     signed_by = ?v.signed_by, "model version loaded"
@@ -456,6 +535,8 @@ impl Hub {
                     );
                     self.router.swap(table);
                 }
+                // A promotion or rollback can leave versions no longer named.
+                self.release_spare(None);
             }
             Applied::Stale { mine } | Applied::LostTie { mine } => {
                 if mine {
@@ -1060,6 +1141,60 @@ fn on_change(hub: &Hub, change: WatchEvent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spare_versions_are_released_past_max_model_bytes() {
+        let registry = Registry::new(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fraud-mlp"),
+            "fraud-mlp",
+        );
+        let manifest = crate::score::Manifest::load(&registry.root().join("1/model.toml")).unwrap();
+        let context = ValidationContext {
+            trusted_keys: crate::score::signature::TrustedKeys::load(&[]).unwrap(),
+            serving: crate::lifecycle::registry::ServingContract::of_manifest(&manifest),
+            drift: None,
+        };
+        let primary = registry.validate("1", &context).unwrap();
+        let one = primary.model.onnx_bytes();
+        let mut config = Config::default();
+        // Room for two models of about version 1's size, not three.
+        let max = 2 * one + 1024;
+        config.lifecycle.max_model_bytes = max;
+        let mut client = rdkafka::ClientConfig::new();
+        client.set("bootstrap.servers", "127.0.0.1:1");
+        let sink = Sink::new(
+            client,
+            Arc::new(crate::sink::offsets::Tracker::new()),
+            crate::config::OnPermanentFailure::Halt,
+        )
+        .unwrap();
+        let hub = Hub::new(
+            &config,
+            primary,
+            registry,
+            context,
+            Arc::new(sink),
+            HubTopics {
+                state: "models".into(),
+                events: String::new(),
+            },
+            Arc::new(Shared::default()),
+        );
+        assert_eq!(hub.model_bytes(), (one, max, 0));
+        hub.load("2").unwrap();
+        hub.load("3").unwrap();
+        // Version 2 went: the state names nothing, version 1 is the
+        // configured one and version 3 was just loaded.
+        assert!(hub.loaded("2").is_none());
+        assert!(hub.loaded("1").is_some() && hub.loaded("3").is_some());
+        let (bytes, limit, released) = hub.model_bytes();
+        assert_eq!((limit, released), (max, 1));
+        assert!(bytes <= max, "{bytes} > {max}");
+        // Loaded again on demand.
+        hub.load("2").unwrap();
+        assert!(hub.loaded("2").is_some() && hub.loaded("3").is_none());
+        assert_eq!(hub.model_bytes().2, 2);
+    }
 
     #[test]
     fn variant_readings_count_and_take_the_p99_of_per_event_times() {

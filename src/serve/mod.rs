@@ -438,6 +438,7 @@ fn run(
             batch_size: config.pipeline.batch_size,
             restore_stall: config.aggregates.restore_stall_timeout()?,
             flush_timeout: timings.flush_timeout,
+            max_mark_bytes: config.aggregates.max_mark_bytes,
         },
         aggregator: parts.aggregator.clone(),
         store: parts.store.clone(),

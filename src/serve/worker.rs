@@ -17,7 +17,13 @@
 //!   being counted again;
 //! - per-entity offset marks follow the aggregates: an entity evicted from
 //!   them gets a changelog tombstone at the next checkpoint, which drops its
-//!   mark; the restore is bounded by progress, not in total.
+//!   mark; the marks' estimated bytes stay within
+//!   `aggregates.max_mark_bytes`: past it, the marks of entities already
+//!   gone are tombstoned at once, and if the live ones alone are too many,
+//!   the entities with the oldest marks leave the aggregates with them
+//!   (tombstoned too), down to 7/8 of the bound, so a sweep is paid for by
+//!   an eighth of the bound's growth; the restore is bounded by progress,
+//!   not in total.
 //! - with a model lifecycle, a batch is routed by one routing table, taken
 //!   once per batch: a canary entity's events are scored by the candidate
 //!   alone, a shadowed entity's by the primary (published) and the
@@ -73,6 +79,18 @@ pub struct Limits {
     /// The changelog restore fails after this long without progress.
     pub restore_stall: Duration,
     pub flush_timeout: Duration,
+    /// `aggregates.max_mark_bytes`.
+    pub max_mark_bytes: usize,
+}
+
+/// What one offset mark counts against `aggregates.max_mark_bytes`: its
+/// map entry at the table's 7/8 load, its id past the inline 24 bytes (in
+/// the map and once more in the dirty list) and its dirty-list slot.
+fn mark_bytes(id_len: usize) -> usize {
+    let heap_id = if id_len > 24 { id_len } else { 0 };
+    (std::mem::size_of::<(CompactString, Mark)>() + 1) * 8 / 7
+        + std::mem::size_of::<CompactString>()
+        + 2 * heap_id
 }
 
 /// Aggregate bookkeeping of one entity.
@@ -86,6 +104,8 @@ struct Mark {
 #[derive(Debug, Default)]
 struct PartitionState {
     marks: HashMap<CompactString, Mark, foldhash::fast::RandomState>,
+    /// Sum of [`mark_bytes`] of `marks`.
+    mark_bytes: usize,
     dirty: Vec<CompactString>,
     /// Last offset sent in a commit.
     committed: i64,
@@ -152,6 +172,10 @@ pub struct Worker {
     pending: Vec<Pending>,
     value: Vec<u8>,
     latencies_us: Vec<u64>,
+    /// Offset marks removed: their entity had left the aggregates; to stay
+    /// within `aggregates.max_mark_bytes`.
+    marks_dropped_evicted: u64,
+    marks_dropped_bytes: u64,
 }
 
 /// Errors that stop the loop.
@@ -220,6 +244,8 @@ impl Worker {
             pending: Vec::new(),
             value: Vec::new(),
             latencies_us: Vec::new(),
+            marks_dropped_evicted: 0,
+            marks_dropped_bytes: 0,
         }
     }
 
@@ -390,6 +416,7 @@ impl Worker {
         self.metrics.batch_events.record(events as f64);
         self.send_outputs(now)?;
         self.send_shadow()?;
+        self.bound_marks()?;
         if let Some(join) = self.labels.as_ref().filter(|j| j.following()) {
             let (primary, canary) = self.out.scored.split_at(self.canary_from);
             let versions = [Some(&self.primary_version), self.candidate_version.as_ref()];
@@ -773,7 +800,11 @@ impl Worker {
                     }
                     // Evicted since: say so, so a restore does not revive it.
                     _ => {
-                        part.marks.remove(&entity);
+                        if part.marks.remove(&entity).is_some() {
+                            part.mark_bytes =
+                                part.mark_bytes.saturating_sub(mark_bytes(entity.len()));
+                            self.marks_dropped_evicted += 1;
+                        }
                         None
                     }
                 };
@@ -788,6 +819,88 @@ impl Worker {
                 self.metrics.changelog_records.increment(1);
             }
         }
+        Ok(())
+    }
+
+    /// Estimated bytes of the offset marks of every owned partition.
+    fn mark_bytes(&self) -> usize {
+        self.partitions.values().map(|p| p.mark_bytes).sum()
+    }
+
+    /// Keeps the offset marks within `aggregates.max_mark_bytes` (see the
+    /// module's guarantees): a no-op under the bound; past it, marks of
+    /// entities the aggregates no longer hold are tombstoned, then, if
+    /// needed, the entities with the oldest marks of each partition (by
+    /// its share of the bytes) leave the aggregates and are tombstoned,
+    /// down to 7/8 of the bound.
+    fn bound_marks(&mut self) -> Result<(), WorkerError> {
+        let max = self.limits.max_mark_bytes;
+        if self.mark_bytes() <= max {
+            return Ok(());
+        }
+        let Some(aggregator) = self.aggregator.clone() else {
+            return Ok(());
+        };
+        let target = max / 8 * 7;
+        for part in self.partitions.values_mut() {
+            let PartitionState { marks, dirty, .. } = part;
+            for (id, m) in marks.iter_mut() {
+                if !m.dirty && !aggregator.contains(id) {
+                    m.dirty = true;
+                    dirty.push(id.clone());
+                }
+            }
+        }
+        // Tombstones the marks of entities gone (and writes the others
+        // that were dirty anyway).
+        self.checkpoint(None)?;
+        let total = self.mark_bytes();
+        if total <= target {
+            return Ok(());
+        }
+        let excess = total - target;
+        let mut evicted = Vec::new();
+        for part in self.partitions.values_mut() {
+            // This partition's share of what must go, rounded up.
+            let share = (excess as u128 * part.mark_bytes as u128).div_ceil(total as u128) as usize;
+            let mut oldest: Vec<(i64, &CompactString)> =
+                part.marks.iter().map(|(id, m)| (m.offset, id)).collect();
+            oldest.sort_unstable();
+            let mut freed = 0;
+            let mut going = Vec::new();
+            for (_, id) in oldest {
+                if freed >= share {
+                    break;
+                }
+                freed += mark_bytes(id.len());
+                going.push(id.clone());
+            }
+            for id in going {
+                if let Some(m) = part.marks.get_mut(&id) {
+                    if !m.dirty {
+                        m.dirty = true;
+                        part.dirty.push(id.clone());
+                    }
+                }
+                evicted.push(id);
+            }
+        }
+        let before: usize = self.partitions.values().map(|p| p.marks.len()).sum();
+        aggregator.remove_entities(&evicted);
+        let dropped_before = self.marks_dropped_evicted;
+        self.checkpoint(None)?;
+        // Counted as the bound's doing, not as following an eviction.
+        let dropped = self.marks_dropped_evicted - dropped_before;
+        self.marks_dropped_evicted = dropped_before;
+        self.marks_dropped_bytes += dropped;
+        let after: usize = self.partitions.values().map(|p| p.marks.len()).sum();
+        tracing::warn!(
+            marks = before,
+            dropped = before - after,
+            bytes = self.mark_bytes(),
+            max,
+            "offset marks past aggregates.max_mark_bytes: the entities with the oldest marks left the aggregates (tombstoned)"
+        );
         Ok(())
     }
 
@@ -846,9 +959,7 @@ impl Worker {
     /// (idle or over capacity) queued for a changelog tombstone at the next
     /// checkpoint, which drops the mark.
     pub fn upkeep(&mut self) {
-        if let Some(store) = &self.store {
-            self.metrics.store_entities.set(store.len() as f64);
-        }
+        self.publish_state();
         let Some(aggregator) = &self.aggregator else {
             return;
         };
@@ -875,12 +986,46 @@ impl Worker {
             }
         }
         let st = aggregator.stats();
-        metrics::aggregate_stats(
-            st.entities,
-            st.late_events,
-            st.evicted_capacity,
-            st.evicted_idle,
+        metrics::aggregate_stats(st.entities, st.late_events);
+        metrics::state_bytes("aggregates", st.bytes, aggregator.max_bytes());
+        metrics::evictions("aggregates", "capacity", st.evicted_capacity);
+        metrics::evictions("aggregates", "bytes", st.evicted_bytes);
+        metrics::evictions("aggregates", "idle", st.evicted_idle);
+        metrics::state_bytes(
+            "offset_marks",
+            self.mark_bytes(),
+            self.limits.max_mark_bytes,
         );
+        metrics::evictions("offset_marks", "entity_evicted", self.marks_dropped_evicted);
+        metrics::evictions("offset_marks", "bytes", self.marks_dropped_bytes);
+    }
+
+    /// The byte gauges and eviction counts of the store, drift windows and
+    /// loaded model versions (running counts: no walk).
+    fn publish_state(&mut self) {
+        if let Some(store) = &self.store {
+            self.metrics.store_entities.set(store.len() as f64);
+            let u = store.usage();
+            metrics::state_bytes("feature_store", u.row_bytes, store.max_bytes());
+            metrics::evictions("feature_store", "capacity", u.evicted_capacity);
+            metrics::evictions("feature_store", "bytes", u.evicted_bytes);
+            metrics::evictions("feature_store", "ttl", u.evicted_ttl);
+            metrics::state_bytes(
+                "feature_store_dictionaries",
+                u.dictionary_bytes,
+                store.dictionary_limit_bytes(),
+            );
+        }
+        let at = self.drift_at.clone();
+        if let Some((bytes, max, thinned)) = self.pipeline_of(&at).drift_usage() {
+            metrics::state_bytes("drift_windows", bytes, max);
+            metrics::evictions("drift_windows", "bytes", thinned);
+        }
+        if let Some(hub) = &self.lifecycle {
+            let (bytes, max, released) = hub.model_bytes();
+            metrics::state_bytes("lifecycle_models", bytes, max);
+            metrics::evictions("lifecycle_models", "bytes", released);
+        }
     }
 
     /// The first permanent delivery failure, if any.
@@ -971,7 +1116,9 @@ impl Rebalancing for Worker {
                     match m.payload().map(Record::decode) {
                         None => {
                             agg.remove_entities([key]);
-                            part.marks.remove(key);
+                            if part.marks.remove(key).is_some() {
+                                part.mark_bytes -= mark_bytes(key.len());
+                            }
                         }
                         Some(Ok(record)) => {
                             agg.import_entity(key, record.state);
@@ -979,7 +1126,9 @@ impl Rebalancing for Worker {
                                 offset: record.offset,
                                 dirty: false,
                             };
-                            part.marks.insert(key.into(), mark);
+                            if part.marks.insert(key.into(), mark).is_none() {
+                                part.mark_bytes += mark_bytes(key.len());
+                            }
                         }
                         Some(Err(_)) => skipped += 1,
                     }
@@ -995,6 +1144,8 @@ impl Rebalancing for Worker {
             self.tracker.open(p, self.aggregator.is_some());
             self.partitions.insert(p, part);
         }
+        // A changelog written under a larger bound restores more marks.
+        self.bound_marks()?;
         self.metrics.restored.increment(restored as u64);
         self.metrics.assigned.set(self.partitions.len() as f64);
         self.shared
@@ -1037,6 +1188,7 @@ fn mark(part: &mut PartitionState, entity: &CompactString, offset: i64) -> bool 
                     dirty: true,
                 },
             );
+            part.mark_bytes += mark_bytes(entity.len());
             part.dirty.push(entity.clone());
             true
         }

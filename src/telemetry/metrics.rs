@@ -34,7 +34,9 @@ pub const MODEL_INFO: &str = "driftline_model_info";
 pub const PRODUCE_FAILURES: &str = "driftline_produce_failures_total";
 pub const AGGREGATE_ENTITIES: &str = "driftline_aggregate_entities";
 pub const AGGREGATE_LATE: &str = "driftline_aggregate_late_events_total";
-pub const AGGREGATE_EVICTED: &str = "driftline_aggregate_evicted_entities_total";
+pub const STATE_BYTES: &str = "driftline_state_bytes";
+pub const STATE_LIMIT_BYTES: &str = "driftline_state_limit_bytes";
+pub const EVICTIONS: &str = "driftline_evictions_total";
 pub const PRODUCE_RETRIES: &str = "driftline_produce_retries_total";
 pub const CONSUMPTION_PAUSED: &str = "driftline_consumption_paused";
 pub const DRIFT_STATISTIC: &str = "driftline_drift_statistic";
@@ -56,6 +58,20 @@ pub const LIFECYCLE_EVENTS: &str = "driftline_lifecycle_events_total";
 pub const LIFECYCLE_REFUSALS: &str = "driftline_lifecycle_refusals_total";
 pub const ROLLOUT_SHARE: &str = "driftline_rollout_candidate_share_ratio";
 pub const ROLLOUT_STEP: &str = "driftline_rollout_step";
+
+/// The long-lived structures bounded in bytes (`structure` label of
+/// [`STATE_BYTES`], [`STATE_LIMIT_BYTES`] and [`EVICTIONS`]) and the
+/// reasons each evicts for.
+pub const STRUCTURES: [(&str, &[&str]); 7] = [
+    ("feature_store", &["capacity", "bytes", "ttl"]),
+    // Full dictionaries refuse new categories; nothing is evicted.
+    ("feature_store_dictionaries", &[]),
+    ("aggregates", &["capacity", "bytes", "idle"]),
+    ("offset_marks", &["entity_evicted", "bytes"]),
+    ("drift_windows", &["bytes"]),
+    ("label_join", &["capacity", "bytes", "expired", "versions"]),
+    ("lifecycle_models", &["bytes"]),
+];
 
 /// Seconds; from 100 µs (one in-process batch) to 10 s (a stalled broker).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -145,6 +161,11 @@ fn register_at_zero() {
         }
     }
     gauge!(CONSUMPTION_PAUSED).set(0.0);
+    for (structure, reasons) in STRUCTURES {
+        for &reason in reasons {
+            counter!(EVICTIONS, "structure" => structure, "reason" => reason).increment(0);
+        }
+    }
 }
 
 /// Lifecycle event kinds (`model-events` `kind`), registered at zero per
@@ -239,9 +260,19 @@ fn describe() {
         AGGREGATE_LATE,
         "Events too old for at least one of their entity's aggregate windows (not folded into it)."
     );
+    describe_gauge!(
+        STATE_BYTES,
+        Unit::Bytes,
+        "Estimated bytes of a long-lived structure (feature_store, feature_store_dictionaries, aggregates, offset_marks, drift_windows, label_join, lifecycle_models), kept as a running count."
+    );
+    describe_gauge!(
+        STATE_LIMIT_BYTES,
+        Unit::Bytes,
+        "The configured byte bound of a structure (see driftline_state_bytes)."
+    );
     describe_counter!(
-        AGGREGATE_EVICTED,
-        "Entities dropped from the streaming aggregates, by reason (capacity: aggregates.max_entities reached; idle: no event for longer than the longest window)."
+        EVICTIONS,
+        "Entries dropped from a long-lived structure, by structure and reason (capacity: its entry cap; bytes: its byte bound; idle, ttl, expired: age; entity_evicted: an offset mark following its entity out of the aggregates; versions: a label window of a replaced model version)."
     );
     describe_counter!(
         PRODUCE_RETRIES,
@@ -447,13 +478,23 @@ pub fn produce_failure(reason: &'static str, action: &'static str) {
     counter!(PRODUCE_FAILURES, "reason" => reason, "action" => action).increment(1);
 }
 
-/// Aggregate totals since start (the aggregator counts under its shard
-/// locks; these mirror its totals).
-pub fn aggregate_stats(entities: usize, late: u64, evicted_capacity: u64, evicted_idle: u64) {
+/// Aggregate entities now and late events since start (the aggregator
+/// counts under its shard locks; these mirror its totals).
+pub fn aggregate_stats(entities: usize, late: u64) {
     gauge!(AGGREGATE_ENTITIES).set(entities as f64);
     counter!(AGGREGATE_LATE).absolute(late);
-    counter!(AGGREGATE_EVICTED, "reason" => "capacity").absolute(evicted_capacity);
-    counter!(AGGREGATE_EVICTED, "reason" => "idle").absolute(evicted_idle);
+}
+
+/// A structure's estimated bytes and its bound.
+pub fn state_bytes(structure: &'static str, bytes: usize, limit: usize) {
+    gauge!(STATE_BYTES, "structure" => structure).set(bytes as f64);
+    gauge!(STATE_LIMIT_BYTES, "structure" => structure).set(limit as f64);
+}
+
+/// A structure's evictions for `reason` since start (structures count
+/// under their own locks; this mirrors the total).
+pub fn evictions(structure: &'static str, reason: &'static str, total: u64) {
+    counter!(EVICTIONS, "structure" => structure, "reason" => reason).absolute(total);
 }
 
 /// Counts output records sent again.

@@ -15,3 +15,4 @@ mod lifecycle;
 mod predictions;
 mod rebalance;
 mod selftest;
+mod state;

@@ -227,3 +227,36 @@ fn metric_sum_adds_every_series_of_one_name() {
     assert_eq!(crate::common::metric_sum(page, "driftline_up"), Some(1.0));
     assert_eq!(crate::common::metric_sum(page, "driftline_missing"), None);
 }
+
+#[test]
+fn metric_with_picks_series_by_label() {
+    let page = "driftline_state_bytes{structure=\"aggregates\"} 10\n\
+                driftline_state_bytes{structure=\"offset_marks\"} 4\n\
+                driftline_state_bytes_total 99\n\
+                driftline_evictions_total{structure=\"aggregates\",reason=\"bytes\"} 3\n\
+                driftline_evictions_total{structure=\"aggregates\",reason=\"idle\"} 2\n\
+                driftline_up 1\n";
+    let with = crate::common::metric_with;
+    assert_eq!(
+        with(
+            page,
+            "driftline_state_bytes",
+            &[("structure", "aggregates")]
+        ),
+        Some(10.0)
+    );
+    assert_eq!(with(page, "driftline_state_bytes", &[]), Some(14.0));
+    assert_eq!(
+        with(
+            page,
+            "driftline_evictions_total",
+            &[("structure", "aggregates"), ("reason", "idle")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        with(page, "driftline_evictions_total", &[("reason", "ttl")]),
+        None
+    );
+    assert_eq!(with(page, "driftline_up", &[]), Some(1.0));
+}

@@ -1,15 +1,18 @@
 //! Time-based drift windows no longer keep every score (issue 15, point 3):
-//! scores are kept only for the sequential detector, at most
-//! `drift.max_window_scores` per sub-window, thinned evenly past it.
+//! scores are kept only for the sequential detector, within
+//! `drift.max_window_bytes` per sub-window (sketches included), thinned
+//! evenly past it, and the thinning is counted.
 
 use driftline::drift::monitor::{DriftConfig, Window};
 use driftline::drift::synthetic::{draw, encode, Shift, Simulation};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Feeds `n` events into a one-second time window, lets it run out and
-/// returns it closed, with the scores fed in order.
-fn closed_window(config: &str, n: usize) -> (Window, Vec<f32>) {
+/// returns it closed, with the scores fed in order, the plan's score cap
+/// and the scores thinned.
+fn closed_window(config: &str, n: usize) -> (Window, Vec<f32>, usize, u64) {
     let config: DriftConfig = toml::from_str(config).expect("a [drift] section");
     let mut sim = Simulation::new(config, 3).expect("the toy monitor");
     let mut rng = StdRng::seed_from_u64(4);
@@ -25,42 +28,53 @@ fn closed_window(config: &str, n: usize) -> (Window, Vec<f32>) {
     sim.recorder.tick();
     let window = sim.rx.try_recv().expect("the time window closed");
     assert_eq!(window.count, n as u64);
-    (window, scores)
+    let stats = sim.recorder.stats();
+    assert!(
+        stats.queued_bytes.load(Relaxed) >= window.bytes(),
+        "the closed window is counted until the evaluator takes it"
+    );
+    let thinned = stats.thinned.load(Relaxed);
+    (window, scores, sim.recorder.plan().score_cap(), thinned)
 }
 
 #[test]
 fn without_the_sequential_detector_no_score_is_kept() {
-    let (window, _) = closed_window(
+    let (window, _, _, thinned) = closed_window(
         "window = \"time\"\nwindow_duration = \"1s\"\nsub_windows = 1\n",
         200_000,
     );
     assert_eq!(window.scores.len(), 0);
+    assert_eq!(thinned, 0);
 }
 
 #[test]
 fn the_sequential_detector_gets_an_evenly_thinned_sample_past_the_cap() {
     let n = 100_000;
-    let cap = 1000;
-    let (window, scores) = closed_window(
+    let max_bytes = 96 * 1024;
+    let (window, scores, cap, thinned) = closed_window(
         &format!(
             "window = \"time\"\nwindow_duration = \"1s\"\nsub_windows = 1\n\
-             sequential = true\nmax_window_scores = {cap}\n"
+             sequential = true\nmax_window_bytes = {max_bytes}\n"
         ),
         n,
     );
+    assert!(window.bytes() <= max_bytes, "{} bytes", window.bytes());
+    assert!((1000..max_bytes / 4).contains(&cap), "score cap {cap}");
     // The smallest power-of-two stride that fits the cap: 128 here.
     let stride = (0..)
         .map(|k| 1usize << k)
         .find(|s| n.div_ceil(*s) <= cap)
         .unwrap_or(1);
     let expected: Vec<f32> = scores.iter().copied().step_by(stride).collect();
-    assert_eq!(expected.len(), 782);
+    assert!(expected.len() <= cap && expected.len() * 2 > cap);
     assert_eq!(window.scores, expected);
+    assert!(thinned > 0, "dropped scores are counted");
 
     // Under the cap every score is kept, in order.
-    let (window, scores) = closed_window(
+    let (window, scores, _, thinned) = closed_window(
         "window = \"time\"\nwindow_duration = \"1s\"\nsub_windows = 1\nsequential = true\n",
         5000,
     );
     assert_eq!(window.scores, scores);
+    assert_eq!(thinned, 0);
 }

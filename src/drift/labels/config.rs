@@ -12,6 +12,10 @@ use crate::duration;
 /// this keeps one under about 100 ms.
 pub const MAX_WINDOW: usize = 1_000_000;
 
+/// Model versions whose labelled windows the join keeps at once (a
+/// rollout has two or three; versions long replaced give way to new ones).
+pub const MAX_VERSION_WINDOWS: usize = 8;
+
 /// Errors of this module.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LabelError {
@@ -29,9 +33,13 @@ pub enum LabelError {
 pub struct LabelConfig {
     /// Most predictions held for a label (awaiting, or labelled and kept to
     /// spot repeated labels); beyond it the oldest are dropped and counted as
-    /// `evicted`. About 100 bytes each (100 MB at the default), plus the id
-    /// when it is longer than 24 bytes.
+    /// `evicted`. About 80 bytes each, plus the id when it is longer than
+    /// 24 bytes.
     pub max_pending: usize,
+    /// Most bytes the join holds: held predictions (ids included) and the
+    /// per-version windows of labelled ones; beyond it the oldest held
+    /// predictions are dropped (counted apart from `max_pending`'s).
+    pub max_bytes: usize,
     /// How long a prediction waits for its label (e.g. `1h`), by wall clock
     /// from when it was scored; older ones are dropped and counted as
     /// `expired`. Set it above the label delay the producer of labels has.
@@ -58,6 +66,7 @@ impl Default for LabelConfig {
     fn default() -> Self {
         LabelConfig {
             max_pending: 1_000_000,
+            max_bytes: 256 * 1024 * 1024,
             max_age: "1h".into(),
             window: 5_000,
             threshold: 0.5,
@@ -78,6 +87,15 @@ impl LabelConfig {
         let mut p = Vec::new();
         if self.max_pending == 0 {
             p.push("labels.max_pending: must be at least 1".into());
+        }
+        // Room for the version windows (the largest is 8 bytes a pair) and
+        // some held predictions.
+        let floor = 64 * 1024 + MAX_VERSION_WINDOWS * self.window * 8;
+        if self.max_bytes < floor {
+            p.push(format!(
+                "labels.max_bytes: {} is below {floor} (64 KiB plus {MAX_VERSION_WINDOWS} version windows of labels.window pairs)",
+                self.max_bytes
+            ));
         }
         if let Err(e) = duration::parse_ms(&self.max_age) {
             p.push(format!("labels.max_age: {e}"));
@@ -239,6 +257,7 @@ mod tests {
     fn every_config_problem_is_reported_at_once() {
         let c = LabelConfig {
             max_pending: 0,
+            max_bytes: 1000,
             max_age: "soon".into(),
             window: 0,
             threshold: 1.5,
@@ -251,6 +270,7 @@ mod tests {
         let problems = c.problems();
         for key in [
             "labels.max_pending",
+            "labels.max_bytes",
             "labels.max_age",
             "labels.window",
             "labels.min_labels",
@@ -267,7 +287,7 @@ mod tests {
         }
         assert!(matches!(
             LabelJoin::new(&c),
-            Err(LabelError::InvalidConfig { problems }) if problems.len() == 9
+            Err(LabelError::InvalidConfig { problems }) if problems.len() == 10
         ));
     }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use compact_str::CompactString;
 use parking_lot::Mutex;
 
-use super::config::{LabelConfig, LabelError};
+use super::config::{LabelConfig, LabelError, MAX_VERSION_WINDOWS};
 use super::metrics::{window_metrics, Scored, WindowMetrics};
 use crate::event::{now_ms, RejectReason};
 use crate::features::shard::hash_key;
@@ -43,6 +43,14 @@ pub struct JoinCounters {
     pub duplicates: u64,
     /// Unlabelled predictions dropped to stay within `max_pending`.
     pub evicted: u64,
+    /// Unlabelled predictions dropped to stay within `max_bytes`.
+    pub evicted_bytes: u64,
+    /// Version windows dropped for a newer version's
+    /// (at most [`MAX_VERSION_WINDOWS`] are kept).
+    pub versions_dropped: u64,
+    /// The running byte count `max_bytes` bounds: held predictions and
+    /// version windows.
+    pub bytes: usize,
     /// Unlabelled predictions dropped after `max_age`.
     pub expired: u64,
     /// Predictions awaiting a label now.
@@ -67,6 +75,7 @@ pub struct VersionMetrics {
 /// follower, which labels.
 pub struct LabelJoin {
     max_pending: usize,
+    max_bytes: usize,
     max_age_ms: i64,
     window: usize,
     threshold: f64,
@@ -100,11 +109,28 @@ struct Held {
     recorded_ms: i64,
     ts_ms: i64,
     score: f32,
+    /// [`VersionWindow::id`] of the version that made it.
     version: u32,
     labelled: bool,
 }
 
+impl Held {
+    /// What a held prediction counts against `max_bytes`: itself, its id
+    /// past the inline 24 bytes, and its index entry (16 bytes and a
+    /// control byte at the table's 7/8 load).
+    fn bytes(id_len: usize) -> usize {
+        std::mem::size_of::<Held>()
+            + if id_len > 24 { id_len } else { 0 }
+            + (std::mem::size_of::<(u64, u64)>() + 1) * 8 / 7
+    }
+}
+
 struct VersionWindow {
+    /// Stable for the join's lifetime (positions change when a window is
+    /// dropped).
+    id: u32,
+    /// `State::recorded` when it last recorded a prediction.
+    used: u64,
     name: CompactString,
     /// Ring of the last `window` labelled pairs; order does not matter to
     /// any metric, so it is never rotated.
@@ -127,6 +153,9 @@ struct State {
     held: VecDeque<Held>,
     front_seq: u64,
     versions: Vec<VersionWindow>,
+    next_version_id: u32,
+    /// Sum of [`Held::bytes`] of `held`.
+    held_bytes: usize,
     // Plain counters under the lock the calls take anyway.
     recorded: u64,
     skipped: u64,
@@ -134,11 +163,30 @@ struct State {
     unmatched: u64,
     duplicates: u64,
     evicted: u64,
+    evicted_bytes: u64,
+    versions_dropped: u64,
     expired: u64,
     pending: u64,
 }
 
 impl State {
+    /// Held predictions and version windows.
+    fn bytes(&self) -> usize {
+        self.held_bytes + self.version_bytes()
+    }
+
+    /// The version windows (at most [`MAX_VERSION_WINDOWS`] of
+    /// `labels.window` pairs, which configuration keeps under `max_bytes`).
+    fn version_bytes(&self) -> usize {
+        self.versions
+            .iter()
+            .map(|v| {
+                std::mem::size_of::<VersionWindow>()
+                    + v.ring.capacity() * std::mem::size_of::<Scored>()
+            })
+            .sum()
+    }
+
     fn counters(&self) -> JoinCounters {
         JoinCounters {
             recorded: self.recorded,
@@ -147,6 +195,9 @@ impl State {
             unmatched: self.unmatched,
             duplicates: self.duplicates,
             evicted: self.evicted,
+            evicted_bytes: self.evicted_bytes,
+            versions_dropped: self.versions_dropped,
+            bytes: self.bytes(),
             expired: self.expired,
             pending: self.pending,
             held: self.held.len() as u64,
@@ -186,6 +237,7 @@ impl State {
                 self.collided.insert(held.id.clone(), seq);
             }
         }
+        self.held_bytes += Held::bytes(held.id.len());
         self.held.push_back(held);
         self.pending += 1;
     }
@@ -193,6 +245,7 @@ impl State {
     /// Drops the oldest prediction; `true` if it was still unlabelled.
     fn pop_front(&mut self) -> Option<bool> {
         let held = self.held.pop_front()?;
+        self.held_bytes = self.held_bytes.saturating_sub(Held::bytes(held.id.len()));
         let seq = self.front_seq;
         self.front_seq += 1;
         if self.index.get(&held.hash) == Some(&seq) {
@@ -220,18 +273,34 @@ impl State {
         }
     }
 
+    /// The id of `name`'s window, made (dropping the least recently used
+    /// one past [`MAX_VERSION_WINDOWS`]) if it has none.
     fn version(&mut self, name: &str, window: usize) -> u32 {
-        // Linear: a process sees a handful of model versions.
-        if let Some(i) = self.versions.iter().position(|v| v.name == name) {
-            return i as u32;
+        let used = self.recorded;
+        // Linear: a process keeps a handful of model versions.
+        if let Some(v) = self.versions.iter_mut().find(|v| v.name == name) {
+            v.used = used;
+            return v.id;
         }
+        if self.versions.len() >= MAX_VERSION_WINDOWS {
+            if let Some(lru) = (0..self.versions.len()).min_by_key(|&i| self.versions[i].used) {
+                // Its held predictions stay; their labels count as matched
+                // and are judged in no window.
+                self.versions.swap_remove(lru);
+                self.versions_dropped += 1;
+            }
+        }
+        let id = self.next_version_id;
+        self.next_version_id = self.next_version_id.wrapping_add(1);
         self.versions.push(VersionWindow {
+            id,
+            used,
             name: CompactString::from(name),
             ring: Vec::with_capacity(window.min(4_096)),
             next: 0,
             labelled: 0,
         });
-        (self.versions.len() - 1) as u32
+        id
     }
 }
 
@@ -257,6 +326,7 @@ impl LabelJoin {
         }
         Ok(LabelJoin {
             max_pending: config.max_pending,
+            max_bytes: config.max_bytes,
             max_age_ms: config.max_age_ms()?,
             window: config.window,
             threshold: config.threshold,
@@ -266,12 +336,16 @@ impl LabelJoin {
                 held: VecDeque::new(),
                 front_seq: 0,
                 versions: Vec::new(),
+                next_version_id: 0,
+                held_bytes: 0,
                 recorded: 0,
                 skipped: 0,
                 matched: 0,
                 unmatched: 0,
                 duplicates: 0,
                 evicted: 0,
+                evicted_bytes: 0,
+                versions_dropped: 0,
                 expired: 0,
                 pending: 0,
             }),
@@ -315,6 +389,8 @@ impl LabelJoin {
         let mut st = self.state.lock();
         st.expire(now_ms, self.max_age_ms);
         let version = st.version(model_version, self.window);
+        // Windows grow only as labels come in, not here.
+        let version_bytes = st.version_bytes();
         for (id, score, ts_ms) in predictions {
             // NaN would poison every mean of the window; it cannot be judged.
             if !score.is_finite() {
@@ -328,6 +404,14 @@ impl LabelJoin {
             }
             if st.held.len() >= self.max_pending && st.pop_front() == Some(true) {
                 st.evicted += 1;
+            }
+            let bytes = Held::bytes(id.len());
+            while st.held_bytes + version_bytes + bytes > self.max_bytes {
+                match st.pop_front() {
+                    Some(true) => st.evicted_bytes += 1,
+                    Some(false) => {}
+                    None => break,
+                }
             }
             st.push(Held {
                 id: CompactString::from(id),
@@ -372,7 +456,7 @@ impl LabelJoin {
         let (score, version, predicted_ms) = (held.score, held.version, held.ts_ms);
         st.pending -= 1;
         st.matched += 1;
-        if let Some(v) = st.versions.get_mut(version as usize) {
+        if let Some(v) = st.versions.iter_mut().find(|v| v.id == version) {
             v.push(Scored { score, label }, self.window);
         }
         JoinOutcome::Matched {
@@ -438,6 +522,11 @@ impl LabelJoin {
             .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
             .filter(|(_, n)| *n > 0)
             .collect()
+    }
+
+    /// `labels.max_bytes`.
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     /// The accuracy threshold in use.
@@ -514,6 +603,59 @@ mod tests {
             j.label_at(T0, "c", true, None),
             JoinOutcome::Matched { .. }
         ));
+    }
+
+    #[test]
+    fn held_bytes_stay_within_max_bytes_under_distinct_long_ids() {
+        let max_bytes = 1 << 20;
+        let j = LabelJoin::new(&LabelConfig {
+            max_bytes,
+            window: 100,
+            min_labels: 0,
+            ..LabelConfig::default()
+        })
+        .unwrap();
+        for i in 0..20_000 {
+            let id = format!("{i:08}{}", "e".repeat(500));
+            j.record_at(T0, [(id.as_str(), 0.5, T0)], "v1");
+            let c = j.counters_at(T0);
+            assert!(c.bytes <= max_bytes, "{i}: {c:?}");
+        }
+        let c = j.counters_at(T0);
+        assert!(c.bytes > max_bytes / 2, "{c:?}");
+        assert!(c.evicted_bytes > 15_000, "{c:?}");
+        assert_eq!(c.evicted, 0, "max_pending was not what bound it");
+        assert_eq!(c.held, c.pending);
+        // The newest are the ones held.
+        let newest = format!("{:08}{}", 19_999, "e".repeat(500));
+        assert_eq!(
+            j.label_at(T0, &newest, true, None),
+            JoinOutcome::Matched { delay_ms: None }
+        );
+        let oldest = format!("{:08}{}", 0, "e".repeat(500));
+        assert_eq!(j.label_at(T0, &oldest, true, None), JoinOutcome::Unmatched);
+    }
+
+    #[test]
+    fn version_windows_are_bounded_and_the_least_recently_used_goes() {
+        let j = join(1000, "1h", 10);
+        for v in 0..MAX_VERSION_WINDOWS + 3 {
+            let id = format!("evt-{v}");
+            j.record_at(T0, [(id.as_str(), 0.9, T0)], &format!("v{v}"));
+            j.label_at(T0, &id, true, None);
+            // v0 stays in use, so the others go first.
+            j.record_at(T0, [(format!("keep-{v}").as_str(), 0.9, T0)], "v0");
+        }
+        let names: Vec<String> = j
+            .snapshot_at(T0)
+            .into_iter()
+            .map(|m| m.model_version)
+            .collect();
+        assert_eq!(names.len(), MAX_VERSION_WINDOWS);
+        assert!(names.contains(&"v0".to_string()), "{names:?}");
+        assert!(names.contains(&format!("v{}", MAX_VERSION_WINDOWS + 2)));
+        assert!(!names.contains(&"v1".to_string()), "{names:?}");
+        assert_eq!(j.counters_at(T0).versions_dropped, 3);
     }
 
     #[test]
@@ -607,6 +749,8 @@ mod tests {
             assert_eq!(st.find("x", h), Some(0));
             assert_eq!(st.find("z", h), None);
             st.versions.push(VersionWindow {
+                id: 0,
+                used: 0,
                 name: "v".into(),
                 ring: Vec::new(),
                 next: 0,
@@ -748,6 +892,11 @@ mod tests {
                 m.expire(now, max_age);
                 m.counters.held = m.held.len() as u64;
                 m.counters.pending = m.held.iter().filter(|h| !h.2).count() as u64;
+                // The byte count is the sum of its parts (ids here are
+                // short: every held prediction costs the same).
+                let st = j.state.lock();
+                m.counters.bytes = st.held.len() * Held::bytes(0) + st.version_bytes();
+                drop(st);
                 prop_assert_eq!(c, m.counters);
                 prop_assert!(c.held <= max_pending as u64);
                 prop_assert_eq!(c.recorded, c.pending + c.matched + c.evicted + c.expired);

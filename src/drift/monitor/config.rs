@@ -207,12 +207,15 @@ pub struct DriftConfig {
     /// (the demo's stationary stream alarms within 6,000 events).
     pub sequential: bool,
     pub page_hinkley: sequential::Params,
-    /// Most scores of one sub-window kept for the sequential detector
-    /// (4 bytes each; a time window otherwise keeps every score). Past it
-    /// the kept scores are thinned to every 2nd, 4th, ... score, so the
-    /// detector still sees the whole sub-window in order, at a lower rate.
-    /// Nothing is kept when `sequential` is off.
-    pub max_window_scores: usize,
+    /// Most bytes one sub-window holds: its sketches (bounded by their
+    /// bins, categories and KLL size) and the scores kept for the
+    /// sequential detector (4 bytes each; a time window would otherwise
+    /// keep every score). Past it the kept scores are thinned to every
+    /// 2nd, 4th, ... score, so the detector still sees the whole
+    /// sub-window in order, at a lower rate. Nothing is kept when
+    /// `sequential` is off. Must leave room for two scores past the
+    /// sketches (checked when the monitor is built).
+    pub max_window_bytes: usize,
 }
 
 impl Default for DriftConfig {
@@ -236,7 +239,7 @@ impl Default for DriftConfig {
             prediction: ColumnSettings::default(),
             sequential: false,
             page_hinkley: sequential::Params::default(),
-            max_window_scores: 100_000,
+            max_window_bytes: 1024 * 1024,
         }
     }
 }
@@ -253,8 +256,11 @@ const STATISTICS: [&str; 6] = [
 impl DriftConfig {
     /// Every problem, each naming its key.
     pub fn problems(&self, p: &mut Vec<String>) {
-        if self.sequential && self.max_window_scores < 2 {
-            p.push("drift.max_window_scores: must be at least 2".into());
+        if self.max_window_bytes < 64 * 1024 {
+            p.push(format!(
+                "drift.max_window_bytes: {} is below 64 KiB (one window's sketches alone take tens of KiB)",
+                self.max_window_bytes
+            ));
         }
         if self.window_events == 0 {
             p.push("drift.window_events: must be at least 1".into());

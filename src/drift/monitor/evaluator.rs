@@ -173,6 +173,14 @@ impl Evaluator {
     pub fn push(&mut self, window: Window) -> Vec<Output> {
         let started = Instant::now();
         let mut window = window;
+        // Saturating: windows pushed directly (tests, merged views) were
+        // never counted as queued.
+        let bytes = window.bytes();
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        let _ = self
+            .stats
+            .queued_bytes
+            .fetch_update(relaxed, relaxed, |q| Some(q.saturating_sub(bytes)));
         let sequential = self
             .detector
             .as_mut()
@@ -184,6 +192,10 @@ impl Evaluator {
         while self.recent.len() > self.plan.config.sub_windows.max(1) as usize {
             self.recent.pop_front();
         }
+        self.stats.held_bytes.store(
+            self.recent.iter().map(Window::bytes).sum(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let Some(mut merged) = self.merged() else {
             return Vec::new();
         };

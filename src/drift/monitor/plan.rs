@@ -1,6 +1,7 @@
 //! The plan: how to read each watched column out of an encoded row, the
 //! reference it is compared with, and the thresholds that judge it.
 
+use std::mem::size_of;
 use std::path::Path;
 use std::time::Duration;
 
@@ -69,6 +70,24 @@ pub enum MonitorError {
     /// `drift.window` says.
     #[error("drift.window_duration: {0}")]
     WindowDuration(DurationError),
+    /// The sketches of one window leave no room for scores.
+    #[error(
+        "drift.max_window_bytes: {max} bytes, but the sketches of one window can take {sketches} \
+         bytes and the sequential detector needs room for scores past them"
+    )]
+    WindowBytes { max: usize, sketches: usize },
+}
+
+/// The most a window's sketches (one per column and the score's) can
+/// take, however many events it sees.
+fn window_bytes_bound(profile: &Profile, score: &NumericSketch) -> usize {
+    size_of::<Window>()
+        + profile
+            .columns
+            .iter()
+            .map(|c| c.sketch.bytes_bound())
+            .sum::<usize>()
+        + score.bytes_bound()
 }
 
 /// How rows map to columns, the reference, and the judging rules; shared
@@ -84,6 +103,9 @@ pub struct Plan {
     pub(super) config: DriftConfig,
     /// Length of a time sub-window (`drift.window = "time"`).
     pub(super) sub_duration: Duration,
+    /// Scores a sub-window keeps for the sequential detector: what
+    /// `drift.max_window_bytes` leaves past the sketches' bound.
+    pub(super) score_cap: usize,
 }
 
 impl Plan {
@@ -166,7 +188,16 @@ impl Plan {
                 },
             });
         };
+        let sketches = window_bytes_bound(&profile, &score_reference);
+        let score_cap = config.max_window_bytes.saturating_sub(sketches) / size_of::<f32>();
+        if config.sequential && score_cap < 2 {
+            return Err(MonitorError::WindowBytes {
+                max: config.max_window_bytes,
+                sketches,
+            });
+        }
         Ok(Plan {
+            score_cap,
             score_reference,
             model: watched.model.clone(),
             version: watched.version.clone(),
@@ -188,6 +219,11 @@ impl Plan {
 
     pub fn model(&self) -> (&str, &str) {
         (&self.model, &self.version)
+    }
+
+    /// Scores a sub-window keeps for the sequential detector.
+    pub fn score_cap(&self) -> usize {
+        self.score_cap
     }
 
     /// An empty window on the reference's edges and categories.

@@ -1,6 +1,7 @@
 //! The hot path: per scored event, one sketch update per column; closed
 //! sub-windows go to the evaluator over a bounded channel, never waiting.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +16,30 @@ use crate::drift::profile::ColumnSketch;
 pub struct RecorderStats {
     pub windows: std::sync::atomic::AtomicU64,
     pub dropped: std::sync::atomic::AtomicU64,
+    /// Scores dropped from open windows to stay within
+    /// `drift.max_window_bytes`.
+    pub thinned: std::sync::atomic::AtomicU64,
+    /// Bytes of the open sub-window (refreshed every [`BYTES_EVERY`]
+    /// events and whenever its scores are thinned).
+    pub open_bytes: AtomicUsize,
+    /// Bytes of closed sub-windows on their way to the evaluator.
+    pub queued_bytes: AtomicUsize,
+    /// Bytes of the sub-windows the evaluator keeps for the sliding window.
+    pub held_bytes: AtomicUsize,
 }
+
+impl RecorderStats {
+    /// Every window's bytes: open, queued and held.
+    pub fn bytes(&self) -> usize {
+        self.open_bytes.load(Ordering::Relaxed)
+            + self.queued_bytes.load(Ordering::Relaxed)
+            + self.held_bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// How often (in events) the open window's bytes are measured for the
+/// gauge: a sketch's KLL grows by a few values per thousand events.
+const BYTES_EVERY: u64 = 4096;
 
 /// Updates the open sub-window per scored event; see the module docs.
 pub struct Recorder {
@@ -59,6 +83,16 @@ impl Recorder {
             stats,
         };
         (recorder, rx)
+    }
+
+    /// The counters and byte gauges shared with the evaluator.
+    pub fn stats(&self) -> &Arc<RecorderStats> {
+        &self.stats
+    }
+
+    /// The plan it records for.
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
     }
 
     /// Observes one scored event: `row` is the encoded model input,
@@ -120,9 +154,16 @@ impl Recorder {
         }
         w.score.update(f64::from(score));
         if self.plan.config.sequential {
-            keep_score(w, score, self.plan.config.max_window_scores.max(2));
+            let thinned = keep_score(w, score, self.plan.score_cap.max(2));
+            if thinned > 0 {
+                self.stats.thinned.fetch_add(thinned, Ordering::Relaxed);
+                self.stats.open_bytes.store(w.bytes(), Ordering::Relaxed);
+            }
         }
         w.count += 1;
+        if w.count.is_multiple_of(BYTES_EVERY) {
+            self.stats.open_bytes.store(w.bytes(), Ordering::Relaxed);
+        }
         w.first_ts_ms = min_opt(w.first_ts_ms, Some(ts_ms));
         w.last_ts_ms = max_opt(w.last_ts_ms, Some(ts_ms));
         if w.count >= self.sub_events {
@@ -148,9 +189,16 @@ impl Recorder {
         self.stats
             .windows
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bytes = closed.bytes();
+        self.stats
+            .open_bytes
+            .store(self.window.bytes(), Ordering::Relaxed);
+        // Counted before the send: the evaluator takes it off on receipt.
+        self.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         match self.tx.try_send(closed) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                 self.stats
                     .dropped
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -160,24 +208,34 @@ impl Recorder {
 }
 
 /// Appends `score` to the window's scores for the sequential detector,
-/// at most `cap` of them: when full, every second kept score is dropped and
-/// the stride doubles, so what is kept stays evenly spaced and in order.
-fn keep_score(w: &mut Window, score: f32, cap: usize) {
+/// at most `cap` of them (never more capacity either): when full, every
+/// second kept score is dropped and the stride doubles, so what is kept
+/// stays evenly spaced and in order. Returns how many were dropped.
+fn keep_score(w: &mut Window, score: f32, cap: usize) -> u64 {
     let stride = w.score_stride.max(1);
     if !w.count.is_multiple_of(stride) {
-        return;
+        return 0;
     }
+    let mut thinned = 0;
     if w.scores.len() >= cap {
+        let before = w.scores.len();
         let mut i = 0u64;
         w.scores.retain(|_| {
             i += 1;
             !i.is_multiple_of(2)
         });
+        thinned = (before - w.scores.len()) as u64;
         w.score_stride = stride.saturating_mul(2);
         // This score's position may not be on the new stride.
         if !w.count.is_multiple_of(w.score_stride) {
-            return;
+            return thinned;
         }
     }
+    if w.scores.len() == w.scores.capacity() {
+        // Doubling would overshoot the cap by up to twice.
+        let want = (w.scores.len() * 2).clamp(16, cap);
+        w.scores.reserve_exact(want.saturating_sub(w.scores.len()));
+    }
     w.scores.push(score);
+    thinned
 }

@@ -25,8 +25,8 @@ pub struct Window {
     pub closed_ms: Option<i64>,
     /// The scores in arrival order, for the sequential detector (only when
     /// it is on), thinned to every `score_stride`-th score past
-    /// `drift.max_window_scores`; not serialised (a merged view has no
-    /// single order).
+    /// the score cap `drift.max_window_bytes` leaves; not serialised (a
+    /// merged view has no single order).
     #[serde(skip)]
     pub scores: Vec<f32>,
     /// Keep one score in this many (1 until the cap is first reached).
@@ -63,6 +63,14 @@ impl Window {
         self.closed_ms = max_opt(self.closed_ms, other.closed_ms);
         self.scores.extend_from_slice(&other.scores);
         Ok(())
+    }
+
+    /// Bytes held now: every sketch and the kept scores.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.columns.iter().map(ColumnSketch::bytes).sum::<usize>()
+            + self.score.bytes()
+            + self.scores.capacity() * std::mem::size_of::<f32>()
     }
 
     pub(super) fn flush(&mut self) {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub use broker::{Broker, OutRecord, Record, TopicReader};
 pub use scoring::{assert_aggregates_match, AggregateReplay, Scorer};
-pub use service::{metric_sum, Service};
+pub use service::{metric_sum, metric_with, Service};
 
 use driftline::demo::generator::{write_json, FraudGenerator};
 use driftline::event::Event;

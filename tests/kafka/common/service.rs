@@ -372,6 +372,39 @@ fn dechunk(mut data: &[u8]) -> std::io::Result<Vec<u8>> {
     }
 }
 
+/// Sum of the samples of metric `name` whose labels include every
+/// `labels` pair (`key="value"`); `None` if there is none.
+pub fn metric_with(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut sum = None;
+    for line in page.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (set, value) = match rest.strip_prefix('{') {
+            Some(labelled) => match labelled.rsplit_once('}') {
+                Some(parts) => parts,
+                None => continue,
+            },
+            // Another metric whose name starts with `name`.
+            None if !rest.starts_with(' ') => continue,
+            None => ("", rest),
+        };
+        let wanted = labels
+            .iter()
+            .all(|(k, v)| set.split(',').any(|pair| pair == format!("{k}=\"{v}\"")));
+        if let Some(v) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            if wanted {
+                *sum.get_or_insert(0.0) += v;
+            }
+        }
+    }
+    sum
+}
+
 /// Sum of every sample of metric `name` (exact name, any labels) in a
 /// Prometheus text page; `None` if there is none.
 pub fn metric_sum(page: &str, name: &str) -> Option<f64> {

@@ -2,16 +2,19 @@
 //! a stream of distinct, long entity ids the aggregates and the offset
 //! marks stay within their byte bounds, evictions are counted, and every
 //! evicted entity gets a changelog tombstone, so a restart restores only
-//! the entities still held.
+//! the entities still held; and a changelog restore that takes several
+//! slow fetches outlasts `aggregates.restore_stall_timeout` without
+//! failing, because the bound is on progress, not on the total.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::{
     event_record, generate, metric_with, unique, wait_for_event_ids, wait_until, Broker, OutRecord,
-    Service, START_MS, TOPICS,
+    Scorer, Service, START_MS, TOPICS,
 };
 use driftline::event::Event;
+use driftline::serve::changelog::Record as ChangelogRecord;
 
 const READY: Duration = Duration::from_secs(60);
 const MIB: usize = 1024 * 1024;
@@ -233,4 +236,91 @@ fn offset_marks_at_their_byte_bound_take_their_entities_out_with_tombstones() {
     let marks = usage(&page, "offset_marks", "bytes").evicted;
     assert!(marks > 1_000.0, "{marks} marks dropped for bytes");
     assert_eq!(usage(&page, "aggregates", "bytes").evicted, 0.0);
+}
+
+/// The service's log line of the assignment, and its `elapsed_ms`.
+fn restore_ms(log: &str) -> Option<u64> {
+    log.lines()
+        .filter(|l| l.contains("partitions assigned"))
+        .filter_map(|l| {
+            let rest = &l[l.find("elapsed_ms=")? + "elapsed_ms=".len()..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .max()
+}
+
+#[test]
+fn a_slow_changelog_restore_outlasts_the_stall_timeout_while_it_progresses() {
+    const ENTITIES: usize = 6_000;
+    let stall = Duration::from_secs(2);
+    let broker = Broker::start();
+    broker.create_topics(&TOPICS);
+    let group = unique("restore");
+    let changelog = format!("{group}-aggregates-changelog");
+    broker.create_topics(&[(changelog.as_str(), 4)]);
+
+    // Real states of the model's aggregates, one per entity, spread over
+    // the four partitions as their input partitions would be.
+    let scorer = Scorer::new();
+    let (_, events) = generate(41, 500, ENTITIES);
+    let records: Vec<OutRecord> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let entity = format!("restored-{i:06}");
+            let features = e.features.clone();
+            scorer
+                .aggregator()
+                .observe(&entity, e.ts_ms.unwrap_or(START_MS), &features);
+            let state = scorer
+                .aggregator()
+                .export_entity(&entity)
+                .expect("the state just observed");
+            let value = ChangelogRecord { offset: 0, state }.encode();
+            OutRecord::new(entity.into_bytes(), value).partition((i % 4) as i32)
+        })
+        .collect();
+    let bytes: usize = records
+        .iter()
+        .map(|r| r.payload.as_ref().map_or(0, Vec::len))
+        .sum();
+    // One record per stored batch: Tansu answers a fetch with whole
+    // batches, so small batches make small fetches.
+    broker.unbatched_producer().send(&changelog, &records);
+
+    // Small fetches, each answered only after Tansu's fetch wait: the
+    // restore takes many of them, each well under the stall timeout.
+    let env = [
+        ("DRIFTLINE_KAFKA__CONSUMER__FETCH_WAIT_MAX_MS", "400"),
+        (
+            "DRIFTLINE_KAFKA__CONSUMER__MAX_PARTITION_FETCH_BYTES",
+            "16384",
+        ),
+        ("DRIFTLINE_KAFKA__CONSUMER__FETCH_MAX_BYTES", "65536"),
+        // librdkafka wants fetch.max.bytes >= message.max.bytes.
+        ("DRIFTLINE_KAFKA__CONSUMER__MESSAGE_MAX_BYTES", "65536"),
+        ("DRIFTLINE_AGGREGATES__RESTORE_STALL_TIMEOUT", "2s"),
+    ];
+    let started = Instant::now();
+    let mut service = Service::start_with(&broker, &group, &env);
+    service.wait_ready(READY);
+    let page = service.metrics();
+    assert_eq!(
+        metric_with(&page, "driftline_aggregate_restored_entities_total", &[]),
+        Some(ENTITIES as f64),
+        "every entity restored"
+    );
+    service.assert_running();
+    let took = restore_ms(&service.log_tail(400))
+        .unwrap_or_else(|| panic!("no assignment logged:\n{}", service.log_tail(40)));
+    println!("restore of {ENTITIES} entities ({bytes} bytes): {took} ms, stall timeout {stall:?}");
+    assert!(
+        Duration::from_millis(took) > stall * 2,
+        "the restore of {ENTITIES} entities ({bytes} bytes) took {took} ms, not longer than the \
+         stall timeout of {stall:?}: the test did not make it slow ({:?} to ready)",
+        started.elapsed()
+    );
 }

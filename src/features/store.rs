@@ -1364,10 +1364,16 @@ impl FeatureStore {
 
     /// Counters summed over shards, and the approximate heap held.
     pub fn stats(&self) -> StoreStats {
+        let u = self.usage();
         let mut st = StoreStats {
             approx_heap_bytes: self.shards.len() * size_of::<ShardSlot>()
                 + self.blank.len() * size_of::<u32>()
                 + self.dictionaries.len() * size_of::<Option<Dictionary>>(),
+            row_bytes: u.row_bytes,
+            dictionary_bytes: u.dictionary_bytes,
+            evicted_capacity: u.evicted_capacity,
+            evicted_bytes: u.evicted_bytes,
+            evicted_ttl: u.evicted_ttl,
             ..StoreStats::default()
         };
         for slot_ref in self.shards.iter() {
@@ -1378,10 +1384,6 @@ impl FeatureStore {
             st.expired_reads += c.expired_reads.load(Relaxed);
             st.upserts += c.upserts.load(Relaxed);
             st.deletes += c.deletes.load(Relaxed);
-            st.evicted_capacity += c.evicted_capacity.load(Relaxed);
-            st.evicted_bytes += c.evicted_bytes.load(Relaxed);
-            st.evicted_ttl += c.evicted_ttl.load(Relaxed);
-            st.row_bytes += c.bytes.load(Relaxed);
             st.approx_heap_bytes += slot_ref.rows.read().heap_bytes();
         }
         st.approx_heap_bytes += self
@@ -1390,12 +1392,6 @@ impl FeatureStore {
             .flatten()
             .map(Dictionary::heap_bytes)
             .sum::<usize>();
-        st.dictionary_bytes = self
-            .dictionaries
-            .iter()
-            .flatten()
-            .map(Dictionary::bytes)
-            .sum();
         st
     }
 }

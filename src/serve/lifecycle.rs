@@ -215,6 +215,17 @@ impl HubError {
     }
 }
 
+/// Model bytes of the loaded versions among `versions`.
+fn loaded_bytes(versions: &BTreeMap<String, Slot>) -> usize {
+    versions
+        .values()
+        .map(|slot| match slot {
+            Slot::Loaded(v) => v.model.onnx_bytes(),
+            Slot::Refused { .. } => 0,
+        })
+        .sum()
+}
+
 /// The lifecycle of the served model, shared by loop, thread and admin API.
 pub struct Hub {
     model: String,
@@ -354,17 +365,8 @@ impl Hub {
     ///
     /// [`Model::onnx_bytes`]: crate::score::Model::onnx_bytes
     pub fn model_bytes(&self) -> (usize, usize, u64) {
-        let bytes = self
-            .versions
-            .read()
-            .values()
-            .map(|slot| match slot {
-                Slot::Loaded(v) => v.model.onnx_bytes(),
-                Slot::Refused { .. } => 0,
-            })
-            .sum();
         (
-            bytes,
+            loaded_bytes(&self.versions.read()),
             self.max_model_bytes,
             self.released.load(Ordering::Relaxed),
         )
@@ -382,16 +384,7 @@ impl Hub {
             .unwrap_or_default();
         let mut order = self.load_order.lock();
         let mut versions = self.versions.write();
-        let loaded = |versions: &BTreeMap<String, Slot>| -> usize {
-            versions
-                .values()
-                .map(|slot| match slot {
-                    Slot::Loaded(v) => v.model.onnx_bytes(),
-                    Slot::Refused { .. } => 0,
-                })
-                .sum()
-        };
-        let mut total = loaded(&versions);
+        let mut total = loaded_bytes(&versions);
         let mut i = 0;
         while total > self.max_model_bytes && i < order.len() {
             let v = &order[i];

@@ -35,7 +35,6 @@ use rand::{Rng, SeedableRng};
 const WINDOW: usize = 5_000;
 const SUB_WINDOWS: usize = 5;
 const SUB: usize = WINDOW / SUB_WINDOWS;
-const GIVE_UP: usize = 50_000;
 const BUDGET: Budget = Budget {
     alpha: 1e-3,
     tests: 64,
@@ -55,6 +54,8 @@ const TESTS: [&str; 6] = [
 const JUDGED: [&str; 5] = ["ks", "anderson", "mean", "abs_dev", "chi_square"];
 
 struct Sizes {
+    /// Events after the onset before a run counts as not detected.
+    give_up: usize,
     reference: usize,
     stationary: usize,
     power: usize,
@@ -308,7 +309,7 @@ impl Sequential {
 
 struct Delay {
     /// Events from the first shifted one to detection; `None`: not within
-    /// [`GIVE_UP`].
+    /// `Sizes::give_up`.
     events: Option<usize>,
     by_cusum: bool,
     false_alarms: u32,
@@ -316,14 +317,14 @@ struct Delay {
 
 /// Sliding window of 5 sub-windows and the CUSUMs; the shift starts at a
 /// uniformly random event of the third window.
-fn delay(r: &Reference, shift: StreamShift, seed: u64) -> Delay {
+fn delay(r: &Reference, shift: StreamShift, seed: u64, give_up: usize) -> Delay {
     let mut stream = Stream::new(r.kind, seed);
     let onset = 2 * WINDOW + StdRng::seed_from_u64(seed).random_range(0..WINDOW);
     let mut recent: VecDeque<Window> = VecDeque::new();
     let mut sequential = Sequential::new(r);
     let mut false_alarms = 0;
     let mut event = 0usize;
-    while event < onset + GIVE_UP {
+    while event < onset + give_up {
         let mut sub = Window::new(center(r));
         for _ in 0..SUB {
             let s = if event >= onset {
@@ -396,6 +397,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let sizes = if full {
         Sizes {
+            give_up: 50_000,
             reference: 50_000,
             stationary: 2_000,
             power: 200,
@@ -403,6 +405,7 @@ fn main() {
         }
     } else {
         Sizes {
+            give_up: 10_000,
             reference: 5_000,
             stationary: 2,
             power: 1,
@@ -514,7 +517,7 @@ fn main() {
     for (i, r) in references.iter().enumerate() {
         for (label, shift) in shifts(r.kind) {
             let runs: Vec<Delay> = (0..sizes.delay_runs)
-                .map(|s| delay(r, shift, 3_000 + 100 * i as u64 + s as u64))
+                .map(|s| delay(r, shift, 3_000 + 100 * i as u64 + s as u64, sizes.give_up))
                 .collect();
             let found: Vec<usize> = runs.iter().filter_map(|d| d.events).collect();
             let within = |n: usize| found.iter().filter(|&&x| x <= n).count();
@@ -527,7 +530,7 @@ fn main() {
                 )
             };
             let max = if found.len() < runs.len() {
-                format!("> {GIVE_UP}")
+                format!("> {}", sizes.give_up)
             } else {
                 found.iter().max().map_or("-".into(), |m| m.to_string())
             };

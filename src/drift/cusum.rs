@@ -47,6 +47,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Which side alarmed: the mean (or share) moved up or down.
+pub use super::sequential::Direction;
+
 /// Reference standard errors added to the allowance ([`reference_margin`]).
 pub const REFERENCE_SDS: f64 = 4.0;
 
@@ -123,14 +126,6 @@ pub fn reference_margin(n_step: f64, n_reference: f64) -> f64 {
         return f64::INFINITY;
     }
     REFERENCE_SDS * (n_step.max(0.0) / n_reference).sqrt()
-}
-
-/// Which side alarmed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Up,
-    Down,
 }
 
 /// An alarm: the side, the statistic that crossed and the steps since the

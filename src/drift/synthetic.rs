@@ -375,8 +375,8 @@ pub struct Draw {
 pub struct Stream {
     kind: StreamKind,
     rng: StdRng,
-    /// Stationary mean and standard deviation (numeric kinds), estimated
-    /// from 200,000 draws of the same kind at construction.
+    /// Stationary mean and standard deviation (numeric kinds); see
+    /// [`Stream::stationary_moments`].
     mean: f64,
     sd: f64,
     /// Mean of the non-zero part (zero-inflated).
@@ -418,29 +418,70 @@ impl Stream {
             activity,
             events: 0,
         };
-        if !kind.is_categorical() {
-            let mut probe = Stream {
-                rng: StdRng::seed_from_u64(seed ^ 0xa5a5_a5a5),
-                store: stream.store.clone(),
-                activity: stream.activity.clone(),
-                ..Stream::bare(kind)
-            };
-            let (mut n, mut sum, mut sum2, mut nz, mut nz_sum) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for _ in 0..200_000 {
-                let x = probe.base();
-                n += 1.0;
-                sum += x;
-                sum2 += x * x;
-                if x != 0.0 {
-                    nz += 1.0;
-                    nz_sum += x;
-                }
-            }
-            stream.mean = sum / n;
-            stream.sd = (sum2 / n - stream.mean * stream.mean).max(0.0).sqrt();
-            stream.nonzero_mean = if nz > 0.0 { nz_sum / nz } else { 0.0 };
-        }
+        let (mean, sd, nonzero_mean) = stream.stationary_moments(seed);
+        stream.mean = mean;
+        stream.sd = sd;
+        stream.nonzero_mean = nonzero_mean;
         stream
+    }
+
+    /// Mean, standard deviation and mean of the non-zero part of the
+    /// stationary stream: exact where the distribution has a closed form
+    /// (the store kind's from its finite population, weighted by
+    /// activity), estimated from 200,000 draws for decimal prices.
+    fn stationary_moments(&self, seed: u64) -> (f64, f64, f64) {
+        let lognormal = |mu: f64, sigma: f64| {
+            let mean = (mu + sigma * sigma / 2.0).exp();
+            let second = (2.0 * mu + 2.0 * sigma * sigma).exp();
+            (mean, second)
+        };
+        match self.kind {
+            StreamKind::Normal => (50.0, 10.0, 50.0),
+            StreamKind::LogNormal => {
+                let (m, s2) = lognormal(3.0, 1.0);
+                (m, (s2 - m * m).sqrt(), m)
+            }
+            StreamKind::Exponential => (20.0, 20.0, 20.0),
+            StreamKind::ZeroInflated => {
+                let (m, s2) = lognormal(3.0, 0.8);
+                let mean = 0.4 * m;
+                (mean, (0.4 * s2 - mean * mean).sqrt(), m)
+            }
+            // ½ N(20, 4²) + ½ N(60, 8²).
+            StreamKind::Bimodal => (40.0, 440f64.sqrt(), 40.0),
+            StreamKind::IntegerTies => (3.0, 3f64.sqrt(), 3.0 / (1.0 - (-3f64).exp())),
+            StreamKind::Categorical => (0.0, 1.0, 0.0),
+            StreamKind::StoreRepeated => {
+                let (mut weight, mut sum, mut sum2, mut previous) = (0.0, 0.0, 0.0, 0.0);
+                for (&v, &cumulative) in self.store.iter().zip(&self.activity) {
+                    let w = cumulative - previous;
+                    previous = cumulative;
+                    weight += w;
+                    sum += w * v;
+                    sum2 += w * v * v;
+                }
+                let mean = sum / weight.max(f64::MIN_POSITIVE);
+                let sd = (sum2 / weight.max(f64::MIN_POSITIVE) - mean * mean)
+                    .max(0.0)
+                    .sqrt();
+                (mean, sd, mean)
+            }
+            StreamKind::DecimalPrices => {
+                let mut probe = Stream {
+                    rng: StdRng::seed_from_u64(seed ^ 0xa5a5_a5a5),
+                    ..Stream::bare(self.kind)
+                };
+                let (mut sum, mut sum2) = (0.0, 0.0);
+                let n = 200_000.0;
+                for _ in 0..200_000 {
+                    let x = probe.base();
+                    sum += x;
+                    sum2 += x * x;
+                }
+                let mean = sum / n;
+                (mean, (sum2 / n - mean * mean).max(0.0).sqrt(), mean)
+            }
+        }
     }
 
     fn bare(kind: StreamKind) -> Stream {

@@ -40,14 +40,17 @@ const BUDGET: Budget = Budget {
     tests: 64,
 };
 
-/// The tests reported, in column order; the last is the family decision.
-const TESTS: [&str; 6] = [
+/// The tests reported, in column order. `naive_mean` is the mean test
+/// with every event counted as an independent draw, reported for store
+/// columns to show what the effective size corrects.
+const TESTS: [&str; 7] = [
     "ks",
     "anderson",
     "mean",
     "variance",
     "abs_dev",
     "chi_square",
+    "naive_mean",
 ];
 /// The tests the design judges by (see docs/drift-design.md); Anderson-
 /// Darling only on columns without a heavy tie (`AD_MAX_TIE_SHARE`).
@@ -66,6 +69,7 @@ struct Reference {
     kind: StreamKind,
     numeric: Option<PreparedColumn>,
     counts: Vec<u64>,
+    events: f64,
     effective: f64,
     summary: Option<Summary>,
 }
@@ -94,7 +98,7 @@ impl Window {
         } else {
             self.values.update(d.value);
         }
-        if kind == StreamKind::StoreRepeated {
+        if kind.is_store() {
             self.entities.update(&d.entity.to_string());
         }
     }
@@ -121,12 +125,12 @@ impl Window {
     }
 
     fn effective(&self, kind: StreamKind) -> f64 {
-        let source = if kind == StreamKind::StoreRepeated {
+        let source = if kind.is_store() {
             ValueSource::Store
         } else {
             ValueSource::Event
         };
-        let f2 = (kind == StreamKind::StoreRepeated).then(|| self.entities.stats().f2);
+        let f2 = kind.is_store().then(|| self.entities.stats().f2);
         driftline::drift::significance::effective_n(source, self.events(kind), f2)
     }
 }
@@ -152,23 +156,24 @@ fn reference(kind: StreamKind, n: usize, seed: u64) -> Reference {
         summary: w.values.moments().summary(effective),
         numeric,
         counts: w.counts,
+        events: n as f64,
         effective,
     }
 }
 
 /// p-values of every test in [`TESTS`] (`None`: not applicable), and
 /// whether Anderson-Darling is judged on this column (no heavy tie).
-fn p_values(r: &Reference, w: &Window) -> ([Option<f64>; 6], bool) {
+fn p_values(r: &Reference, w: &Window) -> ([Option<f64>; 7], bool) {
     let e_cur = w.effective(r.kind);
     if r.kind.is_categorical() {
         let chi = chi_square_test(&r.counts, &w.counts, r.effective, e_cur).ok();
         return (
-            [None, None, None, None, None, chi.map(|c| c.p_value)],
+            [None, None, None, None, None, chi.map(|c| c.p_value), None],
             false,
         );
     }
     let Some(prepared) = &r.numeric else {
-        return ([None; 6], false);
+        return ([None; 7], false);
     };
     let t: Option<NumericTests> = match compare_columns(prepared, r.effective, &w.values, e_cur) {
         Ok(t) => t,
@@ -183,14 +188,28 @@ fn p_values(r: &Reference, w: &Window) -> ([Option<f64>; 6], bool) {
                 Some(t.variance.p_value),
                 Some(t.abs_dev.p_value),
                 None,
+                naive_mean(r, w),
             ],
             t.anderson_judged,
         ),
-        None => ([None; 6], false),
+        None => ([None; 7], false),
     }
 }
 
-fn judged_fires((p, anderson_judged): &([Option<f64>; 6], bool)) -> bool {
+/// The mean test with events as the sample sizes (store columns only).
+fn naive_mean(r: &Reference, w: &Window) -> Option<f64> {
+    if !r.kind.is_store() {
+        return None;
+    }
+    let reference = Summary {
+        n: r.events,
+        ..r.summary?
+    };
+    let current = w.values.moments().summary(w.values.count() as f64)?;
+    Some(mean_test(&reference, &current).p_value)
+}
+
+fn judged_fires((p, anderson_judged): &([Option<f64>; 7], bool)) -> bool {
     let level = BUDGET.per_test();
     TESTS.iter().zip(p).any(|(name, p)| {
         let judged = JUDGED.contains(name) && (*name != "anderson" || *anderson_judged);
@@ -211,9 +230,9 @@ fn center(r: &Reference) -> f64 {
 
 /// Stationary windows: share with p ≤ 0.01, ≤ 0.001, ≤ α/m per test, of
 /// the judged family, and CUSUM alarms over the windows' sub-windows.
-fn stationary(r: &Reference, windows: usize, seed: u64) -> ([[u32; 3]; 6], u32, u32) {
+fn stationary(r: &Reference, windows: usize, seed: u64) -> ([[u32; 3]; 7], u32, u32) {
     let mut stream = Stream::new(r.kind, seed);
-    let mut hits = [[0u32; 3]; 6];
+    let mut hits = [[0u32; 3]; 7];
     let mut family = 0;
     let mut sequential = Sequential::new(r);
     let mut cusum_alarms = 0;
@@ -240,9 +259,9 @@ fn stationary(r: &Reference, windows: usize, seed: u64) -> ([[u32; 3]; 6], u32, 
 
 /// Windows shifted from their first event: share firing per test and of
 /// the family.
-fn power(r: &Reference, shift: StreamShift, windows: usize, seed: u64) -> ([u32; 6], u32) {
+fn power(r: &Reference, shift: StreamShift, windows: usize, seed: u64) -> ([u32; 7], u32) {
     let mut stream = Stream::new(r.kind, seed);
-    let mut hits = [0u32; 6];
+    let mut hits = [0u32; 7];
     let mut family = 0;
     for _ in 0..windows {
         let mut w = Window::new(center(r));
@@ -442,7 +461,11 @@ fn main() {
     for (i, r) in references.iter().enumerate() {
         let (hits, family, cusum_alarms) = stationary(r, sizes.stationary, 1_000 + i as u64);
         for (name, h) in TESTS.iter().zip(hits) {
-            let applies = r.kind.is_categorical() == (*name == "chi_square");
+            let applies = match *name {
+                "chi_square" => r.kind.is_categorical(),
+                "naive_mean" => r.kind.is_store(),
+                _ => !r.kind.is_categorical(),
+            };
             if !applies {
                 continue;
             }
@@ -454,6 +477,8 @@ fn main() {
                 "anderson (reported only: heavy ties)"
             } else if *name == "variance" {
                 "variance (reported only)"
+            } else if *name == "naive_mean" {
+                "mean with n = events (not used)"
             } else {
                 name
             };
@@ -490,6 +515,7 @@ fn main() {
             let cells: Vec<String> = TESTS
                 .iter()
                 .zip(hits)
+                .filter(|(name, _)| **name != "naive_mean")
                 .map(|(name, h)| {
                     if r.kind.is_categorical() == (*name == "chi_square") {
                         rate(h, sizes.power)

@@ -299,13 +299,19 @@ pub enum StreamKind {
     /// Eight categories, shares 30/20/15/12/10/6/4/3%.
     Categorical,
     /// A store feature: 20,000 entities with skewed activity (log-normal
-    /// weights), each event repeating its entity's value.
+    /// weights), each event repeating its entity's value. Window and
+    /// reference share the population.
     StoreRepeated,
+    /// A store feature of entities that come in bursts: each entity is new
+    /// (value exp(N(7, 0.5))) and makes 1 + Geometric(0.25) events in a
+    /// row (mean 4), so a window holds a fresh sample of ~1,250 entities
+    /// each repeated: the case where events are not independent draws.
+    StoreBursty,
 }
 
 impl StreamKind {
     /// Every kind, in the order the harness reports them.
-    pub const ALL: [StreamKind; 9] = [
+    pub const ALL: [StreamKind; 10] = [
         StreamKind::Normal,
         StreamKind::LogNormal,
         StreamKind::Exponential,
@@ -315,6 +321,7 @@ impl StreamKind {
         StreamKind::DecimalPrices,
         StreamKind::Categorical,
         StreamKind::StoreRepeated,
+        StreamKind::StoreBursty,
     ];
 
     pub fn name(self) -> &'static str {
@@ -328,11 +335,17 @@ impl StreamKind {
             StreamKind::DecimalPrices => "decimal prices",
             StreamKind::Categorical => "categorical",
             StreamKind::StoreRepeated => "store, repeated per entity",
+            StreamKind::StoreBursty => "store, bursts of new entities",
         }
     }
 
     pub fn is_categorical(self) -> bool {
         self == StreamKind::Categorical
+    }
+
+    /// Whether events of one entity repeat its value (a store feature).
+    pub fn is_store(self) -> bool {
+        matches!(self, StreamKind::StoreRepeated | StreamKind::StoreBursty)
     }
 }
 
@@ -385,6 +398,8 @@ pub struct Stream {
     store: Vec<f64>,
     activity: Vec<f64>,
     events: u32,
+    /// The current burst (bursty store kind): events left, value, entity.
+    burst: (u32, f64, u32),
 }
 
 impl Stream {
@@ -417,6 +432,7 @@ impl Stream {
             store,
             activity,
             events: 0,
+            burst: (0, 0.0, 0),
         };
         let (mean, sd, nonzero_mean) = stream.stationary_moments(seed);
         stream.mean = mean;
@@ -451,6 +467,10 @@ impl Stream {
             StreamKind::Bimodal => (40.0, 440f64.sqrt(), 40.0),
             StreamKind::IntegerTies => (3.0, 3f64.sqrt(), 3.0 / (1.0 - (-3f64).exp())),
             StreamKind::Categorical => (0.0, 1.0, 0.0),
+            StreamKind::StoreBursty => {
+                let (m, s2) = lognormal(7.0, 0.5);
+                (m, (s2 - m * m).sqrt(), m)
+            }
             StreamKind::StoreRepeated => {
                 let (mut weight, mut sum, mut sum2, mut previous) = (0.0, 0.0, 0.0, 0.0);
                 for (&v, &cumulative) in self.store.iter().zip(&self.activity) {
@@ -494,6 +514,7 @@ impl Stream {
             store: Vec::new(),
             activity: Vec::new(),
             events: 0,
+            burst: (0, 0.0, 0),
         }
     }
 
@@ -557,6 +578,7 @@ impl Stream {
                 let e = self.pick_entity();
                 self.store.get(e).copied().unwrap_or(0.0)
             }
+            StreamKind::StoreBursty => self.normal(7.0, 0.5).exp(),
             StreamKind::Categorical => 0.0,
         }
     }
@@ -607,11 +629,24 @@ impl Stream {
                 entity: self.events,
             };
         }
-        let (x, entity) = if self.kind == StreamKind::StoreRepeated {
-            let e = self.pick_entity();
-            (self.store.get(e).copied().unwrap_or(0.0), e as u32)
-        } else {
-            (self.base(), self.events)
+        let (x, entity) = match self.kind {
+            StreamKind::StoreRepeated => {
+                let e = self.pick_entity();
+                (self.store.get(e).copied().unwrap_or(0.0), e as u32)
+            }
+            StreamKind::StoreBursty => {
+                if self.burst.0 == 0 {
+                    let mut length = 1;
+                    while self.rng.random_bool(0.75) {
+                        length += 1;
+                    }
+                    let value = self.base();
+                    self.burst = (length, value, self.events);
+                }
+                self.burst.0 -= 1;
+                (self.burst.1, self.burst.2)
+            }
+            _ => (self.base(), self.events),
         };
         let zero_inflated = self.kind == StreamKind::ZeroInflated;
         let x = match shift {
@@ -640,5 +675,65 @@ impl Stream {
             category: 0,
             entity,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mean_of(stream: &mut Stream, n: usize, shift: StreamShift) -> (f64, Vec<f32>) {
+        let values: Vec<f32> = (0..n).map(|_| stream.next(shift).value).collect();
+        let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n as f64;
+        (mean, values)
+    }
+
+    #[test]
+    fn streams_have_their_stated_moments_and_shifts() {
+        let n = 40_000;
+        for kind in StreamKind::ALL.into_iter().filter(|k| !k.is_categorical()) {
+            let mut stream = Stream::new(kind, 11);
+            let (sd, se) = (stream.sd(), stream.sd() / (n as f64).sqrt());
+            let (before, values) = mean_of(&mut stream, n, StreamShift::None);
+            assert!(
+                (before - stream.mean).abs() < 5.0 * se,
+                "{}: {before} vs {}",
+                kind.name(),
+                stream.mean
+            );
+            let (after, shifted) = mean_of(&mut stream, n, StreamShift::Mean(0.25));
+            let moved = (after - before) / sd;
+            assert!(
+                (moved - 0.25).abs() < 0.08,
+                "{}: moved {moved}σ",
+                kind.name()
+            );
+            // Grids survive a shift: integers stay integers, prices cents.
+            let on_grid = |v: f32, step: f64| ((f64::from(v) / step).round() * step) as f32 == v;
+            match kind {
+                StreamKind::IntegerTies => {
+                    assert!(values.iter().chain(&shifted).all(|&v| on_grid(v, 1.0)))
+                }
+                StreamKind::DecimalPrices => {
+                    assert!(values.iter().chain(&shifted).all(|&v| on_grid(v, 0.01)))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn category_points_move_one_share() {
+        let mut stream = Stream::new(StreamKind::Categorical, 5);
+        let n = 50_000;
+        let share = |stream: &mut Stream, shift| {
+            (0..n).filter(|_| stream.next(shift).category == 1).count() as f64 / n as f64
+        };
+        let before = share(&mut stream, StreamShift::None);
+        let after = share(&mut stream, StreamShift::CategoryPoints(0.10));
+        assert!(
+            (before - 0.20).abs() < 0.01 && (after - 0.30).abs() < 0.01,
+            "{before} {after}"
+        );
     }
 }

@@ -587,6 +587,10 @@ fn z_test(difference: f64, reference_variance: f64, n_ref: f64, n_cur: f64) -> Z
         return NO_EVIDENCE;
     }
     let se = (reference_variance * (1.0 / n_ref + 1.0 / n_cur)).sqrt();
+    // Sizes or variances at the ends of f64 can make it 0 or ∞.
+    if !(se > 0.0 && se.is_finite()) {
+        return NO_EVIDENCE;
+    }
     let z = difference / se;
     ZTest {
         z,
@@ -832,6 +836,29 @@ mod tests {
             }
             let _ = anderson_ksamp(&[&a[..], &c[..]]);
             let _ = anderson_ksamp(&[&a[..]]);
+        }
+
+        #[test]
+        fn other_tests_never_panic_and_stay_in_range(
+            numbers in prop::collection::vec(any::<f64>(), 12),
+            r in prop::collection::vec(any::<u64>(), 0..8),
+            c in prop::collection::vec(0u64..10_000, 0..8),
+            sizes in (any::<f64>(), any::<f64>()),
+        ) {
+            let summary = |x: &[f64]| Summary {
+                n: x[0], mean: x[1], variance: x[2], m4: x[3], abs_dev: x[4], abs_dev_variance: x[5],
+            };
+            let (a, b) = (summary(&numbers[..6]), summary(&numbers[6..]));
+            for t in [mean_test(&a, &b), variance_test(&a, &b), abs_dev_test(&a, &b)] {
+                prop_assert!((0.0..=1.0).contains(&t.p_value), "{:?}", t);
+                prop_assert!(!t.z.is_nan(), "{:?}", t);
+            }
+            if let Ok(chi) = chi_square_test(&r, &c, sizes.0, sizes.1) {
+                prop_assert!(chi.statistic >= 0.0);
+                prop_assert!((0.0..=1.0).contains(&chi.p_value));
+            }
+            let _ = design_effect(sizes.0, sizes.1, numbers[0], numbers[1]);
+            let _ = effective_n(ValueSource::Store, c.len() as u64, Some(sizes.0));
         }
     }
 }

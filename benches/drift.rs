@@ -187,7 +187,8 @@ fn fraud_evaluator(n: usize) -> (Evaluator, Vec<Window>) {
     let profile = ReferenceProfile::load(&path).expect("bundled reference");
     let config = DriftConfig::default();
     let per_window = config.window_events / u64::from(config.sub_windows);
-    let plan = Arc::new(Plan::new(model.manifest(), profile, &path, config).expect("plan"));
+    let watched = driftline::app::watched_columns(model.manifest());
+    let plan = Arc::new(Plan::new(&watched, profile, &path, config).expect("plan"));
     let stats = Arc::new(RecorderStats::default());
     let (mut recorder, rx) = Recorder::new(plan.clone(), stats.clone());
     let text = std::fs::read_to_string(common::repo("tests/fixtures/scores/fraud-mlp-1.jsonl"))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Debian's prometheus package (the server and promtool) when missing,
-# for tests/prometheus.rs. Prints the directory holding both binaries.
+# for tests/cli/prometheus.rs. Prints the directory holding both binaries.
 set -euo pipefail
 
 if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then

@@ -7,7 +7,7 @@ Run from the repository root:   python3 scripts/make_drift_fixtures.py
 Writes tests/fixtures/drift/<name>.json, one data set each, drawn from one
 Generator seeded with SEED and rounded to 5 decimals (short JSON that reads
 back to the same doubles). Each file holds the samples (JSON null = missing
-value) and the values NumPy/SciPy compute from them; tests/drift_parity.rs
+value) and the values NumPy/SciPy compute from them; tests/parity/drift_parity.rs
 checks driftline's exact mode against them within 1e-6 and its sketch mode
 within the stated error bound.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Parity fixtures for driftline's rolling performance metrics (src/drift/labels.rs).
+"""Parity fixtures for driftline's rolling performance metrics (src/drift/labels/).
 
 Run from the repository root:   python3 scripts/make_label_fixtures.py
 (package versions: scripts/requirements-labels.txt; NumPy and scikit-learn only).
@@ -14,7 +14,7 @@ f32); every metric is computed in float64 from those values. Each file holds:
     rolling    {window, expected}: metrics over the last `window` pairs, which
                is what LabelJoin's window holds after labelling them in order.
 
-tests/label_parity.rs checks driftline against them within 1e-9.
+tests/parity/label_parity.rs checks driftline against them within 1e-9.
 
 Definitions (y = labels, p = scores as float64):
 

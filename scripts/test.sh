@@ -17,14 +17,14 @@ step "cargo clippy (the whole workspace: driftline and loadtests/, all targets, 
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
 step "Tansu test broker for the Kafka tests (built once, then cached)"
-# The real-broker tests (tests/kafka_*.rs) start their own Tansu brokers;
+# The real-broker tests (tests/kafka/) start their own Tansu brokers;
 # DRIFTLINE_TANSU points them at the binary.
 DRIFTLINE_TANSU=$(scripts/install-tansu.sh)
 export DRIFTLINE_TANSU
 echo "DRIFTLINE_TANSU=$DRIFTLINE_TANSU"
 
 step "Prometheus and promtool for the observability tests (Debian package, when missing)"
-# tests/prometheus.rs runs a real Prometheus against driftline and promtool on its output.
+# tests/cli/prometheus.rs runs a real Prometheus against driftline and promtool on its output.
 DRIFTLINE_PROMETHEUS_DIR=$(scripts/install-prometheus.sh)
 export DRIFTLINE_PROMETHEUS_DIR
 echo "DRIFTLINE_PROMETHEUS_DIR=$DRIFTLINE_PROMETHEUS_DIR"

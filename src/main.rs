@@ -9,11 +9,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use driftline::app;
+use driftline::app::profile::{BuiltProfile, Pass, ProfileOptions, Progress};
 use driftline::config::{Config, LogFormat};
 use driftline::demo::run::DemoOptions;
 use driftline::drift::profile::ColumnSketch;
-use driftline::drift::profile_build::{self, BuiltProfile, Pass, ProfileOptions, Progress};
 use driftline::pipeline::Pipeline;
+use driftline::serve::{self, AdminPort, ServeOptions};
 
 // mimalloc for Rust and (its `override` feature) librdkafka's C allocations:
 // under load the scoring loop's CPU per event fell by a quarter against
@@ -173,7 +174,7 @@ struct ProfileArgs {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     top_k: usize,
     /// Rows per record batch: the unit of memory use while reading.
-    #[arg(long, default_value_t = profile_build::DEFAULT_BATCH_ROWS,
+    #[arg(long, default_value_t = app::profile::DEFAULT_BATCH_ROWS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     batch_rows: usize,
     /// Profile model inputs the file lacks as all-missing instead of failing.
@@ -278,61 +279,16 @@ fn serve(
     env: &[(String, String)],
     log_format: Option<LogFormat>,
 ) -> anyhow::Result<ExitCode> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
     let config = Config::load_with_env(path, env.iter().cloned())?;
     driftline::telemetry::init(log_format.unwrap_or(config.log.format), &config.log.level);
-    let metrics = driftline::telemetry::metrics::install()?;
     let parts = app::build(&config)?;
-    let shared = Arc::new(driftline::serve::Shared::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("admin")
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = driftline::admin::AdminState {
-            shared: shared.clone(),
-            metrics,
-            parts: parts.clone(),
-            token: config.admin.token.as_deref().map(Into::into),
-        };
-        let (addr, server) = driftline::admin::bind(&config.admin.listen, state, async {
-            let _ = http_stopped.await;
-        })
-        .await?;
-        tracing::info!(%addr, "admin http listening");
-        let server = tokio::spawn(server);
-        let options = driftline::serve::ServeOptions {
-            stop: stop.clone(),
-            shared,
-        };
-        // The loop blocks in rdkafka's poll: a thread of its own, named so
-        // that per-thread CPU (top -H, perf, the load test) shows it apart
-        // from the admin runtime.
-        let (done, mut scoring) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("scoring".into())
-            .spawn(move || {
-                let _ = done.send(driftline::serve::run(&config, parts, options));
-            })?;
-        let result = tokio::select! {
-            signal = driftline::shutdown::signal() => {
-                tracing::info!(signal, "shutting down: draining, flushing, committing");
-                stop.store(true, Ordering::Relaxed);
-                (&mut scoring).await
-            }
-            result = &mut scoring => result,
-        };
-        // HTTP stops last, so probes see the drain.
-        let _ = stop_http.send(());
-        let _ = server.await;
-        result.map_err(|_| anyhow::anyhow!("the scoring loop panicked"))??;
-        Ok(ExitCode::SUCCESS)
-    })
+    let options = ServeOptions {
+        stop: Default::default(),
+        shared: Default::default(),
+        admin: AdminPort::Required,
+    };
+    serve::start(config, parts, options)?.run_until_signal()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn profile(args: &ProfileArgs, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
@@ -344,7 +300,7 @@ fn profile(args: &ProfileArgs, log_format: Option<LogFormat>) -> anyhow::Result<
         allow_missing_columns: args.allow_missing_columns,
     };
     let mut bar = Bar::default();
-    let built = profile_build::build_profile(&args.data, &args.model, &options, &mut bar)?;
+    let built = app::profile::build_profile(&args.data, &args.model, &options, &mut bar)?;
     bar.finish();
     built.profile.save(&args.out)?;
     print!("{}", profile_summary(&built, &args.out));

@@ -89,7 +89,7 @@ pub const STAGES: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// The thread that runs `serve`'s loop (named in driftline's main).
+/// The thread that runs `serve`'s loop (named in `driftline::serve::start`).
 pub const SCORING_THREAD: &str = "scoring";
 
 /// Samples per thread and per scoring-thread stage.

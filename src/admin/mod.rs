@@ -27,7 +27,7 @@ use serde_json::{json, Map, Value};
 use crate::app::Parts;
 use crate::event::{now_ms, Features};
 use crate::features::store::Lookup;
-use crate::serve::Shared;
+use crate::status::Shared;
 
 /// Errors of the admin server.
 #[derive(Debug, thiserror::Error)]

@@ -5,16 +5,20 @@
 //! `DRIFTLINE_PIPELINE__BATCH_SIZE=128`; the environment wins over the file.
 //! Unknown keys are errors (a typo must not silently fall back to a default).
 //! [`Config::problems`] checks the whole configuration and returns every
-//! problem at once, each naming the file and the key.
+//! problem at once, each naming the file and the key. Durations are kept as
+//! written and read through accessors that fail naming the key
+//! ([`BadDuration`]): a bad duration is an error, never a fallback.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use figment::providers::{Format, Serialized, Toml};
+use figment::providers::{Format as _, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::features::aggregates::parse_window;
-use crate::features::snapshot::SnapshotFormat;
+use crate::duration::{self, DurationError};
+use crate::tabular::Format;
+pub use crate::telemetry::LogFormat;
 
 /// Environment prefix for overrides.
 pub const ENV_PREFIX: &str = "DRIFTLINE_";
@@ -34,6 +38,20 @@ pub enum ConfigError {
         path: PathBuf,
         problems: Vec<String>,
     },
+}
+
+/// A duration setting that is not a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {source}")]
+pub struct BadDuration {
+    /// The setting, e.g. `kafka.commit_interval`.
+    pub key: &'static str,
+    pub source: DurationError,
+}
+
+/// Parses the duration setting `key`.
+fn setting(key: &'static str, value: &str) -> Result<Duration, BadDuration> {
+    duration::parse(value).map_err(|source| BadDuration { key, source })
 }
 
 /// The whole configuration.
@@ -95,6 +113,18 @@ pub struct KafkaConfig {
     pub consumer: std::collections::BTreeMap<String, PropertyValue>,
     /// librdkafka properties for the producer only (override `client`).
     pub producer: std::collections::BTreeMap<String, PropertyValue>,
+}
+
+impl KafkaConfig {
+    /// `commit_interval`.
+    pub fn commit_interval(&self) -> Result<Duration, BadDuration> {
+        setting("kafka.commit_interval", &self.commit_interval)
+    }
+
+    /// `flush_timeout`.
+    pub fn flush_timeout(&self) -> Result<Duration, BadDuration> {
+        setting("kafka.flush_timeout", &self.flush_timeout)
+    }
 }
 
 impl Default for KafkaConfig {
@@ -220,6 +250,21 @@ pub struct StoreConfig {
     pub shards: usize,
 }
 
+impl StoreConfig {
+    /// `ttl` in milliseconds; `None` when unset (rows never go stale).
+    pub fn ttl_ms(&self) -> Result<Option<i64>, BadDuration> {
+        self.ttl
+            .as_deref()
+            .map(|ttl| {
+                duration::parse_ms(ttl).map_err(|source| BadDuration {
+                    key: "store.ttl",
+                    source,
+                })
+            })
+            .transpose()
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
@@ -271,6 +316,13 @@ pub struct PipelineConfig {
     pub max_batch_wait: String,
 }
 
+impl PipelineConfig {
+    /// `max_batch_wait`.
+    pub fn max_batch_wait(&self) -> Result<Duration, BadDuration> {
+        setting("pipeline.max_batch_wait", &self.max_batch_wait)
+    }
+}
+
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
@@ -299,15 +351,6 @@ impl Default for LogConfig {
             level: "info".into(),
         }
     }
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Human,
-    Json,
 }
 
 impl Config {
@@ -389,18 +432,13 @@ impl Config {
                 ));
             }
             let format = match &s.format {
-                Some(f) => f
-                    .parse::<SnapshotFormat>()
-                    .map(|_| ())
-                    .map_err(|e| e.to_string()),
-                None => SnapshotFormat::from_path(snapshot)
-                    .map(|_| ())
-                    .ok_or_else(|| {
-                        format!(
-                            "cannot tell the format of {} from its extension; set store.format",
-                            snapshot.display()
-                        )
-                    }),
+                Some(f) => f.parse::<Format>().map(|_| ()).map_err(|e| e.to_string()),
+                None => Format::from_path(snapshot).map(|_| ()).ok_or_else(|| {
+                    format!(
+                        "cannot tell the format of {} from its extension; set store.format",
+                        snapshot.display()
+                    )
+                }),
             };
             if let Err(e) = format {
                 p.push(format!("store.format: {e}"));
@@ -409,10 +447,8 @@ impl Config {
         if s.entity_column.trim().is_empty() {
             p.push("store.entity_column: must not be empty".into());
         }
-        if let Some(ttl) = &s.ttl {
-            if let Err(e) = parse_window(ttl) {
-                p.push(format!("store.ttl: {e}"));
-            }
+        if let Err(e) = s.ttl_ms() {
+            p.push(e.to_string());
         }
         if s.max_entities == 0 {
             p.push("store.max_entities: must be at least 1".into());
@@ -449,8 +485,8 @@ impl Config {
                 pl.max_message_bytes
             ));
         }
-        if let Err(e) = parse_window(&pl.max_batch_wait) {
-            p.push(format!("pipeline.max_batch_wait: {e}"));
+        if let Err(e) = pl.max_batch_wait() {
+            p.push(e.to_string());
         }
         let k = &self.kafka;
         if k.brokers.trim().is_empty() {
@@ -459,12 +495,9 @@ impl Config {
         if k.group_id.trim().is_empty() {
             p.push("kafka.group_id: must not be empty".into());
         }
-        for (key, value) in [
-            ("kafka.commit_interval", &k.commit_interval),
-            ("kafka.flush_timeout", &k.flush_timeout),
-        ] {
-            if let Err(e) = parse_window(value) {
-                p.push(format!("{key}: {e}"));
+        for duration in [k.commit_interval(), k.flush_timeout()] {
+            if let Err(e) = duration {
+                p.push(e.to_string());
             }
         }
         let t = &k.topics;
@@ -536,16 +569,6 @@ impl Config {
             Some(t) if !t.trim().is_empty() => t.clone(),
             _ => format!("{}-aggregates-changelog", self.kafka.group_id),
         }
-    }
-
-    /// A duration setting in milliseconds (validated by [`Config::problems`]).
-    pub fn duration_ms(value: &str) -> i64 {
-        parse_window(value).unwrap_or(1)
-    }
-
-    /// Store TTL in milliseconds (validated by [`Config::problems`]).
-    pub fn store_ttl_ms(&self) -> Option<i64> {
-        self.store.ttl.as_deref().and_then(|t| parse_window(t).ok())
     }
 }
 
@@ -742,6 +765,81 @@ mod tests {
                 "{key} missing from {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn every_bad_duration_is_a_problem_naming_its_key() {
+        let f = write(&format!(
+            "[model]\ndir = \"{}\"\n\
+             [store]\nttl = \"30 days\"\n\
+             [pipeline]\nmax_batch_wait = \"0ms\"\n\
+             [kafka]\ncommit_interval = \"1\"\nflush_timeout = \"1.5s\"\n\
+             [drift]\nwindow_duration = \"5 minutes\"\n\
+             [labels]\nmax_age = \"-1h\"\n",
+            repo("models/fraud-mlp/1")
+        ));
+        let config = Config::merge(f.path(), Vec::new()).unwrap();
+        let problems = config.problems();
+        for key in [
+            "store.ttl",
+            "pipeline.max_batch_wait",
+            "kafka.commit_interval",
+            "kafka.flush_timeout",
+            "drift.window_duration",
+            "labels.max_age",
+        ] {
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.starts_with(key) && p.contains("invalid duration")),
+                "{key} missing from {problems:?}"
+            );
+        }
+        assert_eq!(problems.len(), 6, "{problems:?}");
+        // The accessors the service reads them through fail the same way,
+        // naming the key, instead of falling back to a default.
+        let err = config.kafka.commit_interval().unwrap_err();
+        assert_eq!(err.key, "kafka.commit_interval");
+        assert!(err
+            .to_string()
+            .starts_with("kafka.commit_interval: invalid duration `1`"));
+        assert_eq!(
+            config.kafka.flush_timeout().unwrap_err().key,
+            "kafka.flush_timeout"
+        );
+        assert_eq!(
+            config.pipeline.max_batch_wait().unwrap_err().key,
+            "pipeline.max_batch_wait"
+        );
+        assert_eq!(config.store.ttl_ms().unwrap_err().key, "store.ttl");
+        assert!(config.drift.sub_window_duration().is_err());
+        assert!(config.labels.max_age_ms().is_err());
+        assert!(matches!(
+            Config::load_with_env(f.path(), Vec::new()),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn good_durations_are_read_as_written() {
+        let config = Config::default();
+        assert_eq!(config.kafka.commit_interval(), Ok(Duration::from_secs(1)));
+        assert_eq!(config.kafka.flush_timeout(), Ok(Duration::from_secs(30)));
+        assert_eq!(
+            config.pipeline.max_batch_wait(),
+            Ok(Duration::from_millis(5))
+        );
+        assert_eq!(config.store.ttl_ms(), Ok(None));
+        let store = StoreConfig {
+            ttl: Some("30d".into()),
+            ..StoreConfig::default()
+        };
+        assert_eq!(store.ttl_ms(), Ok(Some(30 * 86_400_000)));
+        // 5m over 5 sub-windows.
+        assert_eq!(
+            config.drift.sub_window_duration(),
+            Ok(Duration::from_secs(60))
+        );
     }
 
     #[test]

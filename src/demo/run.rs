@@ -1,14 +1,14 @@
 //! `driftline demo`: the real service loop on an embedded Kafka cluster.
 //!
 //! librdkafka's mock cluster stands in for Kafka (no external service). The
-//! demo creates the spec's topics on it, starts the same scoring loop as
-//! `driftline serve` (consumer group, micro-batches, DLQ, aggregate
-//! changelog, at-least-once commits) and the admin HTTP port, and runs a
-//! generator thread that produces realistic card-fraud events at a fixed
-//! open-loop rate, with one in 500 deliberately broken so the DLQ shows. It
-//! prints a summary every second, stops after `duration` or on Ctrl-C, waits
-//! until every produced event has a prediction or a DLQ record, and prints
-//! totals. The model is built into the binary and the store is filled from
+//! demo creates the spec's topics on it, starts the same service as
+//! `driftline serve` ([`crate::serve::start`]: consumer group,
+//! micro-batches, DLQ, aggregate changelog, at-least-once commits, the
+//! admin HTTP port), and runs a generator thread that produces realistic
+//! card-fraud events at a fixed open-loop rate, with one in 500 deliberately
+//! broken so the DLQ shows. It prints a summary every second, stops after
+//! `duration` or on Ctrl-C, waits until every produced event has a
+//! prediction or a DLQ record, and prints totals. The model is built into the binary and the store is filled from
 //! the generator's own cards.
 
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::generator::{write_json, FraudGenerator, Shift};
-use crate::app::{sources, Parts};
+use crate::app::{sources, watched_columns, Parts};
 use crate::config::Config;
 use crate::drift::monitor::{DriftConfig, Plan};
 use crate::drift::profile::Profile;
@@ -32,7 +32,8 @@ use crate::event::{now_ms, RejectReason};
 use crate::features::aggregates::AggregatorConfig;
 use crate::features::store::StoreConfig;
 use crate::score::{Manifest, Model};
-use crate::serve::{ServeOptions, Shared};
+use crate::serve::{self, AdminPort, ServeOptions};
+use crate::status::Shared;
 
 /// Model directory of the model built into the binary, for messages.
 pub const DEFAULT_MODEL_DIR: &str = "models/fraud-mlp/1";
@@ -141,7 +142,7 @@ fn load_drift(
         },
     };
     Ok(Some(Arc::new(Plan::new(
-        model.manifest(),
+        &watched_columns(model.manifest()),
         profile,
         &path,
         config,
@@ -211,40 +212,42 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         cluster.create_topic(topic, partitions, 1)?;
     }
 
-    let metrics = crate::telemetry::metrics::install()?;
     let shared = Arc::new(Shared::default());
-    let stop = Arc::new(AtomicBool::new(false));
     let interrupted = Arc::new(AtomicBool::new(false));
-    let state = crate::admin::AdminState {
-        shared: shared.clone(),
-        metrics,
-        parts: parts.clone(),
-        // The demo has no state-changing endpoints worth exposing.
-        token: None,
-    };
-    let http = start_runtime(&config.admin.listen, state, Arc::clone(&interrupted));
+    let store_entities = store.as_ref().map_or(0, |s| s.len());
+    let service = serve::start(
+        config.clone(),
+        parts,
+        ServeOptions {
+            stop: Default::default(),
+            shared: shared.clone(),
+            // The demo runs without HTTP when the port is taken.
+            admin: AdminPort::BestEffort,
+        },
+    )?;
+    {
+        let interrupted = interrupted.clone();
+        service.runtime().spawn(async move {
+            let _ = crate::shutdown::signal().await;
+            interrupted.store(true, Ordering::Relaxed);
+        });
+    }
 
     println!(
         "driftline demo: model {}/{} ({} inputs), {} cards in the store, embedded Kafka at {} ({} partitions), target {} events/s for {}s (Ctrl-C stops)",
         model.name(),
         model.version(),
         model.manifest().inputs.len(),
-        store.as_ref().map_or(0, |s| s.len()),
+        store_entities,
         config.kafka.brokers,
         PARTITIONS,
         if options.rate == 0 { "unlimited".to_string() } else { options.rate.to_string() },
         options.duration.as_secs()
     );
-    if let Some((addr, _)) = &http {
+    if let Some(addr) = service.admin_addr() {
         println!("metrics: http://{addr}/metrics  readiness: http://{addr}/readyz");
     }
 
-    let service = {
-        let (config, stop, shared) = (config.clone(), stop.clone(), shared.clone());
-        std::thread::Builder::new()
-            .name("scoring-loop".into())
-            .spawn(move || crate::serve::run(&config, parts, ServeOptions { stop, shared }))?
-    };
     let generated = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + options.duration;
@@ -324,14 +327,8 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let served = service
-        .join()
-        .map_err(|_| anyhow::anyhow!("the scoring loop panicked"))?;
-    if let Some((_, stop_http)) = http {
-        let _ = stop_http.send(());
-    }
-    served?;
+    // Stops consuming, drains, flushes and commits, then stops HTTP.
+    service.stop()?;
     // The evaluator published its last outputs before the loop returned.
     let quiet = Instant::now();
     while quiet.elapsed() < Duration::from_millis(500) {
@@ -454,63 +451,6 @@ impl DriftOutputs {
 
 fn finished(shared: &Shared) -> u64 {
     shared.stats.predicted.load(Ordering::Relaxed) + shared.stats.dlq.load(Ordering::Relaxed)
-}
-
-/// Runs the async side of the demo on one runtime thread: the signal
-/// watcher (sets `interrupted`) and the admin port. A taken port is only a
-/// warning (the demo runs without HTTP then). Returns the bound address and
-/// the sender that stops HTTP.
-fn start_runtime(
-    listen: &str,
-    state: crate::admin::AdminState,
-    interrupted: Arc<AtomicBool>,
-) -> Option<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let listen = listen.to_string();
-    let spawned = std::thread::Builder::new()
-        .name("demo-runtime".into())
-        .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                let _ = addr_tx.send(None);
-                return;
-            };
-            rt.block_on(async move {
-                tokio::spawn(async move {
-                    let _ = crate::shutdown::signal().await;
-                    interrupted.store(true, Ordering::Relaxed);
-                });
-                let stopped = async {
-                    let _ = stop_rx.await;
-                };
-                match crate::admin::bind(&listen, state, stopped).await {
-                    Ok((addr, server)) => {
-                        let _ = addr_tx.send(Some(addr));
-                        if let Err(e) = server.await {
-                            tracing::warn!(error = %e, "admin server stopped");
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "demo runs without its admin port");
-                        let _ = addr_tx.send(None);
-                        // Keep watching for Ctrl-C until the demo ends.
-                        std::future::pending::<()>().await;
-                    }
-                }
-            });
-        });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "no runtime thread: no admin port, Ctrl-C kills the demo");
-        return None;
-    }
-    addr_rx
-        .recv_timeout(Duration::from_secs(5))
-        .ok()
-        .flatten()
-        .map(|addr| (addr, stop_tx))
 }
 
 /// When the generator may send, and when it shifts the distribution.

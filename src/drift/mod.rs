@@ -6,7 +6,7 @@
 //!
 //! - [`stats`], *exact mode*: pure functions over raw samples or over
 //!   already binned counts. They define every statistic and match SciPy to
-//!   floating-point rounding (`tests/drift_parity.rs`, fixtures from
+//!   floating-point rounding (`tests/parity/drift_parity.rs`, fixtures from
 //!   `scripts/make_drift_fixtures.py`).
 //! - [`sketch`], *sketch mode*: bounded-memory, mergeable, serialisable
 //!   per-column window sketches ([`sketch::NumericSketch`],
@@ -36,7 +36,15 @@
 //!   sketch), for the effective size of store features and aggregates.
 //! - [`cusum`]: two-sided CUSUM across sub-windows, calibrated per step.
 //!
-//! `docs/drift-design.md` says how they fit together and what they measured.
+//! `docs/drift.md` says how they fit together and what they measured.
+//!
+//! # What drift sees
+//!
+//! Numbers, not models: the columns it watches come as a
+//! [`columns::Watched`] list (name, kind, slot in the encoded row) built by
+//! the caller, and profiles are built from column values
+//! ([`profile_build`]). Nothing here imports the model, the enricher, the
+//! feature store, Kafka, HTTP or telemetry.
 //!
 //! # Guarantees
 //!
@@ -44,6 +52,7 @@
 //! mismatched bins or incompatible sketches are a [`DriftError`] that names
 //! the side (reference or current) and the position or reason.
 
+pub mod columns;
 pub mod cusum;
 pub mod distinct;
 pub mod exact;

@@ -12,16 +12,17 @@
 //! ```
 //!
 //! Guarantees: a loaded profile names the file and the column in every
-//! error; its columns are the model's inputs in manifest order with the
-//! manifest's kinds (booleans are categoricals with `false`/`true`), checked
-//! by [`Profile::check_against`] before any window is compared with it.
+//! error; its columns are the watched columns (the model's inputs) in row
+//! order with their kinds (booleans are categoricals with `false`/`true`),
+//! checked by [`Profile::check_against`] before any window is compared with
+//! it.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::columns::Watched;
 use super::sketch::{CategoricalSketch, NumericSketch};
-use crate::score::manifest::{InputKind, Manifest};
 
 /// Version of the profile document; bump on any change of its layout.
 pub const PROFILE_FORMAT: u32 = 1;
@@ -170,32 +171,30 @@ impl Profile {
         })
     }
 
-    /// Checks that the profile covers exactly the manifest's inputs, in
+    /// Checks that the profile covers exactly the watched columns, in
     /// order, with matching kinds, and that its score is numeric.
-    pub fn check_against(&self, manifest: &Manifest, path: &Path) -> Result<(), ProfileError> {
+    pub fn check_against(&self, watched: &Watched, path: &Path) -> Result<(), ProfileError> {
         let mismatch = |reason: String| ProfileError::Mismatch {
             path: path.to_owned(),
-            model: format!("{}/{}", manifest.name, manifest.version),
+            model: watched.label(),
             reason,
         };
-        if self.columns.len() != manifest.inputs.len() {
+        let columns = watched.columns();
+        if self.columns.len() != columns.len() {
             return Err(mismatch(format!(
                 "{} columns profiled, the model has {} inputs",
                 self.columns.len(),
-                manifest.inputs.len()
+                columns.len()
             )));
         }
-        for (column, input) in self.columns.iter().zip(&manifest.inputs) {
+        for (column, input) in self.columns.iter().zip(columns) {
             if column.name != input.name {
                 return Err(mismatch(format!(
                     "column `{}` where the model's input `{}` is expected",
                     column.name, input.name
                 )));
             }
-            let expected = match input.kind {
-                InputKind::Numeric => "numeric",
-                InputKind::Categorical | InputKind::Boolean => "categorical",
-            };
+            let expected = input.kind.sketch_kind();
             if column.sketch.kind() != expected {
                 return Err(mismatch(format!(
                     "column `{}` is profiled as {}, the model declares it {expected}",

@@ -1,26 +1,29 @@
-//! Building a reference [`Profile`] from a data file: `driftline profile`.
+//! Building a reference [`Profile`]'s sketches from column values: the two
+//! passes behind `driftline profile`. Reading the data file and scoring its
+//! rows is the command's side (`app::profile`); this module sees only the
+//! values of each column and the scores.
 //!
-//! The profile holds one sketch per model input, in manifest order, and one
+//! The profile holds one sketch per watched column, in row order, and one
 //! of the model's score on the same rows (layout: [`super::profile`] and
 //! `docs/profile.md`).
 //!
 //! # Two streaming passes, bounded memory
 //!
-//! The file (Parquet, Arrow IPC file or stream, or CSV, as the online
-//! store's snapshots) is read one record batch at a time
-//! ([`ProfileOptions::batch_rows`] rows), twice:
+//! The values come one batch at a time, twice:
 //!
-//! 1. **Distributions.** A KLL quantile sketch (`k` = [`EDGE_KLL_K`]) per
-//!    numeric column and of the score, and exact counts per distinct value
-//!    of each categorical column (at most [`MAX_DISTINCT`] values: more is
-//!    an error, such a column is an id rather than a category).
-//! 2. **Sketches.** Bin edges come from pass 1; every value is fed into a
-//!    [`NumericSketch`] on those edges or a [`CategoricalSketch`] on the
-//!    top-K categories, exactly as a live window would be.
+//! 1. **Distributions** ([`Distributions`]). A KLL quantile sketch (`k` =
+//!    [`EDGE_KLL_K`]) per numeric column and of the score, and exact counts
+//!    per distinct value of each categorical column (at most
+//!    [`MAX_DISTINCT`] values: more is an error, such a column is an id
+//!    rather than a category).
+//! 2. **Sketches** ([`Sketches`]). Bin edges come from pass 1; every value
+//!    is fed into a [`NumericSketch`] on those edges or a
+//!    [`CategoricalSketch`] on the top-K categories, exactly as a live
+//!    window would be.
 //!
-//! Memory is one record batch, about 100 KB per numeric column (pass 1's
-//! KLL; the profile's own sketches take ~5 KB) and the distinct values of
-//! each categorical, whatever the file's length.
+//! Memory is about 100 KB per numeric column (pass 1's KLL; the profile's
+//! own sketches take ~5 KB) and the distinct values of each categorical,
+//! whatever the number of rows.
 //!
 //! # Bin edges
 //!
@@ -41,60 +44,30 @@
 //! interpolation) and the edges are the same on every build; beyond that
 //! KLL is randomised, and rebuilding may move the edges within `ε`.
 //!
-//! # Columns and the score
+//! # Values
 //!
-//! A column is found by the input's name. Numeric inputs take any integer
-//! or float column; booleans take a boolean column, 0/1 numbers or
-//! `true`/`false`/`0`/`1` text (any case), profiled as categoricals with the
-//! categories `false` and `true`; categoricals take text (plain, large or
-//! dictionary-encoded). A null, an empty text or a NaN boolean is missing.
-//! A column absent from the file is an error naming the file and the
-//! column, unless [`ProfileOptions::allow_missing_columns`] is set; it is
-//! then profiled as all-missing.
+//! Booleans are sketched as categoricals with the categories `false` and
+//! `true`. A null, an empty text or a NaN is missing; ±∞ is missing to the
+//! sketches as it is in a live window.
 //!
-//! The score is the model's on each row as the live loop would compute it:
-//! every input read from the row (all inputs are treated as event
-//! features, so no store or aggregator is involved), a missing value
-//! replaced by the manifest's default. A row that still cannot be encoded
-//! (no default, unknown category, non-finite number) is left out of the
-//! score sketch and counted by reason in [`BuiltProfile::skipped`]; the
-//! score sketch holds only scored rows, as a live window does.
+//! Guarantees: no panic on any value; the only errors are a categorical
+//! with too many distinct values and bin options no sketch can have.
 //!
-//! Guarantees: no panic on any input; every error names the file, and
-//! where it applies the column and the 1-based data row.
-//!
+//! [`Profile`]: super::profile::Profile
 //! [`stats::reference_edges`]: super::stats::reference_edges
 //! [`sketch::KLL_K`]: super::sketch::KLL_K
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
-use arrow::compute::{cast_with_options, CastOptions};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow::error::ArrowError;
 use compact_str::CompactString;
 use datasketches::common::SearchCriteria;
 use datasketches::kll::{KllFloat, KllSketch};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
-use sha2::{Digest, Sha256};
 
-use super::profile::{
-    ColumnProfile, ColumnSketch, Profile, ProfileSource, PROFILE_FORMAT, SCORE_COLUMN,
-};
+use super::columns::ColumnKind;
+use super::profile::ColumnSketch;
 use super::sketch::{CategoricalSketch, NumericSketch, DEFAULT_TOP_K};
 use super::stats::DEFAULT_BINS;
 use super::DriftError;
-use crate::enrich::{EnrichSetupError, Enricher, Scratch};
-use crate::event::{now_ms, Event, FeatureValue, Features, RejectReason};
-use crate::features::snapshot::{parse_csv_cell_error, SnapshotFormat};
-use crate::score::manifest::{InputKind, InputSource, Manifest};
-use crate::score::{Model, ModelError, Session};
 
 /// Distinct values a categorical column may have in pass 1. Counts are
 /// exact, so memory grows with the distinct values; beyond this many the
@@ -107,14 +80,7 @@ pub const MAX_DISTINCT: usize = 100_000;
 /// held while the profile is built, never stored or merged.
 pub const EDGE_KLL_K: u16 = 4096;
 
-/// Default rows per record batch: the unit of memory use while reading.
-pub const DEFAULT_BATCH_ROWS: usize = 65_536;
-
-/// Rows per model call. Scores do not depend on it; it bounds the input
-/// tensor whatever the batch size.
-const SCORE_CHUNK: usize = 1024;
-
-/// Categories of a boolean input's sketch, in bucket order.
+/// Categories of a boolean column's sketch, in bucket order.
 const BOOLEAN_CATEGORIES: [&str; 2] = ["false", "true"];
 
 type Kll = KllSketch<KllFloat<f64>>;
@@ -125,348 +91,171 @@ fn new_kll() -> Kll {
     KllSketch::new(EDGE_KLL_K).unwrap_or_default()
 }
 
-/// How to build a profile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProfileOptions {
+/// The shape of the sketches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SketchOptions {
     /// Histogram bins of numeric columns and the score (edges at the
     /// `i/bins` quantiles); at least 2.
     pub bins: usize,
     /// Categories kept per categorical column; the rest share "other".
     pub top_k: usize,
-    /// Rows per record batch (Parquet and CSV; Arrow IPC batches are read
-    /// as written).
-    pub batch_rows: usize,
-    /// Profile an input absent from the file as all-missing instead of
-    /// failing.
-    pub allow_missing_columns: bool,
 }
 
-impl Default for ProfileOptions {
+impl Default for SketchOptions {
     fn default() -> Self {
         Self {
             bins: DEFAULT_BINS,
             top_k: DEFAULT_TOP_K,
-            batch_rows: DEFAULT_BATCH_ROWS,
-            allow_missing_columns: false,
         }
     }
 }
 
-/// Why a profile could not be built. Every variant names the file it is
-/// about (the data file unless stated).
-#[derive(Debug, thiserror::Error)]
-pub enum ProfileBuildError {
-    #[error("profile options: {0}")]
-    Options(DriftError),
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
-    Enrich(#[from] EnrichSetupError),
-    #[error("{}: cannot open: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "{}: cannot tell the format from the file name (expected .parquet, .pq, .arrow, .arrows, .ipc or .csv)",
-        path.display()
-    )]
-    UnknownFormat { path: PathBuf },
-    #[error("{}: cannot read {format}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        format: SnapshotFormat,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    #[error("{}: no column `{column}` (an input of model {model}); --allow-missing-columns profiles it as all-missing", path.display())]
-    MissingColumn {
-        path: PathBuf,
-        column: String,
-        model: String,
-    },
-    #[error("{}: none of the model's inputs is a column of the file", path.display())]
-    NoInputColumns { path: PathBuf },
-    #[error("{}: duplicate column `{column}`", path.display())]
-    DuplicateColumn { path: PathBuf, column: String },
-    #[error("{}: column `{column}`: expected {expected}, got {found}", path.display())]
-    ColumnType {
-        path: PathBuf,
-        column: String,
-        expected: &'static str,
-        found: DataType,
-    },
-    #[error("{}: column `{column}`: {source}", path.display())]
-    Convert {
-        path: PathBuf,
-        column: String,
-        source: ArrowError,
-    },
-    #[error("{}: row {row}: column `{column}`: {problem}", path.display())]
-    Cell {
-        path: PathBuf,
-        row: u64,
-        column: String,
-        problem: String,
-    },
-    #[error(
-        "{}: column `{column}` has more than {limit} distinct values; a categorical input is expected to have few",
-        path.display()
-    )]
-    TooManyCategories {
-        path: PathBuf,
-        column: String,
-        limit: usize,
-    },
-    #[error("{}: no rows", path.display())]
-    NoRows { path: PathBuf },
-    #[error("{}: no row could be scored ({reasons})", path.display())]
-    NoScores { path: PathBuf, reasons: String },
-    #[error(
-        "{}: the file changed while it was read: the first pass read {} rows and scored {}, the second {} and {}",
-        path.display(), first.0, first.1, second.0, second.1
-    )]
-    Changed {
-        path: PathBuf,
-        /// Rows read and rows scored by each pass.
-        first: (u64, u64),
-        second: (u64, u64),
-    },
-    #[error("{}: scoring rows {first_row}..: {source}", path.display())]
-    Score {
-        path: PathBuf,
-        first_row: u64,
-        source: ModelError,
-    },
-    #[error("{}: column `{column}`: {source}", path.display())]
-    Sketch {
-        path: PathBuf,
-        column: String,
-        source: DriftError,
-    },
+/// A categorical column with more than [`MAX_DISTINCT`] distinct values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("more than {limit} distinct values; a categorical input is expected to have few")]
+pub struct TooManyCategories {
+    pub limit: usize,
 }
 
-/// The two passes over the file, for progress reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
-    /// Pass 1: quantiles and category counts.
-    Distributions,
-    /// Pass 2: histograms on the derived edges.
-    Sketches,
+/// Sketches that cannot be made from what pass 1 saw.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SketchError {
+    /// Column `column` (its index in the watched list).
+    #[error("column {column}: {source}")]
+    Column { column: usize, source: DriftError },
+    /// The score's sketch.
+    #[error("score: {0}")]
+    Score(DriftError),
 }
 
-/// Receives progress while a profile is built (a progress bar in the CLI).
-pub trait Progress {
-    /// A pass starts; `rows` is the file's row count when known up front.
-    fn start(&mut self, pass: Pass, rows: Option<u64>);
-    /// `rows` more rows were read in the current pass.
-    fn advance(&mut self, rows: u64);
-    /// Both passes are done.
-    fn finish(&mut self) {}
+/// Pass 1: quantiles of the numeric columns and the score, counts of the
+/// categoricals' values.
+pub struct Distributions {
+    columns: Vec<FirstPass>,
+    score: Kll,
 }
 
-/// A [`Progress`] that reports nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn start(&mut self, _pass: Pass, _rows: Option<u64>) {}
-    fn advance(&mut self, _rows: u64) {}
-}
-
-/// Rows left out of the score for one reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkippedRows {
-    pub reason: RejectReason,
-    pub rows: u64,
-    /// The enricher's detail for the first such row, with its row number.
-    pub example: String,
-}
-
-/// A built profile and what the build saw.
-#[derive(Debug, Clone)]
-pub struct BuiltProfile {
-    pub profile: Profile,
-    /// Rows read (each pass reads them all).
-    pub rows: u64,
-    /// Rows the model scored.
-    pub scored: u64,
-    /// Rows left out of the score, by reason, most frequent first.
-    pub skipped: Vec<SkippedRows>,
-    /// Inputs absent from the file, profiled as all-missing
-    /// (only with [`ProfileOptions::allow_missing_columns`]).
-    pub absent_columns: Vec<String>,
-    /// Wall time of the whole build, model load included.
-    pub elapsed: Duration,
-}
-
-/// Builds the reference profile of the model in `model_dir` from the data
-/// file `data` (format from its extension). See the module docs.
-pub fn build_profile(
-    data: &Path,
-    model_dir: &Path,
-    opts: &ProfileOptions,
-    progress: &mut dyn Progress,
-) -> Result<BuiltProfile, ProfileBuildError> {
-    let started = Instant::now();
-    let sketch_err = |column: &str, source: DriftError| ProfileBuildError::Sketch {
-        path: data.to_owned(),
-        column: column.to_owned(),
-        source,
-    };
-    if opts.bins < 2 {
-        let bins = opts.bins;
-        return Err(ProfileBuildError::Options(DriftError::TooFewBins { bins }));
-    }
-    let format =
-        SnapshotFormat::from_path(data).ok_or_else(|| ProfileBuildError::UnknownFormat {
-            path: data.to_owned(),
-        })?;
-    let model = Arc::new(Model::load(model_dir)?);
-    let manifest = model.manifest();
-    let model_name = format!("{}/{}", manifest.name, manifest.version);
-    let mut scorer = Scorer::new(&model)?;
-    let inputs: Vec<(&str, InputKind)> = manifest
-        .inputs
-        .iter()
-        .map(|i| (i.name.as_str(), i.kind))
-        .collect();
-    let reader = Reader {
-        path: data,
-        format,
-        inputs: &inputs,
-        batch_rows: opts.batch_rows.max(1),
-        allow_missing: opts.allow_missing_columns,
-        model: &model_name,
-    };
-    let sha256 = file_sha256(data)?;
-
-    // Pass 1: quantiles and category counts.
-    let opened = reader.open()?;
-    let absent_columns: Vec<String> = opened
-        .columns
-        .iter()
-        .zip(&inputs)
-        .filter(|(at, _)| at.is_none())
-        .map(|(_, (name, _))| (*name).to_owned())
-        .collect();
-    progress.start(Pass::Distributions, opened.rows);
-    let mut first: Vec<FirstPass> = inputs
-        .iter()
-        .map(|&(_, kind)| FirstPass::new(kind))
-        .collect();
-    let mut score_kll = new_kll();
-    let mut rows = 0u64;
-    for batch in opened.batches {
-        let batch = reader.cells(&opened.schema, &opened.columns, batch, rows)?;
-        for ((state, cells), &(name, _)) in first.iter_mut().zip(&batch.columns).zip(&inputs) {
-            state
-                .observe(cells)
-                .map_err(|()| ProfileBuildError::TooManyCategories {
-                    path: data.to_owned(),
-                    column: name.to_owned(),
-                    limit: MAX_DISTINCT,
-                })?;
+impl Distributions {
+    /// One state per column, of the columns' kinds in row order.
+    pub fn new(kinds: impl IntoIterator<Item = ColumnKind>) -> Self {
+        Distributions {
+            columns: kinds.into_iter().map(FirstPass::new).collect(),
+            score: new_kll(),
         }
-        scorer
-            .score(&batch, rows, true, |s| {
-                if let Ok(v) = KllFloat::<f64>::new(s) {
-                    score_kll.update(v);
-                }
+    }
+
+    /// One batch of a numeric column's values; other kinds ignore them.
+    pub fn numbers(&mut self, column: usize, values: impl IntoIterator<Item = Option<f64>>) {
+        if let Some(state) = self.columns.get_mut(column) {
+            state.numbers(values);
+        }
+    }
+
+    /// One batch of a categorical column's values; other kinds ignore them.
+    pub fn texts<'a>(
+        &mut self,
+        column: usize,
+        values: impl IntoIterator<Item = Option<&'a str>>,
+    ) -> Result<(), TooManyCategories> {
+        match self.columns.get_mut(column) {
+            Some(state) => state.texts(values),
+            None => Ok(()),
+        }
+    }
+
+    /// One score (NaN is ignored: the KLL cannot hold it).
+    pub fn score(&mut self, score: f64) {
+        if let Ok(v) = KllFloat::<f64>::new(score) {
+            self.score.update(v);
+        }
+    }
+
+    /// The empty pass-2 sketches: edges from the quantiles, the top-K
+    /// categories, `false`/`true` for booleans.
+    pub fn into_sketches(self, opts: &SketchOptions) -> Result<Sketches, SketchError> {
+        let columns = self
+            .columns
+            .into_iter()
+            .enumerate()
+            .map(|(column, state)| {
+                state
+                    .into_sketch(opts)
+                    .map_err(|source| SketchError::Column { column, source })
             })
-            .map_err(|source| reader.score_err(rows, source))?;
-        rows += batch.rows as u64;
-        progress.advance(batch.rows as u64);
+            .collect::<Result<_, _>>()?;
+        let edges = kll_edges(&self.score, opts.bins).map_err(SketchError::Score)?;
+        let score = NumericSketch::new(edges).map_err(SketchError::Score)?;
+        Ok(Sketches { columns, score })
     }
-    if rows == 0 {
-        return Err(ProfileBuildError::NoRows {
-            path: data.to_owned(),
-        });
-    }
-    let skipped = scorer.skipped();
-    if scorer.scored == 0 {
-        let reasons = skipped
-            .iter()
-            .map(|s| format!("{} rows {}, e.g. {}", s.rows, s.reason, s.example))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(ProfileBuildError::NoScores {
-            path: data.to_owned(),
-            reasons,
-        });
-    }
+}
 
-    // Pass 2: every value into sketches on the pass-1 edges and categories.
-    let mut sketches: Vec<ColumnSketch> = first
-        .into_iter()
-        .zip(&inputs)
-        .map(|(state, &(name, _))| state.into_sketch(opts).map_err(|e| sketch_err(name, e)))
-        .collect::<Result<_, _>>()?;
-    let score_edges = kll_edges(&score_kll, opts.bins).map_err(|e| sketch_err(SCORE_COLUMN, e))?;
-    let mut score = NumericSketch::new(score_edges).map_err(|e| sketch_err(SCORE_COLUMN, e))?;
-    let scored = std::mem::take(&mut scorer.scored);
-    let opened = reader.open()?;
-    progress.start(Pass::Sketches, Some(rows));
-    let mut second = 0u64;
-    for batch in opened.batches {
-        let batch = reader.cells(&opened.schema, &opened.columns, batch, second)?;
-        for (sketch, cells) in sketches.iter_mut().zip(&batch.columns) {
-            feed(sketch, cells, batch.rows);
-        }
-        scorer
-            .score(&batch, second, false, |s| score.update(s))
-            .map_err(|source| reader.score_err(second, source))?;
-        second += batch.rows as u64;
-        progress.advance(batch.rows as u64);
-    }
-    // The second pass must see the rows the edges were derived from.
-    if second != rows || scorer.scored != scored {
-        return Err(ProfileBuildError::Changed {
-            path: data.to_owned(),
-            first: (rows, scored),
-            second: (second, scorer.scored),
-        });
-    }
-    progress.finish();
-    for sketch in &mut sketches {
-        if let ColumnSketch::Numeric(s) = sketch {
-            s.flush();
+/// Pass 2: every value into the sketches on pass 1's edges and categories.
+pub struct Sketches {
+    columns: Vec<ColumnSketch>,
+    score: NumericSketch,
+}
+
+impl Sketches {
+    /// One batch of a numeric column's values (null, NaN, ±∞: missing).
+    pub fn numbers(&mut self, column: usize, values: impl IntoIterator<Item = Option<f64>>) {
+        if let Some(ColumnSketch::Numeric(s)) = self.columns.get_mut(column) {
+            for x in values {
+                match x {
+                    Some(x) => s.update(x),
+                    None => s.update_missing(),
+                }
+            }
         }
     }
-    score.flush();
 
-    let columns = inputs
-        .iter()
-        .zip(sketches)
-        .map(|(&(name, _), sketch)| ColumnProfile {
-            name: name.to_owned(),
-            sketch,
-        })
-        .collect();
-    let profile = Profile {
-        format: PROFILE_FORMAT,
-        id: format!("{model_name}@{}", sha256.get(..12).unwrap_or(&sha256)),
-        model: manifest.name.clone(),
-        model_version: manifest.version.clone(),
-        created_ms: now_ms(),
-        source: ProfileSource {
-            path: data.display().to_string(),
-            rows,
-            sha256,
-        },
-        columns,
-        score: ColumnProfile {
-            name: SCORE_COLUMN.into(),
-            sketch: ColumnSketch::Numeric(score),
-        },
-    };
-    Ok(BuiltProfile {
-        profile,
-        rows,
-        scored,
-        skipped,
-        absent_columns,
-        elapsed: started.elapsed(),
-    })
+    /// One batch of a categorical column's values (null, empty: missing).
+    pub fn texts<'a>(&mut self, column: usize, values: impl IntoIterator<Item = Option<&'a str>>) {
+        if let Some(ColumnSketch::Categorical(s)) = self.columns.get_mut(column) {
+            for v in values {
+                match v.filter(|v| !v.is_empty()) {
+                    Some(v) => s.update(v),
+                    None => s.update_missing(),
+                }
+            }
+        }
+    }
+
+    /// One batch of a boolean column's values (null: missing).
+    pub fn bools(&mut self, column: usize, values: impl IntoIterator<Item = Option<bool>>) {
+        if let Some(ColumnSketch::Categorical(s)) = self.columns.get_mut(column) {
+            for b in values {
+                match b {
+                    Some(b) => s.update(BOOLEAN_CATEGORIES[usize::from(b)]),
+                    None => s.update_missing(),
+                }
+            }
+        }
+    }
+
+    /// `rows` missing values of a column (one the data does not have).
+    pub fn missing(&mut self, column: usize, rows: usize) {
+        match self.columns.get_mut(column) {
+            Some(ColumnSketch::Numeric(s)) => (0..rows).for_each(|_| s.update_missing()),
+            Some(ColumnSketch::Categorical(s)) => (0..rows).for_each(|_| s.update_missing()),
+            None => {}
+        }
+    }
+
+    /// One score.
+    pub fn score(&mut self, score: f64) {
+        self.score.update(score);
+    }
+
+    /// The finished sketches of the columns, in row order, and of the score.
+    pub fn finish(mut self) -> (Vec<ColumnSketch>, NumericSketch) {
+        for sketch in &mut self.columns {
+            if let ColumnSketch::Numeric(s) = sketch {
+                s.flush();
+            }
+        }
+        self.score.flush();
+        (self.columns, self.score)
+    }
 }
 
 /// Interior bin edges at the sketch's `i/bins` quantiles (inclusive
@@ -496,30 +285,6 @@ fn kll_edges(kll: &Kll, bins: usize) -> Result<Vec<f64>, DriftError> {
     Ok(edges)
 }
 
-/// Hex SHA-256 of a file, read in blocks.
-fn file_sha256(path: &Path) -> Result<String, ProfileBuildError> {
-    let open_err = |source| ProfileBuildError::Open {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = File::open(path).map_err(open_err)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(open_err(e)),
-        }
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 // ---------------------------------------------------------------------------
 // Per-column state
 
@@ -533,47 +298,53 @@ enum FirstPass {
 }
 
 impl FirstPass {
-    fn new(kind: InputKind) -> Self {
+    fn new(kind: ColumnKind) -> Self {
         match kind {
-            InputKind::Numeric => FirstPass::Numeric(new_kll()),
-            InputKind::Categorical => FirstPass::Categorical(HashMap::default()),
-            InputKind::Boolean => FirstPass::Boolean,
+            ColumnKind::Numeric => FirstPass::Numeric(new_kll()),
+            ColumnKind::Categorical => FirstPass::Categorical(HashMap::default()),
+            ColumnKind::Boolean => FirstPass::Boolean,
         }
     }
 
-    /// Takes one batch of the column. `Err` when a categorical exceeds
-    /// [`MAX_DISTINCT`].
-    fn observe(&mut self, cells: &Cells) -> Result<(), ()> {
-        match (self, cells) {
-            (FirstPass::Numeric(kll), Cells::Number(a)) => {
-                // Null and NaN fail `KllFloat::new`; ±∞ is filtered as the
-                // sketch counts it missing.
-                for x in a.iter().flatten().filter(|x| x.is_finite()) {
-                    if let Ok(v) = KllFloat::<f64>::new(x) {
-                        kll.update(v);
-                    }
+    /// Takes one batch of a numeric column's values (null, NaN and ±∞ are
+    /// missing, and the KLL learns nothing from them).
+    fn numbers(&mut self, values: impl IntoIterator<Item = Option<f64>>) {
+        if let FirstPass::Numeric(kll) = self {
+            // Null and NaN fail `KllFloat::new`; ±∞ is filtered as the
+            // sketch counts it missing.
+            for x in values.into_iter().flatten().filter(|x| x.is_finite()) {
+                if let Ok(v) = KllFloat::<f64>::new(x) {
+                    kll.update(v);
                 }
             }
-            (FirstPass::Categorical(counts), Cells::Text(a)) => {
-                for v in a.iter().flatten().filter(|v| !v.is_empty()) {
-                    if let Some(c) = counts.get_mut(v) {
-                        *c += 1;
-                    } else if counts.len() < MAX_DISTINCT {
-                        counts.insert(v.into(), 1);
-                    } else {
-                        return Err(());
-                    }
+        }
+    }
+
+    /// Takes one batch of a categorical column's values (null and empty
+    /// text are missing).
+    fn texts<'a>(
+        &mut self,
+        values: impl IntoIterator<Item = Option<&'a str>>,
+    ) -> Result<(), TooManyCategories> {
+        if let FirstPass::Categorical(counts) = self {
+            for v in values.into_iter().flatten().filter(|v| !v.is_empty()) {
+                if let Some(c) = counts.get_mut(v) {
+                    *c += 1;
+                } else if counts.len() < MAX_DISTINCT {
+                    counts.insert(v.into(), 1);
+                } else {
+                    return Err(TooManyCategories {
+                        limit: MAX_DISTINCT,
+                    });
                 }
             }
-            // Booleans learn nothing; absent columns have nothing to learn from.
-            _ => {}
         }
         Ok(())
     }
 
     /// The empty pass-2 sketch: edges from the quantiles, or the top-K
     /// categories (ranked as [`CategoricalSketch::reference`] ranks them).
-    fn into_sketch(self, opts: &ProfileOptions) -> Result<ColumnSketch, DriftError> {
+    fn into_sketch(self, opts: &SketchOptions) -> Result<ColumnSketch, DriftError> {
         Ok(match self {
             FirstPass::Numeric(kll) => {
                 ColumnSketch::Numeric(NumericSketch::new(kll_edges(&kll, opts.bins)?)?)
@@ -589,579 +360,6 @@ impl FirstPass {
                 BOOLEAN_CATEGORIES.iter().map(|&c| c.into()).collect(),
             )?),
         })
-    }
-}
-
-/// Pass 2: every value of one batch of a column into its sketch.
-fn feed(sketch: &mut ColumnSketch, cells: &Cells, rows: usize) {
-    match (sketch, cells) {
-        (ColumnSketch::Numeric(s), Cells::Number(a)) => {
-            for x in a.iter() {
-                match x {
-                    Some(x) => s.update(x),
-                    None => s.update_missing(),
-                }
-            }
-        }
-        (ColumnSketch::Categorical(s), Cells::Text(a)) => {
-            for v in a.iter() {
-                match v.filter(|v| !v.is_empty()) {
-                    Some(v) => s.update(v),
-                    None => s.update_missing(),
-                }
-            }
-        }
-        (ColumnSketch::Categorical(s), Cells::Bool(a)) => {
-            for b in a.iter() {
-                match b {
-                    Some(b) => s.update(BOOLEAN_CATEGORIES[usize::from(b)]),
-                    None => s.update_missing(),
-                }
-            }
-        }
-        (ColumnSketch::Numeric(s), Cells::Absent) => (0..rows).for_each(|_| s.update_missing()),
-        (ColumnSketch::Categorical(s), Cells::Absent) => (0..rows).for_each(|_| s.update_missing()),
-        // Cannot happen: cells are converted by the input's kind, and the
-        // sketch was built from the same kind.
-        _ => {}
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Reading
-
-type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>;
-
-/// Batches with their errors already naming the file.
-type CheckedBatches = Box<dyn Iterator<Item = Result<RecordBatch, ProfileBuildError>>>;
-
-/// One input's column of a batch, converted to what the build reads.
-enum Cells {
-    /// The file has no such column (allowed by the options): all missing.
-    Absent,
-    Number(Float64Array),
-    Bool(BooleanArray),
-    Text(StringArray),
-}
-
-/// One batch: a [`Cells`] per model input, in manifest order.
-struct BatchCells {
-    rows: usize,
-    columns: Vec<Cells>,
-}
-
-/// An opened data file.
-struct Opened {
-    /// Schema of the batches (a projection of the file's for Parquet and CSV).
-    schema: SchemaRef,
-    /// Per input, its column in the batches; `None` when absent.
-    columns: Vec<Option<usize>>,
-    /// Row count when the format states it up front (Parquet).
-    rows: Option<u64>,
-    batches: CheckedBatches,
-}
-
-/// Opens the data file and converts its batches; shared by both passes.
-struct Reader<'a> {
-    path: &'a Path,
-    format: SnapshotFormat,
-    inputs: &'a [(&'a str, InputKind)],
-    batch_rows: usize,
-    allow_missing: bool,
-    /// `name/version`, for messages.
-    model: &'a str,
-}
-
-impl Reader<'_> {
-    fn wanted(&self, name: &str) -> bool {
-        self.inputs.iter().any(|(n, _)| *n == name)
-    }
-
-    fn kind_of(&self, name: &str) -> Option<InputKind> {
-        self.inputs
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|&(_, k)| k)
-    }
-
-    fn read_err(&self, source: Box<dyn std::error::Error + Send + Sync>) -> ProfileBuildError {
-        ProfileBuildError::Read {
-            path: self.path.to_owned(),
-            format: self.format,
-            source,
-        }
-    }
-
-    fn score_err(&self, done: u64, source: ModelError) -> ProfileBuildError {
-        ProfileBuildError::Score {
-            path: self.path.to_owned(),
-            first_row: done + 1,
-            source,
-        }
-    }
-
-    /// Opens the file, finds each input's column and checks its type.
-    fn open(&self) -> Result<Opened, ProfileBuildError> {
-        let file = File::open(self.path).map_err(|source| ProfileBuildError::Open {
-            path: self.path.to_owned(),
-            source,
-        })?;
-        let (file_columns, schema, rows, batches) = match self.format {
-            SnapshotFormat::Parquet => self.open_parquet(file),
-            SnapshotFormat::ArrowIpc => open_ipc(file),
-            SnapshotFormat::Csv => self.open_csv(file),
-        }
-        .map_err(|e| self.read_err(e))?;
-        let (path, format) = (self.path.to_owned(), self.format);
-        let header = file_columns.clone();
-        let batches: CheckedBatches = Box::new(batches.map(move |b| {
-            b.map_err(|e| match format {
-                // arrow-csv reports a bad cell by header index and line;
-                // name the column and row instead.
-                SnapshotFormat::Csv => csv_error(&path, &header, e),
-                _ => ProfileBuildError::Read {
-                    path: path.clone(),
-                    format,
-                    source: Box::new(e),
-                },
-            })
-        }));
-        for (i, name) in file_columns.iter().enumerate() {
-            if self.wanted(name) && file_columns[..i].contains(name) {
-                return Err(ProfileBuildError::DuplicateColumn {
-                    path: self.path.to_owned(),
-                    column: name.clone(),
-                });
-            }
-        }
-        let mut columns = Vec::with_capacity(self.inputs.len());
-        for &(name, kind) in self.inputs {
-            let at = schema.fields().iter().position(|f| f.name() == name);
-            match at {
-                Some(at) => check_type(self.path, &schema.fields()[at], kind)?,
-                None if self.allow_missing => {}
-                None => {
-                    return Err(ProfileBuildError::MissingColumn {
-                        path: self.path.to_owned(),
-                        column: name.to_owned(),
-                        model: self.model.to_owned(),
-                    })
-                }
-            }
-            columns.push(at);
-        }
-        if columns.iter().all(Option::is_none) {
-            return Err(ProfileBuildError::NoInputColumns {
-                path: self.path.to_owned(),
-            });
-        }
-        Ok(Opened {
-            schema,
-            columns,
-            rows,
-            batches,
-        })
-    }
-
-    fn open_parquet(&self, file: File) -> Result<Parts, BoxError> {
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-        let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).ok();
-        let file_columns: Vec<String> = builder
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        // Top-level Arrow fields map one-to-one to Parquet root columns.
-        let keep = file_columns
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| self.wanted(n))
-            .map(|(i, _)| i);
-        let mask = ProjectionMask::roots(builder.parquet_schema(), keep);
-        let reader = builder
-            .with_projection(mask)
-            .with_batch_size(self.batch_rows)
-            .build()?;
-        let schema = arrow::record_batch::RecordBatchReader::schema(&reader);
-        Ok((file_columns, schema, rows, Box::new(reader)))
-    }
-
-    fn open_csv(&self, mut file: File) -> Result<Parts, BoxError> {
-        // Only the header is read here; types come from the model's inputs.
-        let (header, _) = arrow::csv::reader::Format::default()
-            .with_header(true)
-            .infer_schema(&mut file, Some(0))?;
-        file.seek(SeekFrom::Start(0))?;
-        let file_columns: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
-        let fields: Vec<Field> = file_columns
-            .iter()
-            .map(|name| {
-                // Booleans are parsed here (0/1 and any case), not by arrow.
-                let dt = match self.kind_of(name) {
-                    Some(InputKind::Numeric) => DataType::Float64,
-                    _ => DataType::Utf8,
-                };
-                Field::new(name, dt, true)
-            })
-            .collect();
-        let keep: Vec<usize> = (0..file_columns.len())
-            .filter(|&i| self.wanted(&file_columns[i]))
-            .collect();
-        let reader = arrow::csv::ReaderBuilder::new(Arc::new(Schema::new(fields)))
-            .with_header(true)
-            // The schema was built from this very header; re-checking would only trip on a BOM.
-            .with_header_validation(false)
-            .with_batch_size(self.batch_rows)
-            .with_projection(keep)
-            .build(BufReader::new(file))?;
-        let schema = reader.schema();
-        Ok((file_columns, schema, None, Box::new(reader)))
-    }
-
-    /// Converts one batch; `done` rows precede it.
-    fn cells(
-        &self,
-        schema: &SchemaRef,
-        columns: &[Option<usize>],
-        batch: Result<RecordBatch, ProfileBuildError>,
-        done: u64,
-    ) -> Result<BatchCells, ProfileBuildError> {
-        let batch = batch?;
-        if batch.num_columns() != schema.fields().len() {
-            return Err(self.read_err(
-                format!(
-                    "record batch has {} columns, the file schema {}",
-                    batch.num_columns(),
-                    schema.fields().len()
-                )
-                .into(),
-            ));
-        }
-        let cells = columns
-            .iter()
-            .zip(self.inputs)
-            .map(|(at, &(name, kind))| match at {
-                None => Ok(Cells::Absent),
-                Some(at) => self.convert(batch.column(*at), name, kind, done),
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(BatchCells {
-            rows: batch.num_rows(),
-            columns: cells,
-        })
-    }
-
-    fn convert(
-        &self,
-        a: &ArrayRef,
-        column: &str,
-        kind: InputKind,
-        done: u64,
-    ) -> Result<Cells, ProfileBuildError> {
-        let convert_err = |source| ProfileBuildError::Convert {
-            path: self.path.to_owned(),
-            column: column.to_owned(),
-            source,
-        };
-        let cell_err = |r: usize, problem: String| ProfileBuildError::Cell {
-            path: self.path.to_owned(),
-            row: done + r as u64 + 1,
-            column: column.to_owned(),
-            problem,
-        };
-        let cast = |to: &DataType| -> Result<ArrayRef, ProfileBuildError> {
-            // `safe` off: an overflowing value must fail, not become a null.
-            let options = CastOptions {
-                safe: false,
-                ..CastOptions::default()
-            };
-            cast_with_options(a, to, &options).map_err(convert_err)
-        };
-        let numbers = || -> Result<Float64Array, ProfileBuildError> {
-            downcast::<Float64Array>(&cast(&DataType::Float64)?).map_err(convert_err)
-        };
-        let texts = || -> Result<StringArray, ProfileBuildError> {
-            downcast::<StringArray>(&cast(&DataType::Utf8)?).map_err(convert_err)
-        };
-        Ok(match kind {
-            InputKind::Numeric => Cells::Number(numbers()?),
-            InputKind::Categorical => Cells::Text(texts()?),
-            InputKind::Boolean if a.data_type() == &DataType::Boolean => {
-                Cells::Bool(downcast::<BooleanArray>(a).map_err(convert_err)?)
-            }
-            InputKind::Boolean if a.data_type().is_numeric() => {
-                let values = numbers()?
-                    .iter()
-                    .enumerate()
-                    .map(|(r, x)| match x {
-                        None => Ok(None),
-                        Some(x) if x.is_nan() => Ok(None),
-                        Some(0.0) => Ok(Some(false)),
-                        Some(1.0) => Ok(Some(true)),
-                        Some(x) => Err(cell_err(r, format!("expected 0 or 1, got {x}"))),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Cells::Bool(BooleanArray::from(values))
-            }
-            InputKind::Boolean => {
-                let values = texts()?
-                    .iter()
-                    .enumerate()
-                    .map(|(r, v)| match v.map(str::trim) {
-                        None | Some("") => Ok(None),
-                        Some(v) => parse_bool(v).map(Some).ok_or_else(|| {
-                            cell_err(r, format!("expected true/false or 0/1, got {v:?}"))
-                        }),
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Cells::Bool(BooleanArray::from(values))
-            }
-        })
-    }
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// File columns, batch schema, row count if known, batches.
-type Parts = (Vec<String>, SchemaRef, Option<u64>, Batches);
-
-fn open_ipc(mut file: File) -> Result<Parts, BoxError> {
-    let mut magic = [0u8; 6];
-    let n = read_up_to(&mut file, &mut magic)?;
-    file.seek(SeekFrom::Start(0))?;
-    let (schema, batches): (SchemaRef, Batches) = if n == magic.len() && &magic == b"ARROW1" {
-        let reader = arrow::ipc::reader::FileReader::try_new_buffered(file, None)?;
-        (reader.schema(), Box::new(reader))
-    } else {
-        let reader = arrow::ipc::reader::StreamReader::try_new_buffered(file, None)?;
-        (reader.schema(), Box::new(reader))
-    };
-    let file_columns = schema.fields().iter().map(|f| f.name().clone()).collect();
-    Ok((file_columns, schema, None, batches))
-}
-
-/// Reads until `buf` is full or the file ends.
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
-/// Checks that a file column can feed an input of `kind`.
-fn check_type(path: &Path, field: &Field, kind: InputKind) -> Result<(), ProfileBuildError> {
-    let dt = field.data_type();
-    let expected = match kind {
-        InputKind::Numeric if dt.is_numeric() => return Ok(()),
-        InputKind::Numeric => "a numeric column",
-        InputKind::Categorical if is_text(dt) => return Ok(()),
-        InputKind::Categorical => "a text column",
-        InputKind::Boolean if dt == &DataType::Boolean || dt.is_numeric() || is_text(dt) => {
-            return Ok(())
-        }
-        InputKind::Boolean => "a boolean, 0/1 or true/false column",
-    };
-    Err(ProfileBuildError::ColumnType {
-        path: path.to_owned(),
-        column: field.name().clone(),
-        expected,
-        found: dt.clone(),
-    })
-}
-
-fn is_text(dt: &DataType) -> bool {
-    match dt {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
-        DataType::Dictionary(_, values) => is_text(values),
-        _ => false,
-    }
-}
-
-/// `true`/`false` in any case, or a number equal to 1 or 0.
-fn parse_bool(v: &str) -> Option<bool> {
-    if v.eq_ignore_ascii_case("true") {
-        return Some(true);
-    }
-    if v.eq_ignore_ascii_case("false") {
-        return Some(false);
-    }
-    match v.parse::<f64>() {
-        Ok(1.0) => Some(true),
-        Ok(0.0) => Some(false),
-        _ => None,
-    }
-}
-
-fn downcast<T: Array + Clone + 'static>(a: &ArrayRef) -> Result<T, ArrowError> {
-    a.as_any()
-        .downcast_ref::<T>()
-        .cloned()
-        .ok_or_else(|| ArrowError::CastError(format!("unexpected array type {}", a.data_type())))
-}
-
-/// arrow-csv's cell parse error as a row/column error (the only typed CSV
-/// columns are numeric inputs); other errors pass through.
-fn csv_error(path: &Path, header: &[String], err: ArrowError) -> ProfileBuildError {
-    if let ArrowError::ParseError(msg) = &err {
-        if let Some((value, _, col, line)) = parse_csv_cell_error(msg) {
-            if let Some(column) = header.get(col) {
-                return ProfileBuildError::Cell {
-                    path: path.to_owned(),
-                    row: line as u64,
-                    column: column.clone(),
-                    problem: format!("expected a number, got {value:?}"),
-                };
-            }
-        }
-    }
-    ProfileBuildError::Read {
-        path: path.to_owned(),
-        format: SnapshotFormat::Csv,
-        source: Box::new(err),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Scoring
-
-/// Scores rows as the live loop does: rows become events, the enricher
-/// encodes them (defaults included), the model scores chunks of them.
-struct Scorer {
-    enricher: Enricher,
-    session: Session,
-    width: usize,
-    /// Reused for every row: one feature per input, in manifest order.
-    event: Event,
-    scratch: Scratch,
-    /// Encoded rows waiting for the model (at most [`SCORE_CHUNK`]).
-    rows: Vec<f32>,
-    scores: Vec<f32>,
-    scored: u64,
-    /// Per reason: rows and the first row's detail.
-    skipped: HashMap<RejectReason, (u64, String)>,
-}
-
-impl Scorer {
-    fn new(model: &Arc<Model>) -> Result<Self, ProfileBuildError> {
-        // Every input is read from the row, so no store or aggregator.
-        let mut manifest: Manifest = model.manifest().clone();
-        for input in &mut manifest.inputs {
-            input.source = InputSource::Event;
-        }
-        let enricher = Enricher::new(&manifest, None, None)?;
-        let features = manifest
-            .inputs
-            .iter()
-            .map(|i| (CompactString::from(i.name.as_str()), FeatureValue::Null))
-            .collect();
-        Ok(Self {
-            width: enricher.width(),
-            enricher,
-            session: model.session()?,
-            event: Event {
-                event_id: CompactString::default(),
-                entity_id: CompactString::default(),
-                ts_ms: None,
-                features: Features(features),
-            },
-            scratch: Scratch::default(),
-            rows: Vec::with_capacity(SCORE_CHUNK * model.width()),
-            scores: Vec::with_capacity(SCORE_CHUNK),
-            scored: 0,
-            skipped: HashMap::new(),
-        })
-    }
-
-    /// Scores every row of `batch` that can be encoded and hands each score
-    /// to `sink`; `tally` counts the others by reason. `done` rows precede
-    /// the batch.
-    fn score(
-        &mut self,
-        batch: &BatchCells,
-        done: u64,
-        tally: bool,
-        mut sink: impl FnMut(f64),
-    ) -> Result<(), ModelError> {
-        for r in 0..batch.rows {
-            for ((_, value), cells) in self.event.features.0.iter_mut().zip(&batch.columns) {
-                *value = feature(cells, r);
-            }
-            let start = self.rows.len();
-            self.rows.resize(start + self.width, 0.0);
-            let encoded = self.enricher.enrich(
-                &self.event,
-                0,
-                0,
-                &mut self.scratch,
-                &mut self.rows[start..],
-            );
-            if let Err(rejection) = encoded {
-                self.rows.truncate(start);
-                if tally {
-                    let row = done + r as u64 + 1;
-                    let entry = self
-                        .skipped
-                        .entry(rejection.reason)
-                        .or_insert_with(|| (0, format!("row {row}: {}", rejection.detail)));
-                    entry.0 += 1;
-                }
-            }
-            if self.rows.len() >= SCORE_CHUNK * self.width {
-                self.run(&mut sink)?;
-            }
-        }
-        self.run(&mut sink)
-    }
-
-    fn run(&mut self, sink: &mut impl FnMut(f64)) -> Result<(), ModelError> {
-        if self.rows.is_empty() {
-            return Ok(());
-        }
-        self.scores.clear();
-        self.session.score(&self.rows, &mut self.scores)?;
-        self.rows.clear();
-        self.scored += self.scores.len() as u64;
-        for &s in &self.scores {
-            sink(f64::from(s));
-        }
-        Ok(())
-    }
-
-    /// Skipped rows by reason, most frequent first.
-    fn skipped(&self) -> Vec<SkippedRows> {
-        let mut skipped: Vec<SkippedRows> = self
-            .skipped
-            .iter()
-            .map(|(&reason, (rows, example))| SkippedRows {
-                reason,
-                rows: *rows,
-                example: example.clone(),
-            })
-            .collect();
-        skipped.sort_by(|a, b| {
-            b.rows
-                .cmp(&a.rows)
-                .then(a.reason.code().cmp(b.reason.code()))
-        });
-        skipped
-    }
-}
-
-/// One cell as an event feature (`Null` when missing).
-fn feature(cells: &Cells, r: usize) -> FeatureValue {
-    match cells {
-        Cells::Number(a) if a.is_valid(r) => FeatureValue::Number(a.value(r)),
-        Cells::Bool(a) if a.is_valid(r) => FeatureValue::Bool(a.value(r)),
-        // Empty text means missing, as it does in CSV, so formats agree.
-        Cells::Text(a) if a.is_valid(r) && !a.value(r).is_empty() => {
-            FeatureValue::Text(CompactString::new(a.value(r)))
-        }
-        _ => FeatureValue::Null,
     }
 }
 
@@ -1207,24 +405,6 @@ mod tests {
         // per doubling of n from here.
         let bytes = kll.num_retained() * std::mem::size_of::<f64>();
         assert!(bytes < 120_000, "{bytes}");
-    }
-
-    #[test]
-    fn boolean_spellings() {
-        for (text, want) in [
-            ("true", Some(true)),
-            ("TRUE", Some(true)),
-            ("1", Some(true)),
-            ("1.0", Some(true)),
-            ("False", Some(false)),
-            ("0", Some(false)),
-            ("-0", Some(false)),
-            ("yes", None),
-            ("2", None),
-            ("NaN", None),
-        ] {
-            assert_eq!(parse_bool(text), want, "{text}");
-        }
     }
 
     proptest! {

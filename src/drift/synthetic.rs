@@ -18,6 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
+use super::columns::{ColumnKind, Encoding, Watched};
 use super::monitor::{
     DriftConfig, DriftStatus, Evaluator, MonitorError, Output, Plan, Recorder, RecorderStats,
     Window,
@@ -25,32 +26,9 @@ use super::monitor::{
 use super::profile::{ColumnProfile, ColumnSketch, Profile, ProfileSource, PROFILE_FORMAT};
 use super::sketch::{CategoricalSketch, NumericSketch};
 use super::DriftError;
-use crate::score::Manifest;
 
-pub const MANIFEST: &str = r#"
-format = 1
-name = "toy"
-version = "7"
-sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
-[score]
-output = "probabilities"
-index = 1
-[[inputs]]
-name = "amount"
-kind = "numeric"
-source = "event"
-default = 0.0
-[[inputs]]
-name = "channel"
-kind = "categorical"
-source = "event"
-encoding = "one_hot"
-vocabulary = ["chip", "contactless", "online", "swipe"]
-[[inputs]]
-name = "international"
-kind = "boolean"
-source = "event"
-"#;
+/// The toy model's name and version, as alerts and the profile name it.
+pub const MODEL: (&str, &str) = ("toy", "7");
 
 pub const CHANNELS: [&str; 4] = ["chip", "contactless", "online", "swipe"];
 pub const SHARES: [f64; 4] = [0.4, 0.3, 0.2, 0.1];
@@ -117,8 +95,19 @@ pub fn encode(e: &Event) -> ([f32; WIDTH], [bool; 3]) {
     (row, [e.amount.is_none(), false, false])
 }
 
-pub fn manifest() -> Result<Manifest, String> {
-    Manifest::parse(MANIFEST, Path::new("toy/model.toml")).map_err(|e| e.to_string())
+/// The toy model's watched columns: `amount` (a number), `channel`
+/// (one-hot over [`CHANNELS`]) and `international` (a boolean), [`WIDTH`]
+/// floats in all.
+pub fn watched() -> Watched {
+    let mut w = Watched::new(MODEL.0, MODEL.1);
+    w.push("amount", ColumnKind::Numeric, Encoding::Value);
+    w.push(
+        "channel",
+        ColumnKind::Categorical,
+        Encoding::OneHot(CHANNELS.iter().map(|c| c.to_string()).collect()),
+    );
+    w.push("international", ColumnKind::Boolean, Encoding::Value);
+    w
 }
 
 /// A reference profile of `n` stationary events drawn with `seed`.
@@ -191,16 +180,12 @@ impl Simulation {
     /// A monitor of the toy model against the profile of 50,000 events
     /// (seed 1), fed from `seed`.
     pub fn new(config: DriftConfig, seed: u64) -> Result<Simulation, MonitorError> {
-        let manifest = manifest().map_err(|reason| MonitorError::Column {
-            column: "manifest".into(),
-            source: DriftError::CorruptSketch { reason },
-        })?;
         let profile = profile(1, 50_000).map_err(|source| MonitorError::Column {
             column: "amount".into(),
             source,
         })?;
         let plan = Arc::new(Plan::new(
-            &manifest,
+            &watched(),
             profile,
             Path::new("toy/reference.json"),
             config,
@@ -735,5 +720,14 @@ mod tests {
             (before - 0.20).abs() < 0.01 && (after - 0.30).abs() < 0.01,
             "{before} {after}"
         );
+    }
+
+    #[test]
+    fn the_watched_columns_cover_the_encoded_row() {
+        let w = watched();
+        assert_eq!(w.width(), WIDTH);
+        let mut rng = StdRng::seed_from_u64(3);
+        let (row, missing) = encode(&draw(&mut rng, Shift::None));
+        assert_eq!((row.len(), missing.len()), (w.width(), w.columns().len()));
     }
 }

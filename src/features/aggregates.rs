@@ -87,11 +87,9 @@ use serde::{Deserialize, Serialize};
 use crate::event::{FeatureValue, Features};
 use crate::features::shard;
 
-/// Errors from aggregate configuration and window parsing.
+/// Errors from aggregate configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AggregateError {
-    #[error("invalid window `{input}`: {reason}")]
-    InvalidWindow { input: String, reason: &'static str },
     #[error("aggregate on field `{field}` has an empty name")]
     EmptyName { field: String },
     #[error("aggregate `{name}`: empty field name")]
@@ -143,36 +141,6 @@ pub struct AggregateSpec {
     pub field: CompactString,
     pub function: AggFn,
     pub window_ms: i64,
-}
-
-/// Parses a window such as `"500ms"`, `"30s"`, `"15m"`, `"1h"`, `"24h"`, `"7d"`
-/// into milliseconds. The number is a positive integer; errors name the input.
-pub fn parse_window(s: &str) -> Result<i64, AggregateError> {
-    let err = |reason| AggregateError::InvalidWindow {
-        input: s.to_string(),
-        reason,
-    };
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    if digits.is_empty() {
-        return Err(err("expected a number followed by ms, s, m, h or d"));
-    }
-    let unit_ms: i64 = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "" => return Err(err("missing unit (ms, s, m, h or d)")),
-        _ => return Err(err("unknown unit (expected ms, s, m, h or d)")),
-    };
-    let n: i64 = digits.parse().map_err(|_| err("number too large"))?;
-    if n == 0 {
-        return Err(err("window must be positive"));
-    }
-    n.checked_mul(unit_ms)
-        .ok_or_else(|| err("number too large"))
 }
 
 /// Aggregator sizing.
@@ -1252,35 +1220,6 @@ mod tests {
     fn aggregator_is_send_sync() {
         fn check<T: Send + Sync>() {}
         check::<Aggregator>();
-    }
-
-    #[test]
-    fn parse_window_units_and_errors() {
-        assert_eq!(parse_window("500ms"), Ok(500));
-        assert_eq!(parse_window("30s"), Ok(30_000));
-        assert_eq!(parse_window("15m"), Ok(900_000));
-        assert_eq!(parse_window("1h"), Ok(H));
-        assert_eq!(parse_window("24h"), Ok(24 * H));
-        assert_eq!(parse_window("7d"), Ok(7 * 24 * H));
-        assert_eq!(parse_window(" 2h "), Ok(2 * H));
-        for bad in [
-            "",
-            "h",
-            "0s",
-            "10",
-            "10x",
-            "1.5h",
-            "-1h",
-            "1 h",
-            "99999999999999999999d",
-            "9999999999999999d",
-        ] {
-            let err = parse_window(bad).unwrap_err();
-            assert!(
-                err.to_string().contains(&format!("`{bad}`")),
-                "{bad:?}: {err}"
-            );
-        }
     }
 
     #[test]

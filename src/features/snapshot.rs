@@ -3,12 +3,12 @@
 //! Guarantees:
 //!
 //! - **Bounded memory.** Files are read one record batch at a time
-//!   (`batch_size` rows); nothing holds the whole file.
+//!   (`batch_size` rows, [`crate::tabular`]); nothing holds the whole file.
 //! - **Same result from every format.** A snapshot written as Parquet, Arrow IPC
-//!   (file or stream format, told apart by the `ARROW1` magic) or CSV loads into
-//!   identical rows: numbers of any integer or float type become the store's
-//!   `f32`, text (plain, large or dictionary-encoded) becomes a category, and a
-//!   null or empty cell is missing.
+//!   (file or stream format) or CSV loads into identical rows: numbers of any
+//!   integer or float type become the store's `f32`, text (plain, large or
+//!   dictionary-encoded) becomes a category, and a null or empty cell is
+//!   missing.
 //! - **Errors say where.** Every error names the file, and where it applies the
 //!   column and the 1-based data row (CSV header not counted). Input never
 //!   causes a panic.
@@ -20,70 +20,16 @@
 //! Schema columns absent from the file are reported, not an error (they stay
 //! missing); file columns the store does not know are reported and skipped.
 
-use std::fmt;
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::compute::{cast_with_options, CastOptions};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use arrow::error::ArrowError;
+use arrow::datatypes::{DataType, Field, TimeUnit};
 use compact_str::CompactString;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ProjectionMask;
 
 use crate::event::FeatureValue;
 use crate::features::store::{ColumnKind, FeatureStore, StoreError, StoreSchema};
-
-/// File format of a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SnapshotFormat {
-    Parquet,
-    /// Arrow IPC, file (`ARROW1` magic) or stream format.
-    ArrowIpc,
-    /// Comma-separated with a header row.
-    Csv,
-}
-
-impl SnapshotFormat {
-    /// Format implied by the file extension (`.parquet`/`.pq`, `.arrow`/`.arrows`/`.ipc`, `.csv`).
-    pub fn from_path(path: &Path) -> Option<Self> {
-        path.extension()?.to_str()?.parse().ok()
-    }
-}
-
-impl fmt::Display for SnapshotFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SnapshotFormat::Parquet => "parquet",
-            SnapshotFormat::ArrowIpc => "arrow ipc",
-            SnapshotFormat::Csv => "csv",
-        })
-    }
-}
-
-/// A format name that is none of the known ones.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown snapshot format `{0}` (expected parquet, pq, arrow, arrows, ipc or csv)")]
-pub struct UnknownFormat(pub String);
-
-impl FromStr for SnapshotFormat {
-    type Err = UnknownFormat;
-
-    /// Accepts the extensions (`parquet`, `pq`, `arrow`, `arrows`, `ipc`, `csv`,
-    /// case-insensitive) and `arrow_ipc`/`arrow-ipc`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "parquet" | "pq" => Ok(SnapshotFormat::Parquet),
-            "arrow" | "arrows" | "ipc" | "arrow_ipc" | "arrow-ipc" => Ok(SnapshotFormat::ArrowIpc),
-            "csv" => Ok(SnapshotFormat::Csv),
-            _ => Err(UnknownFormat(s.to_string())),
-        }
-    }
-}
+use crate::tabular::{self, CsvType, Format, ReadOptions, Table, TabularError};
 
 /// How to read a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,7 +43,7 @@ pub struct SnapshotOptions {
     /// Update time of rows without one. The default is the time the options were built.
     pub default_updated_at_ms: i64,
     /// Overrides the format implied by the file extension.
-    pub format: Option<SnapshotFormat>,
+    pub format: Option<Format>,
     /// Rows per record batch: the unit of memory use while loading.
     pub batch_size: usize,
 }
@@ -138,36 +84,11 @@ pub enum SnapshotError {
         path.display()
     )]
     UnknownFormat { path: PathBuf },
-    #[error("{}: cannot read {format}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        format: SnapshotFormat,
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// Reading the file: its format, a column's type, a cell.
+    #[error(transparent)]
+    Table(#[from] TabularError),
     #[error("{}: no entity column `{column}`", path.display())]
     NoEntityColumn { path: PathBuf, column: String },
-    #[error("{}: duplicate column `{column}`", path.display())]
-    DuplicateColumn { path: PathBuf, column: String },
-    #[error("{}: column `{column}`: expected {expected}, got {found}", path.display())]
-    ColumnType {
-        path: PathBuf,
-        column: String,
-        expected: &'static str,
-        found: DataType,
-    },
-    #[error("{}: column `{column}`: {source}", path.display())]
-    Convert {
-        path: PathBuf,
-        column: String,
-        source: ArrowError,
-    },
-    #[error("{}: row {row}: column `{column}`: {problem}", path.display())]
-    Cell {
-        path: PathBuf,
-        row: usize,
-        column: String,
-        problem: String,
-    },
     #[error("{}: row {row}: {source}", path.display())]
     Store {
         path: PathBuf,
@@ -176,20 +97,9 @@ pub enum SnapshotError {
     },
 }
 
-type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>;
-
-/// An opened snapshot: its columns and a stream of batches.
-struct Source {
-    /// Every column of the file, in file order.
-    file_columns: Vec<String>,
-    /// Schema of the batches (possibly a projection of the file's).
-    schema: SchemaRef,
-    batches: Batches,
-}
-
 /// What each batch column means to the store.
 struct Plan {
-    format: SnapshotFormat,
+    format: Format,
     /// Columns per batch; readers promise it, the loader checks it rather than index blindly.
     width: usize,
     entity: usize,
@@ -204,7 +114,8 @@ enum Cells {
     Text(StringArray),
 }
 
-/// Column roles, shared by the readers that can skip columns and the planner.
+/// Column roles, shared by the reader (which columns to keep, their CSV
+/// types) and the planner.
 struct Roles<'a> {
     schema: &'a StoreSchema,
     entity: &'a str,
@@ -214,6 +125,23 @@ struct Roles<'a> {
 impl Roles<'_> {
     fn wanted(&self, name: &str) -> bool {
         name == self.entity || self.updated_at == Some(name) || self.schema.index_of(name).is_some()
+    }
+
+    fn csv_type(&self, name: &str) -> CsvType {
+        if name == self.entity {
+            CsvType::Text
+        } else if self.updated_at == Some(name) {
+            CsvType::Integer("an integer (epoch milliseconds)")
+        } else {
+            match self
+                .schema
+                .index_of(name)
+                .map(|i| self.schema.columns()[i].kind)
+            {
+                Some(ColumnKind::Numeric) => CsvType::Number,
+                _ => CsvType::Text,
+            }
+        }
     }
 }
 
@@ -228,7 +156,7 @@ pub fn load_snapshot(
 ) -> Result<SnapshotReport, SnapshotError> {
     let format = match opts.format {
         Some(f) => f,
-        None => SnapshotFormat::from_path(path).ok_or_else(|| SnapshotError::UnknownFormat {
+        None => Format::from_path(path).ok_or_else(|| SnapshotError::UnknownFormat {
             path: path.to_path_buf(),
         })?,
     };
@@ -237,26 +165,24 @@ pub fn load_snapshot(
         entity: &opts.entity_column,
         updated_at: opts.updated_at_column.as_deref(),
     };
-    let batch_size = opts.batch_size.max(1);
-    let read_err = |source: Box<dyn std::error::Error + Send + Sync>| SnapshotError::Read {
-        path: path.to_path_buf(),
-        format,
-        source,
-    };
     let file = File::open(path).map_err(|source| SnapshotError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    let source = match format {
-        SnapshotFormat::Parquet => open_parquet(file, batch_size, &roles).map_err(read_err)?,
-        SnapshotFormat::ArrowIpc => open_ipc(file).map_err(read_err)?,
-        SnapshotFormat::Csv => open_csv(file, batch_size, &roles).map_err(read_err)?,
+    let keep = |name: &str| roles.wanted(name);
+    let csv_type = |name: &str| roles.csv_type(name);
+    let read = ReadOptions {
+        batch_rows: opts.batch_size,
+        keep: &keep,
+        csv_type: &csv_type,
     };
+    let table = tabular::open(file, path, format, &read)?;
+    table.check_duplicates(path, &keep)?;
 
-    let plan = plan(path, format, &source, &roles)?;
+    let plan = plan(path, format, &table, &roles)?;
     let mut report = SnapshotReport {
         rows: 0,
-        ignored_columns: source
+        ignored_columns: table
             .file_columns
             .iter()
             .filter(|c| !roles.wanted(c))
@@ -266,144 +192,26 @@ pub fn load_snapshot(
             .schema()
             .columns()
             .iter()
-            .filter(|c| !source.file_columns.iter().any(|f| f == c.name.as_str()))
+            .filter(|c| !table.file_columns.iter().any(|f| f == c.name.as_str()))
             .map(|c| c.name.to_string())
             .collect(),
     };
 
     let mut values = Vec::with_capacity(plan.columns.len());
-    for batch in source.batches {
-        let batch = batch.map_err(|e| match format {
-            SnapshotFormat::Csv => csv_error(path, &source.file_columns, e),
-            _ => read_err(Box::new(e)),
-        })?;
-        report.rows += load_batch(store, path, &plan, &batch, report.rows, opts, &mut values)?;
+    for batch in table.batches {
+        report.rows += load_batch(store, path, &plan, &batch?, report.rows, opts, &mut values)?;
     }
     Ok(report)
 }
 
-fn open_parquet(
-    file: File,
-    batch_size: usize,
-    roles: &Roles<'_>,
-) -> Result<Source, Box<dyn std::error::Error + Send + Sync>> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-    let fields = builder.schema().fields().clone();
-    let file_columns: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
-    // Top-level Arrow fields map one-to-one to Parquet root columns.
-    let keep = file_columns
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| roles.wanted(n))
-        .map(|(i, _)| i);
-    let mask = ProjectionMask::roots(builder.parquet_schema(), keep);
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(batch_size)
-        .build()?;
-    let schema = arrow::record_batch::RecordBatchReader::schema(&reader);
-    Ok(Source {
-        file_columns,
-        schema,
-        batches: Box::new(reader),
-    })
-}
-
-fn open_ipc(mut file: File) -> Result<Source, Box<dyn std::error::Error + Send + Sync>> {
-    let mut magic = [0u8; 6];
-    let n = read_up_to(&mut file, &mut magic)?;
-    file.seek(SeekFrom::Start(0))?;
-    let (schema, batches): (SchemaRef, Batches) = if n == magic.len() && &magic == b"ARROW1" {
-        let reader = arrow::ipc::reader::FileReader::try_new_buffered(file, None)?;
-        (reader.schema(), Box::new(reader))
-    } else {
-        let reader = arrow::ipc::reader::StreamReader::try_new_buffered(file, None)?;
-        (reader.schema(), Box::new(reader))
-    };
-    Ok(Source {
-        file_columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
-        schema,
-        batches,
-    })
-}
-
-/// Reads until `buf` is full or the file ends; short files are not an error here.
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
-}
-
-fn open_csv(
-    mut file: File,
-    batch_size: usize,
-    roles: &Roles<'_>,
-) -> Result<Source, Box<dyn std::error::Error + Send + Sync>> {
-    // Only the header is wanted here; types come from the store schema.
-    let (header, _) = arrow::csv::reader::Format::default()
-        .with_header(true)
-        .infer_schema(&mut file, Some(0))?;
-    file.seek(SeekFrom::Start(0))?;
-    let file_columns: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
-    let fields: Vec<Field> = file_columns
-        .iter()
-        .map(|name| {
-            let dt = if name == roles.entity {
-                DataType::Utf8
-            } else if roles.updated_at == Some(name.as_str()) {
-                DataType::Int64
-            } else {
-                match roles
-                    .schema
-                    .index_of(name)
-                    .map(|i| roles.schema.columns()[i].kind)
-                {
-                    Some(ColumnKind::Numeric) => DataType::Float64,
-                    _ => DataType::Utf8,
-                }
-            };
-            Field::new(name, dt, true)
-        })
-        .collect();
-    let keep: Vec<usize> = (0..file_columns.len())
-        .filter(|&i| roles.wanted(&file_columns[i]))
-        .collect();
-    let reader = arrow::csv::ReaderBuilder::new(Arc::new(Schema::new(fields)))
-        .with_header(true)
-        // The schema was built from this very header; re-checking would only trip on a BOM.
-        .with_header_validation(false)
-        .with_batch_size(batch_size)
-        .with_projection(keep)
-        .build(BufReader::new(file))?;
-    Ok(Source {
-        file_columns,
-        schema: reader.schema(),
-        batches: Box::new(reader),
-    })
-}
-
 fn plan(
     path: &Path,
-    format: SnapshotFormat,
-    source: &Source,
+    format: Format,
+    table: &Table,
     roles: &Roles<'_>,
 ) -> Result<Plan, SnapshotError> {
-    let path_buf = || path.to_path_buf();
-    for (i, name) in source.file_columns.iter().enumerate() {
-        if roles.wanted(name) && source.file_columns[..i].contains(name) {
-            return Err(SnapshotError::DuplicateColumn {
-                path: path_buf(),
-                column: name.clone(),
-            });
-        }
-    }
-    let type_err = |field: &Field, expected| SnapshotError::ColumnType {
-        path: path_buf(),
+    let type_err = |field: &Field, expected| TabularError::ColumnType {
+        path: path.to_path_buf(),
         column: field.name().clone(),
         expected,
         found: field.data_type().clone(),
@@ -411,51 +219,43 @@ fn plan(
     let mut entity = None;
     let mut updated_at = None;
     let mut columns = Vec::new();
-    for (i, field) in source.schema.fields().iter().enumerate() {
+    for (i, field) in table.schema.fields().iter().enumerate() {
         let name = field.name().as_str();
         let dt = field.data_type();
         if name == roles.entity {
-            if !(is_text(dt) || dt.is_integer()) {
-                return Err(type_err(field, "a text or integer entity id"));
+            if !(tabular::is_text(dt) || dt.is_integer()) {
+                return Err(type_err(field, "a text or integer entity id").into());
             }
             entity = Some(i);
         } else if roles.updated_at == Some(name) {
             if !(dt.is_integer() || matches!(dt, DataType::Timestamp(..))) {
-                return Err(type_err(field, "integer epoch milliseconds or a timestamp"));
+                return Err(type_err(field, "integer epoch milliseconds or a timestamp").into());
             }
             updated_at = Some(i);
         } else if let Some(col) = roles.schema.index_of(name) {
             let kind = roles.schema.columns()[col].kind;
             match kind {
                 ColumnKind::Numeric if !dt.is_numeric() => {
-                    return Err(type_err(field, "a numeric column"))
+                    return Err(type_err(field, "a numeric column").into())
                 }
-                ColumnKind::Categorical if !is_text(dt) => {
-                    return Err(type_err(field, "a text column"))
+                ColumnKind::Categorical if !tabular::is_text(dt) => {
+                    return Err(type_err(field, "a text column").into())
                 }
                 _ => columns.push((i, col, kind)),
             }
         }
     }
     let entity = entity.ok_or_else(|| SnapshotError::NoEntityColumn {
-        path: path_buf(),
+        path: path.to_path_buf(),
         column: roles.entity.to_string(),
     })?;
     Ok(Plan {
         format,
-        width: source.schema.fields().len(),
+        width: table.schema.fields().len(),
         entity,
         updated_at,
         columns,
     })
-}
-
-fn is_text(dt: &DataType) -> bool {
-    match dt {
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
-        DataType::Dictionary(_, values) => is_text(values),
-        _ => false,
-    }
 }
 
 /// Upserts the rows of one batch; `done` rows precede it. Returns the batch's row count.
@@ -469,7 +269,7 @@ fn load_batch(
     values: &mut Vec<(usize, FeatureValue)>,
 ) -> Result<usize, SnapshotError> {
     if batch.num_columns() != plan.width {
-        return Err(SnapshotError::Read {
+        return Err(TabularError::Read {
             path: path.to_path_buf(),
             format: plan.format,
             source: format!(
@@ -478,20 +278,24 @@ fn load_batch(
                 plan.width
             )
             .into(),
-        });
+        }
+        .into());
     }
     let schema = batch.schema();
     let name = |i: usize| schema.field(i).name().clone();
-    let convert = |i: usize, a: &ArrayRef, to: &DataType| {
-        convert_array(a, to).map_err(|source| SnapshotError::Convert {
+    let convert_err = |i: usize| {
+        let column = name(i);
+        move |source| TabularError::Convert {
             path: path.to_path_buf(),
-            column: name(i),
+            column,
             source,
-        })
+        }
     };
-    let as_text = |i: usize| -> Result<StringArray, SnapshotError> {
+    let convert =
+        |i: usize, a: &ArrayRef, to: &DataType| tabular::cast(a, to).map_err(convert_err(i));
+    let as_text = |i: usize| -> Result<StringArray, TabularError> {
         let a = convert(i, batch.column(i), &DataType::Utf8)?;
-        downcast::<StringArray>(&a, path, name(i))
+        tabular::downcast::<StringArray>(&a).map_err(convert_err(i))
     };
 
     let entities = as_text(plan.entity)?;
@@ -506,7 +310,7 @@ fn load_batch(
                 }
             }
             let a = convert(i, &a, &DataType::Int64)?;
-            Some(downcast::<Int64Array>(&a, path, name(i))?)
+            Some(tabular::downcast::<Int64Array>(&a).map_err(convert_err(i))?)
         }
         None => None,
     };
@@ -517,28 +321,28 @@ fn load_batch(
             let cells = match kind {
                 ColumnKind::Numeric => {
                     let a = convert(i, batch.column(i), &DataType::Float64)?;
-                    Cells::Number(downcast::<Float64Array>(&a, path, name(i))?)
+                    Cells::Number(tabular::downcast::<Float64Array>(&a).map_err(convert_err(i))?)
                 }
                 ColumnKind::Categorical => Cells::Text(as_text(i)?),
             };
             Ok((i, col, cells))
         })
-        .collect::<Result<Vec<_>, SnapshotError>>()?;
+        .collect::<Result<Vec<_>, TabularError>>()?;
 
     for r in 0..batch.num_rows() {
         let row = done + r + 1;
-        let cell_err = |i: usize, problem: String| SnapshotError::Cell {
+        let cell_err = |i: usize, problem: String| TabularError::Cell {
             path: path.to_path_buf(),
-            row,
+            row: row as u64,
             column: name(i),
             problem,
         };
         if entities.is_null(r) {
-            return Err(cell_err(plan.entity, "null entity id".to_string()));
+            return Err(cell_err(plan.entity, "null entity id".to_string()).into());
         }
         let entity = entities.value(r);
         if entity.is_empty() {
-            return Err(cell_err(plan.entity, "empty entity id".to_string()));
+            return Err(cell_err(plan.entity, "empty entity id".to_string()).into());
         }
         let updated_at_ms = match &times {
             Some(t) if t.is_valid(r) => t.value(r),
@@ -550,10 +354,14 @@ fn load_batch(
                 Cells::Number(a) if a.is_valid(r) => {
                     let x = a.value(r);
                     if !x.is_finite() {
-                        return Err(cell_err(*i, format!("expected a finite number, got {x}")));
+                        return Err(
+                            cell_err(*i, format!("expected a finite number, got {x}")).into()
+                        );
                     }
                     if !(x as f32).is_finite() {
-                        return Err(cell_err(*i, format!("number {x:e} does not fit in an f32")));
+                        return Err(
+                            cell_err(*i, format!("number {x:e} does not fit in an f32")).into()
+                        );
                     }
                     FeatureValue::Number(x)
                 }
@@ -576,90 +384,11 @@ fn load_batch(
     Ok(batch.num_rows())
 }
 
-/// Casts with `safe` off: an overflowing value must fail the load rather
-/// than silently become a null (that is, a missing feature).
-fn convert_array(a: &ArrayRef, to: &DataType) -> Result<ArrayRef, ArrowError> {
-    let options = CastOptions {
-        safe: false,
-        ..CastOptions::default()
-    };
-    cast_with_options(a, to, &options)
-}
-
-fn downcast<T: Array + Clone + 'static>(
-    a: &ArrayRef,
-    path: &Path,
-    column: String,
-) -> Result<T, SnapshotError> {
-    a.as_any()
-        .downcast_ref::<T>()
-        .cloned()
-        .ok_or_else(|| SnapshotError::Convert {
-            path: path.to_path_buf(),
-            column,
-            source: ArrowError::CastError(format!("unexpected array type {}", a.data_type())),
-        })
-}
-
-/// Turns arrow-csv's parse error into a row/column error; other errors pass through.
-///
-/// arrow-csv reports "Error while parsing value '<v>' as type '<T>' for column
-/// <i> at line <n>", where `i` indexes the full header (not the projection) and
-/// `n` counts data rows from 1 (the header is line 0): the numbering of
-/// [`SnapshotError::Cell`]. The crate version is pinned, and a test checks this
-/// translation, so a change of wording shows up as a failing test rather than
-/// a worse message.
-fn csv_error(path: &Path, header: &[String], err: ArrowError) -> SnapshotError {
-    if let ArrowError::ParseError(msg) = &err {
-        if let Some((value, ty, col, line)) = parse_csv_cell_error(msg) {
-            if let Some(column) = header.get(col) {
-                let expected = match ty {
-                    "Int64" => "an integer (epoch milliseconds)",
-                    _ => "a number",
-                };
-                return SnapshotError::Cell {
-                    path: path.to_path_buf(),
-                    row: line,
-                    column: column.clone(),
-                    problem: format!("expected {expected}, got {value:?}"),
-                };
-            }
-        }
-    }
-    SnapshotError::Read {
-        path: path.to_path_buf(),
-        format: SnapshotFormat::Csv,
-        source: Box::new(err),
-    }
-}
-
-/// `(value, type, column index, line)` of an arrow-csv cell parse error.
-pub(crate) fn parse_csv_cell_error(msg: &str) -> Option<(&str, &str, usize, usize)> {
-    const AS_TYPE: &str = "' as type '";
-    let rest = msg.strip_prefix("Error while parsing value '")?;
-    // The value may itself contain the separator text: try each occurrence.
-    for (pos, _) in rest.match_indices(AS_TYPE) {
-        let value = &rest[..pos];
-        let tail = &rest[pos + AS_TYPE.len()..];
-        let Some((ty, tail)) = tail.split_once("' for column ") else {
-            continue;
-        };
-        let Some((col, tail)) = tail.split_once(" at line ") else {
-            continue;
-        };
-        let end = tail
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        if let (Ok(col), Ok(line)) = (col.parse(), tail[..end].parse()) {
-            return Some((value, ty, col, line));
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    use std::sync::Arc;
 
     use arrow::array::{DictionaryArray, Int32Array, TimestampSecondArray};
     use arrow::datatypes::Int32Type;
@@ -851,29 +580,7 @@ mod tests {
     }
 
     #[test]
-    fn format_names_and_extensions() {
-        assert_eq!(
-            SnapshotFormat::from_path(Path::new("a/b.PQ")),
-            Some(SnapshotFormat::Parquet)
-        );
-        assert_eq!(
-            SnapshotFormat::from_path(Path::new("x.arrows")),
-            Some(SnapshotFormat::ArrowIpc)
-        );
-        assert_eq!(
-            SnapshotFormat::from_path(Path::new("x.csv")),
-            Some(SnapshotFormat::Csv)
-        );
-        assert_eq!(SnapshotFormat::from_path(Path::new("x.json")), None);
-        assert_eq!(SnapshotFormat::from_path(Path::new("noext")), None);
-        assert_eq!(
-            "IPC".parse::<SnapshotFormat>(),
-            Ok(SnapshotFormat::ArrowIpc)
-        );
-        assert_eq!(
-            "xlsx".parse::<SnapshotFormat>().unwrap_err().to_string(),
-            "unknown snapshot format `xlsx` (expected parquet, pq, arrow, arrows, ipc or csv)"
-        );
+    fn unknown_formats_and_missing_files_are_named() {
         let store = new_store();
         let err = load_snapshot(&store, Path::new("cards.json"), &opts()).unwrap_err();
         assert!(matches!(err, SnapshotError::UnknownFormat { .. }), "{err}");
@@ -892,7 +599,7 @@ mod tests {
         write_parquet(&path, &sample(false));
         let store = new_store();
         let o = SnapshotOptions {
-            format: Some(SnapshotFormat::Parquet),
+            format: Some(Format::Parquet),
             ..opts()
         };
         assert_eq!(load_snapshot(&store, &path, &o).unwrap().rows, 5);
@@ -955,7 +662,10 @@ mod tests {
             "entity_id,credit_limit\nc1,1\nc2\n",
         );
         let err = load_snapshot(&new_store(), &path, &opts()).unwrap_err();
-        assert!(matches!(err, SnapshotError::Read { .. }), "{err}");
+        assert!(
+            matches!(err, SnapshotError::Table(TabularError::Read { .. })),
+            "{err}"
+        );
 
         let path = write_text(
             dir.path(),
@@ -997,7 +707,7 @@ mod tests {
                 std::fs::write(&path, &bytes[..cut]).unwrap();
                 let err = load_snapshot(&new_store(), &path, &opts()).unwrap_err();
                 assert!(
-                    matches!(err, SnapshotError::Read { .. }),
+                    matches!(err, SnapshotError::Table(TabularError::Read { .. })),
                     "{name} cut at {cut}: {err}"
                 );
                 assert!(err

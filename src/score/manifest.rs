@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::features::aggregates::{parse_window, AggFn, AggregateSpec};
+use crate::duration;
+use crate::features::aggregates::{AggFn, AggregateSpec};
 
 /// The manifest format this build understands.
 pub const FORMAT_VERSION: u32 = 1;
@@ -216,7 +217,7 @@ impl Manifest {
                     name: i.name.as_str().into(),
                     field: decl.field.as_str().into(),
                     function: decl.function,
-                    window_ms: parse_window(&decl.window).ok()?,
+                    window_ms: duration::parse_ms(&decl.window).ok()?,
                 })
             })
             .collect()
@@ -313,7 +314,7 @@ fn input_problems(input: &InputSpec, at: &str, p: &mut Vec<String>) {
             if input.kind != InputKind::Numeric {
                 p.push(format!("{at}.kind: aggregates are numeric"));
             }
-            if let Err(e) = parse_window(&decl.window) {
+            if let Err(e) = duration::parse_ms(&decl.window) {
                 p.push(format!("{at}.aggregate.window: {e}"));
             }
             if decl.field.trim().is_empty() {

@@ -1,5 +1,6 @@
-//! The compacted changelog of streaming-aggregate state, and reading a
-//! topic partition to its end.
+//! The compacted changelog of streaming-aggregate state: its records, and
+//! the topic itself (created on start when missing). Restoring reads its
+//! partitions with [`crate::consumer::follower::read_to_end`].
 //!
 //! Guarantees: a changelog partition mirrors the input partition of the same
 //! number. Each record is keyed by entity id and holds the entity's state
@@ -8,46 +9,26 @@
 //! new ones. A null value (tombstone) means the entity has no state. A
 //! record that cannot be read is skipped and counted, never fatal.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
-use rdkafka::message::BorrowedMessage;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
+use crate::consumer::config::client_config;
+use crate::consumer::context::reader;
 use crate::features::aggregates::EntityState;
 
-/// Errors reading a partition to its end.
+/// Errors making sure the changelog topic is there.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("{topic}/{partition}: reading the end offset: {source}")]
-    Watermarks {
-        topic: String,
-        partition: i32,
-        #[source]
-        source: KafkaError,
-    },
-    #[error("{topic}/{partition}: assigning: {source}")]
-    Assign {
-        topic: String,
-        partition: i32,
-        #[source]
-        source: KafkaError,
-    },
-    #[error("{topic}/{partition}: end not reached after {waited:?}")]
-    Timeout {
-        topic: String,
-        partition: i32,
-        waited: Duration,
-    },
-    #[error("{topic}/{partition}: {source}")]
-    Fetch {
-        topic: String,
-        partition: i32,
-        #[source]
-        source: KafkaError,
-    },
+pub enum ChangelogError {
+    #[error("kafka client: {0}")]
+    Client(#[source] KafkaError),
+    #[error("{topic}: {reason}")]
+    Topic { topic: String, reason: String },
 }
 
 /// One changelog value.
@@ -59,97 +40,85 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record as a changelog value.
     pub fn encode(&self) -> Vec<u8> {
         // Serializing plain data into a Vec cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// A changelog value as a record.
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
     }
 }
 
-/// Reads `partitions` of `topic` from their beginning to their end, all at
-/// once, handing every message to `f`. `consumer` must be configured with
-/// `enable.partition.eof` and not be subscribed to anything; it is left
-/// unassigned. Returns how many messages were read.
-///
-/// The end is librdkafka's end-of-partition event, not the end offset from
-/// `fetch_watermarks`: Tansu answers that with the last batch's base offset
-/// plus one, which would stop a read short of the last batch's other records.
-/// The watermarks only tell which partitions are empty.
-pub fn read_to_end<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    topic: &str,
-    partitions: &[i32],
+/// Creates the compacted changelog topic when missing, with as many
+/// partitions as the input topic (partition p holds input partition p's
+/// state); fails when it exists with fewer.
+pub fn ensure_topic(
+    config: &Config,
+    features: &str,
+    changelog: &str,
     timeout: Duration,
-    mut f: impl FnMut(&BorrowedMessage<'_>),
-) -> Result<usize, ReadError> {
-    // (partition, read one yet)
-    let mut open: Vec<(i32, bool)> = Vec::with_capacity(partitions.len());
-    let mut tpl = TopicPartitionList::new();
-    for &partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, timeout)
-            .map_err(|source| ReadError::Watermarks {
-                topic: topic.into(),
-                partition,
-                source,
-            })?;
-        if high > low {
-            open.push((partition, false));
-            tpl.add_partition_offset(topic, partition, Offset::Beginning)
-                .map_err(|source| ReadError::Assign {
-                    topic: topic.into(),
-                    partition,
-                    source,
-                })?;
-        }
-    }
-    if open.is_empty() {
-        return Ok(0);
-    }
-    consumer.assign(&tpl).map_err(|source| ReadError::Assign {
-        topic: topic.into(),
-        partition: open[0].0,
-        source,
-    })?;
-    let started = Instant::now();
-    let mut read = 0;
-    let result = loop {
-        if open.is_empty() {
-            break Ok(read);
-        }
-        if started.elapsed() > timeout {
-            break Err(ReadError::Timeout {
-                topic: topic.into(),
-                partition: open[0].0,
-                waited: timeout,
-            });
-        }
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                read += 1;
-                f(&m);
-                if let Some(o) = open.iter_mut().find(|o| o.0 == m.partition()) {
-                    o.1 = true;
-                }
-            }
-            // An end-of-partition event before anything of the partition
-            // was read is left over from an earlier call.
-            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|o| !(o.0 == p && o.1)),
-            Some(Err(source)) => {
-                break Err(ReadError::Fetch {
-                    topic: topic.into(),
-                    partition: open[0].0,
-                    source,
-                })
-            }
-            None => {}
-        }
+) -> Result<(), ChangelogError> {
+    let topic_err = |topic: &str, reason: String| ChangelogError::Topic {
+        topic: topic.to_string(),
+        reason,
     };
-    let _ = consumer.unassign();
-    result
+    let probe = reader(config).map_err(ChangelogError::Client)?;
+    let md = probe
+        .fetch_metadata(None, timeout)
+        .map_err(ChangelogError::Client)?;
+    let count = |name: &str| {
+        md.topics()
+            .iter()
+            .find(|t| t.name() == name && t.error().is_none())
+            .map(|t| t.partitions().len())
+    };
+    let inputs = count(features)
+        .ok_or_else(|| topic_err(features, "no such topic (create it first)".into()))?;
+    match count(changelog) {
+        Some(n) if n >= inputs => return Ok(()),
+        Some(n) => {
+            return Err(topic_err(
+                changelog,
+                format!(
+                    "has {n} partitions but {features} has {inputs}; state of the extra partitions would have nowhere to go"
+                ),
+            ))
+        }
+        None => {}
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(config, &Default::default())
+        .create()
+        .map_err(ChangelogError::Client)?;
+    let topic = NewTopic::new(changelog, inputs as i32, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| topic_err(changelog, format!("starting the admin runtime: {e}")))?;
+    let results = runtime
+        .block_on(admin.create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(timeout)),
+        ))
+        .map_err(ChangelogError::Client)?;
+    for r in results {
+        match r {
+            Ok(_) => {
+                tracing::info!(topic = %changelog, partitions = inputs, "changelog topic created")
+            }
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(topic_err(
+                    &name,
+                    format!("creating the changelog topic: {code}"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

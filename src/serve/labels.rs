@@ -20,19 +20,21 @@
 //! Partitions added to the topic while it runs are read from the next
 //! start.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 
-use crate::drift::labels::{decode_label, LabelJoin};
+use crate::consumer::context::Reader;
+use crate::consumer::follower::{
+    self, CaughtUp, Follow, FollowError, MissingTopic, Records, Start,
+};
+use crate::drift::labels::LabelJoin;
 use crate::event::{RejectReason, Rejection};
-use crate::serve::Reader;
+use crate::source::labels::decode_label;
 
 /// How often a missing topic or failed metadata request is retried.
 pub const RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -41,141 +43,36 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(5);
 /// unreachable.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long one poll waits: also how soon `stop` is noticed.
-const POLL: Duration = Duration::from_millis(100);
-
-/// Errors that stop the follower (a missing topic is not one: it is retried).
-#[derive(Debug, thiserror::Error)]
-pub enum LabelsError {
-    #[error("{topic}: assigning partitions: {source}")]
-    Assign {
-        topic: String,
-        #[source]
-        source: KafkaError,
-    },
+/// How `topic` is followed: from the end, waiting for it (retrying every
+/// `retry_every`) while it does not exist.
+pub fn follow(topic: &str, retry_every: Duration) -> Follow {
+    Follow {
+        topic: topic.to_string(),
+        start: Start::End,
+        missing: MissingTopic::Retry { every: retry_every },
+        timeout: METADATA_TIMEOUT,
+        name: "labels",
+    }
 }
 
-/// Follows `topic` into `join`.
-pub struct Follower {
-    /// A partition reader (no group membership; see `serve::reader`).
-    pub consumer: Reader,
-    pub topic: String,
-    pub join: Arc<LabelJoin>,
-    /// Pause between metadata attempts while the topic is missing.
-    pub retry_every: Duration,
-}
-
-/// Starts a [`Follower`] of `topic` on a thread named `labels`; it runs until
-/// `stop` is set.
-pub fn spawn(
-    consumer: Reader,
-    topic: String,
+/// Feeds labels into a join.
+pub struct Labels {
     join: Arc<LabelJoin>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<JoinHandle<Result<(), LabelsError>>> {
-    let follower = Follower {
-        consumer,
-        topic,
-        join,
-        retry_every: RETRY_EVERY,
-    };
-    std::thread::Builder::new()
-        .name("labels".into())
-        .spawn(move || follower.run(&stop))
+    topic: String,
 }
 
-impl Follower {
-    /// Waits for the topic, assigns its partitions at their end, and feeds
-    /// every label to the join until `stop`.
-    pub fn run(self, stop: &AtomicBool) -> Result<(), LabelsError> {
-        let Some(partitions) = self.wait_for_partitions(stop) else {
-            return Ok(());
-        };
-        let mut tpl = TopicPartitionList::new();
-        for &p in &partitions {
-            tpl.add_partition_offset(&self.topic, p, Offset::End)
-                .map_err(|source| LabelsError::Assign {
-                    topic: self.topic.clone(),
-                    source,
-                })?;
-        }
-        self.consumer
-            .assign(&tpl)
-            .map_err(|source| LabelsError::Assign {
-                topic: self.topic.clone(),
-                source,
-            })?;
-        self.join.set_following(true);
-        tracing::info!(
-            topic = %self.topic,
-            partitions = partitions.len(),
-            "label follower started at the end of the topic; predictions are held for their labels from now on"
-        );
-        while !stop.load(Ordering::Relaxed) {
-            match self.consumer.poll(POLL) {
-                Some(Ok(m)) => self.apply(&m),
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => {
-                    tracing::warn!(topic = %self.topic, error = %e, "labels consumer error")
-                }
-                None => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// The topic's partitions once it exists; `None` if `stop` came first.
-    fn wait_for_partitions(&self, stop: &AtomicBool) -> Option<Vec<i32>> {
-        let mut warned = false;
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return None;
-            }
-            let reason = match self
-                .consumer
-                .fetch_metadata(Some(&self.topic), METADATA_TIMEOUT)
-            {
-                Ok(md) => {
-                    let partitions: Vec<i32> = md
-                        .topics()
-                        .iter()
-                        .filter(|t| t.name() == self.topic && t.error().is_none())
-                        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                        .collect();
-                    if !partitions.is_empty() {
-                        if warned {
-                            tracing::info!(topic = %self.topic, "labels topic found");
-                        }
-                        return Some(partitions);
-                    }
-                    "no such topic".to_string()
-                }
-                Err(e) => format!("reading metadata: {e}"),
-            };
-            // Once at warn: the topic is optional and may be created later;
-            // repeating the warning every few seconds would only be noise.
-            if warned {
-                tracing::debug!(topic = %self.topic, %reason, "labels topic still not available");
-            } else {
-                tracing::warn!(
-                    topic = %self.topic,
-                    %reason,
-                    retry_s = self.retry_every.as_secs_f64(),
-                    "labels topic not available; performance metrics wait for it"
-                );
-                warned = true;
-            }
-            let until = Instant::now() + self.retry_every;
-            while Instant::now() < until {
-                if stop.load(Ordering::Relaxed) {
-                    return None;
-                }
-                std::thread::sleep(POLL.min(self.retry_every));
-            }
+impl Labels {
+    /// Labels of `topic` into `join`.
+    pub fn new(join: Arc<LabelJoin>, topic: &str) -> Self {
+        Labels {
+            join,
+            topic: topic.to_string(),
         }
     }
+}
 
-    fn apply(&self, m: &BorrowedMessage<'_>) {
+impl Records for Labels {
+    fn record(&mut self, m: &BorrowedMessage<'_>) {
         let decoded = match m.payload() {
             Some(bytes) => decode_label(bytes),
             None => Err(Rejection::new(
@@ -200,42 +97,43 @@ impl Follower {
             }
         }
     }
+
+    /// Following from the end is caught up at once: from now on, predictions
+    /// are worth holding for their labels.
+    fn caught_up(&mut self, caught_up: CaughtUp) {
+        self.join.set_following(true);
+        tracing::info!(
+            topic = %self.topic,
+            partitions = caught_up.partitions,
+            "label follower started at the end of the topic; predictions are held for their labels from now on"
+        );
+    }
+}
+
+/// Starts following `topic` into `join` on a thread named `labels`; it runs
+/// until `stop` is set.
+pub fn spawn(
+    consumer: Reader,
+    topic: String,
+    join: Arc<LabelJoin>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<Result<(), FollowError>>> {
+    let labels = Labels::new(join, &topic);
+    follower::spawn(consumer, follow(&topic, RETRY_EVERY), stop, labels)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consumer::testing::{producer, reader, wait_for};
     use crate::drift::labels::LabelConfig;
-    use crate::serve::ReaderContext;
-    use rdkafka::config::ClientConfig;
     use rdkafka::mocking::MockCluster;
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-
-    fn reader(brokers: &str) -> Reader {
-        ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("group.id", "labels-test")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("fetch.wait.max.ms", "50")
-            .create_with_context(ReaderContext)
-            .unwrap()
-    }
+    use rdkafka::producer::{DefaultProducerContext, ThreadedProducer};
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
 
     fn send(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, value: &[u8]) {
-        producer
-            .send(BaseRecord::<(), [u8]>::to(topic).payload(value))
-            .map_err(|(e, _)| e)
-            .unwrap();
-        producer.flush(Duration::from_secs(5)).unwrap();
-    }
-
-    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !done() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::consumer::testing::send(producer, topic, None, value);
     }
 
     /// Waits for a topic created after it started, then joins labels and
@@ -244,23 +142,17 @@ mod tests {
     fn waits_for_the_topic_then_joins_and_counts_bad_records() {
         let cluster = MockCluster::new(1).unwrap();
         let brokers = cluster.bootstrap_servers();
-        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .unwrap();
+        let producer = producer(&brokers);
         let join = Arc::new(LabelJoin::new(&LabelConfig::default()).unwrap());
         join.record([("e1", 0.8, 0)], "1");
         let stop = Arc::new(AtomicBool::new(false));
-        let follower = Follower {
-            consumer: reader(&brokers),
-            topic: "labels".into(),
-            join: join.clone(),
-            retry_every: Duration::from_millis(200),
-        };
-        let handle = {
-            let stop = stop.clone();
-            std::thread::spawn(move || follower.run(&stop))
-        };
+        let handle = follower::spawn(
+            reader(&brokers),
+            follow("labels", Duration::from_millis(200)),
+            stop.clone(),
+            Labels::new(join.clone(), "labels"),
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(500));
         assert!(!join.following(), "no topic yet: predictions are not held");
         cluster.create_topic("labels", 2, 1).unwrap();
@@ -289,10 +181,7 @@ mod tests {
         let cluster = MockCluster::new(1).unwrap();
         let brokers = cluster.bootstrap_servers();
         cluster.create_topic("labels", 1, 1).unwrap();
-        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .unwrap();
+        let producer = producer(&brokers);
         let join = Arc::new(LabelJoin::new(&LabelConfig::default()).unwrap());
         join.record([("before", 0.9, 0), ("after", 0.1, 0)], "1");
         for _ in 0..50 {

@@ -1,4 +1,10 @@
-//! `driftline serve`: the Kafka loop.
+//! `driftline serve`: the Kafka loop, and the service around it.
+//!
+//! [`start`] assembles the service that both `driftline serve` and
+//! `driftline demo` run: the admin HTTP port on a runtime thread named
+//! `admin`, the scoring loop on a thread named `scoring`. The returned
+//! [`Service`] stops in the spec's order: stop consuming, drain, flush,
+//! commit, then stop HTTP (so probes see the drain).
 //!
 //! Guarantees (spec, "Delivery guarantees"):
 //! - at least once: an input offset is committed only after every output it
@@ -17,6 +23,8 @@
 //!
 //! The rdkafka poll loop runs on a plain thread, apart from async code, as
 //! rebalance callbacks run inside `poll` and must be able to drain the batch.
+//! Kafka-in itself (client settings, the group context, batches, the
+//! followers) is [`crate::consumer`]; this module is the loop.
 
 pub mod changelog;
 pub mod drift;
@@ -24,33 +32,31 @@ mod labels;
 mod updates;
 pub mod worker;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::statistics::Statistics;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 
-use crate::drift::monitor::DriftStatus;
-use rdkafka::{ClientContext, TopicPartitionList};
-
-use hdrhistogram::Histogram;
-
+use crate::admin::{AdminError, AdminState};
 use crate::app::Parts;
-use crate::config::{librdkafka_property, Config, PropertyValue};
-use crate::event::RejectReason;
+use crate::config::{BadDuration, Config};
+use crate::consumer::config::{group_config, producer_config};
+use crate::consumer::context::{reader, GroupContext};
+use crate::consumer::follower::{self, FollowError};
+use crate::drift::labels::LabelJoin;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::sink::offsets::Tracker;
 use crate::sink::{Sink, SinkError};
-use crate::telemetry::metrics;
+use crate::status::Shared;
+use crate::telemetry::metrics::{self, MetricsError};
+use changelog::ChangelogError;
 use worker::{Limits, Topics, Worker, WorkerError, WorkerParts};
 
-/// Errors of the service loop.
+/// Errors of the service.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("kafka client: {0}")]
@@ -58,288 +64,226 @@ pub enum ServeError {
     #[error("{topic}: {reason}")]
     Topic { topic: String, reason: String },
     #[error(transparent)]
+    Config(#[from] BadDuration),
+    #[error(transparent)]
+    Changelog(#[from] ChangelogError),
+    #[error(transparent)]
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
     Worker(#[from] WorkerError),
     #[error("feature updates: {0}")]
-    Updates(#[from] updates::UpdatesError),
+    Updates(#[source] FollowError),
     #[error("feature updates did not catch up within {0:?}")]
     UpdatesTimeout(Duration),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("starting the {what}: {source}")]
+    Start {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the scoring loop panicked")]
+    Panicked,
 }
 
-/// Counters the demo prints and the admin API reads.
-#[derive(Debug, Default)]
-pub struct LoopStats {
-    pub predicted: AtomicU64,
-    pub dlq: AtomicU64,
-    dlq_by_reason: [AtomicU64; RejectReason::ALL.len()],
-    /// Receive-to-send latency of predictions in microseconds: since the
-    /// last [`take_latencies`](Self::take_latencies), and in total.
-    latency_us: Mutex<Option<(Histogram<u64>, Histogram<u64>)>>,
+/// Whether the service may run without its admin port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminPort {
+    /// A port that cannot be bound fails the start (`driftline serve`:
+    /// probes and scrapes depend on it).
+    Required,
+    /// A port that cannot be bound is a warning (the demo runs without).
+    BestEffort,
 }
 
-fn new_histogram() -> Option<Histogram<u64>> {
-    // 1 µs .. 100 s at 3 significant digits.
-    Histogram::new_with_bounds(1, 100_000_000, 3).ok()
-}
-
-impl LoopStats {
-    fn record(&self, predicted: u64, latencies_us: &[u64]) {
-        self.predicted.fetch_add(predicted, Ordering::Relaxed);
-        let mut guard = self.latency_us.lock();
-        if guard.is_none() {
-            *guard = new_histogram().zip(new_histogram());
-        }
-        if let Some((window, total)) = guard.as_mut() {
-            for &l in latencies_us {
-                window.saturating_record(l.max(1));
-                total.saturating_record(l.max(1));
-            }
-        }
-    }
-
-    fn record_dlq(&self, reason: RejectReason) {
-        self.dlq.fetch_add(1, Ordering::Relaxed);
-        if let Some(i) = RejectReason::ALL.iter().position(|r| *r == reason) {
-            self.dlq_by_reason[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// DLQ records so far, by reason (reasons with none left out).
-    pub fn dlq_by_reason(&self) -> Vec<(RejectReason, u64)> {
-        RejectReason::ALL
-            .iter()
-            .zip(&self.dlq_by_reason)
-            .map(|(r, n)| (*r, n.load(Ordering::Relaxed)))
-            .filter(|(_, n)| *n > 0)
-            .collect()
-    }
-
-    /// Latencies since the last call (`None` before the first prediction).
-    pub fn take_latencies(&self) -> Option<Histogram<u64>> {
-        let mut guard = self.latency_us.lock();
-        let (window, _) = guard.as_mut()?;
-        Some(std::mem::replace(window, new_histogram()?))
-    }
-
-    /// Every latency recorded so far (`None` before the first prediction).
-    pub fn total_latencies(&self) -> Option<Histogram<u64>> {
-        self.latency_us
-            .lock()
-            .as_ref()
-            .map(|(_, total)| total.clone())
-    }
-}
-
-/// State shared by the loop, the admin API and the demo.
-#[derive(Debug, Default)]
-pub struct Shared {
-    pub model_loaded: AtomicBool,
-    /// Snapshot loaded and `feature-updates` caught up.
-    pub store_ready: AtomicBool,
-    /// Input partitions owned.
-    pub assigned: AtomicUsize,
-    /// The loop is running (cleared when it stops, for `/healthz`).
-    pub running: AtomicBool,
-    pub stats: LoopStats,
-    /// The drift evaluator's latest status (`GET /v1/drift`); its
-    /// `reference` is empty while drift monitoring is off.
-    pub drift: Arc<parking_lot::RwLock<DriftStatus>>,
-}
-
-impl Shared {
-    /// Ready to score: model loaded, store caught up, partitions assigned.
-    pub fn ready(&self) -> Result<(), &'static str> {
-        if !self.model_loaded.load(Ordering::Acquire) {
-            return Err("model not loaded");
-        }
-        if !self.store_ready.load(Ordering::Acquire) {
-            return Err("feature store not caught up");
-        }
-        if !self.running.load(Ordering::Acquire) {
-            return Err("scoring loop not running");
-        }
-        if self.assigned.load(Ordering::Acquire) == 0 {
-            return Err("no partitions assigned");
-        }
-        Ok(())
-    }
-}
-
-/// Consumer context of the scoring loop: rebalances go to the worker.
-pub struct LoopContext {
-    worker: Mutex<Worker>,
-    features: String,
-    fatal: Mutex<Option<WorkerError>>,
-}
-
-impl ClientContext for LoopContext {
-    fn stats(&self, statistics: Statistics) {
-        if let Some(topic) = statistics.topics.get(&self.features) {
-            for (p, part) in &topic.partitions {
-                if *p >= 0 && part.consumer_lag >= 0 {
-                    metrics::consumer_lag(&self.features, *p, part.consumer_lag);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for LoopContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let partitions = self.partitions(tpl);
-            self.worker.lock().revoke(consumer, &partitions);
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let partitions = self.partitions(tpl);
-                let committed = self.committed(consumer, tpl);
-                if let Err(e) = self.worker.lock().assign(&partitions, &committed) {
-                    // Scoring without the restored state would be wrong:
-                    // stop, and let the group hand the partitions on.
-                    tracing::error!(error = %e, "restoring aggregate state failed");
-                    *self.fatal.lock() = Some(e);
-                }
-            }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
-            Rebalance::Revoke(_) => {}
-        }
-    }
-}
-
-impl LoopContext {
-    fn partitions(&self, tpl: &TopicPartitionList) -> Vec<i32> {
-        tpl.elements_for_topic(&self.features)
-            .iter()
-            .map(|e| e.partition())
-            .collect()
-    }
-
-    /// The group's committed offsets of newly assigned partitions (those
-    /// without one are left out), so the worker can tell whether the first
-    /// records it gets start where the previous owner stopped. Best effort:
-    /// on failure nothing is checked, and scoring goes on.
-    fn committed(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        tpl: &TopicPartitionList,
-    ) -> std::collections::HashMap<i32, i64> {
-        match consumer.committed_offsets(tpl.clone(), COMMITTED_TIMEOUT) {
-            Ok(committed) => committed
-                .elements_for_topic(&self.features)
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
-                    _ => None,
-                })
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "committed offsets of the assigned partitions unknown; skipped input offsets at the start go unnoticed");
-                Default::default()
-            }
-        }
-    }
-}
-
-/// How long an assignment waits for the group's committed offsets.
-const COMMITTED_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Client settings: pass-through properties first (so they can tune
-/// anything), then what driftline must control.
-fn client_config(
-    config: &Config,
-    specific: &std::collections::BTreeMap<String, PropertyValue>,
-) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    for (key, value) in config.kafka.client.iter().chain(specific) {
-        c.set(librdkafka_property(key), value.to_string());
-    }
-    c.set("bootstrap.servers", &config.kafka.brokers);
-    c
-}
-
-fn set_default(c: &mut ClientConfig, key: &str, value: &str) {
-    if c.get(key).is_none() {
-        c.set(key, value);
-    }
-}
-
-/// The scoring loop's consumer settings.
-fn loop_consumer_config(config: &Config) -> ClientConfig {
-    let mut c = client_config(config, &config.kafka.consumer);
-    c.set("group.id", &config.kafka.group_id);
-    c.set("enable.auto.commit", "false");
-    c.set("enable.auto.offset.store", "false");
-    // A new group starts at the beginning: nothing already on the topic is skipped.
-    set_default(&mut c, "auto.offset.reset", "earliest");
-    set_default(&mut c, "statistics.interval.ms", "5000");
-    c
-}
-
-/// A consumer that only reads assigned partitions (no group membership).
-fn reader_config(config: &Config) -> ClientConfig {
-    let mut c = client_config(config, &config.kafka.consumer);
-    c.set("group.id", format!("{}-reader", config.kafka.group_id));
-    c.set("enable.auto.commit", "false");
-    c.set("enable.auto.offset.store", "false");
-    c.set("enable.partition.eof", "true");
-    c.set("auto.offset.reset", "earliest");
-    // Readers wait on the end of a partition (restore, catch-up, live
-    // updates): answer within 50 ms rather than librdkafka's 500.
-    set_default(&mut c, "fetch.wait.max.ms", "50");
-    c
-}
-
-/// Context of the partition readers (changelog restore, feature updates):
-/// they ask for end-of-partition events, which are not errors to log.
-pub struct ReaderContext;
-
-impl ClientContext for ReaderContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let eof = matches!(
-            error,
-            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
-        );
-        if !eof {
-            tracing::error!(%error, reason, "kafka client error");
-        }
-    }
-}
-
-impl ConsumerContext for ReaderContext {}
-
-/// A partition reader.
-pub type Reader = BaseConsumer<ReaderContext>;
-
-fn reader(config: &Config) -> Result<Reader, ServeError> {
-    reader_config(config)
-        .create_with_context(ReaderContext)
-        .map_err(ServeError::Client)
-}
-
-/// How the loop is started.
+/// How the service is started.
 pub struct ServeOptions {
     /// Set to stop the loop (signal handler, demo timer).
     pub stop: Arc<AtomicBool>,
     pub shared: Arc<Shared>,
+    pub admin: AdminPort,
 }
 
-/// Runs the service until `options.stop` is set; blocks the calling thread.
-/// `parts` were built from `config` (the snapshot is already loaded).
-pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), ServeError> {
-    let ServeOptions { stop, shared } = options;
-    let flush_timeout =
-        Duration::from_millis(Config::duration_ms(&config.kafka.flush_timeout) as u64);
-    let commit_every =
-        Duration::from_millis(Config::duration_ms(&config.kafka.commit_interval) as u64);
-    let max_wait =
-        Duration::from_millis(Config::duration_ms(&config.pipeline.max_batch_wait) as u64);
+/// A running service: the admin port and the scoring loop.
+pub struct Service {
+    runtime: tokio::runtime::Runtime,
+    admin_addr: Option<SocketAddr>,
+    server: Option<tokio::task::JoinHandle<Result<(), AdminError>>>,
+    stop_http: Option<tokio::sync::oneshot::Sender<()>>,
+    scoring: JoinHandle<Result<(), ServeError>>,
+    /// Resolves when the scoring thread ends, however it ends.
+    finished: Option<tokio::sync::oneshot::Receiver<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Starts the admin port and the scoring loop; `parts` were built from
+/// `config` (the snapshot is already loaded).
+pub fn start(config: Config, parts: Parts, options: ServeOptions) -> Result<Service, ServeError> {
+    let ServeOptions {
+        stop,
+        shared,
+        admin,
+    } = options;
+    let metrics = metrics::install()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("admin")
+        .enable_all()
+        .build()
+        .map_err(|source| ServeError::Start {
+            what: "admin runtime",
+            source,
+        })?;
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AdminState {
+        shared: shared.clone(),
+        metrics,
+        parts: parts.clone(),
+        token: config.admin.token.as_deref().map(Into::into),
+    };
+    let bound = runtime.block_on(crate::admin::bind(&config.admin.listen, state, async {
+        let _ = http_stopped.await;
+    }));
+    let (admin_addr, server) = match (bound, admin) {
+        (Ok((addr, server)), _) => {
+            tracing::info!(%addr, "admin http listening");
+            (Some(addr), Some(runtime.spawn(server)))
+        }
+        (Err(e), AdminPort::BestEffort) => {
+            tracing::warn!(error = %e, "running without the admin port");
+            (None, None)
+        }
+        (Err(e), AdminPort::Required) => return Err(e.into()),
+    };
+    // The loop blocks in rdkafka's poll: a thread of its own, named so that
+    // per-thread CPU (top -H, perf, the load test) shows it apart from the
+    // admin runtime.
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let scoring = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("scoring".into())
+            .spawn(move || {
+                let result = run(&config, parts, &stop, &shared);
+                let _ = done.send(());
+                result
+            })
+            .map_err(|source| ServeError::Start {
+                what: "scoring thread",
+                source,
+            })?
+    };
+    Ok(Service {
+        runtime,
+        admin_addr,
+        server,
+        stop_http: Some(stop_http),
+        scoring,
+        finished: Some(finished),
+        stop,
+    })
+}
+
+impl Service {
+    /// Where the admin port listens (`None`: it could not be bound, and the
+    /// port was [`AdminPort::BestEffort`]).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The scoring loop has ended (stopped, failed or panicked).
+    pub fn is_finished(&self) -> bool {
+        self.scoring.is_finished()
+    }
+
+    /// The admin runtime, for other async work of the process (the demo's
+    /// signal watcher).
+    pub fn runtime(&self) -> tokio::runtime::Handle {
+        self.runtime.handle().clone()
+    }
+
+    /// Runs until SIGINT or SIGTERM, or until the loop ends on its own,
+    /// then stops (see [`stop`](Self::stop)).
+    pub fn run_until_signal(mut self) -> Result<(), ServeError> {
+        let finished = self.finished.take();
+        let stop = self.stop.clone();
+        self.runtime.block_on(async move {
+            let finished = async {
+                if let Some(finished) = finished {
+                    let _ = finished.await;
+                }
+            };
+            tokio::select! {
+                signal = crate::shutdown::signal() => {
+                    tracing::info!(signal, "shutting down: draining, flushing, committing");
+                    stop.store(true, Ordering::Relaxed);
+                }
+                _ = finished => {}
+            }
+        });
+        self.stop()
+    }
+
+    /// Stops the loop (it drains, flushes and commits) and waits for it,
+    /// then stops HTTP last, so probes see the drain. Returns how the loop
+    /// ended.
+    pub fn stop(mut self) -> Result<(), ServeError> {
+        self.stop.store(true, Ordering::Relaxed);
+        let result = self.scoring.join();
+        if let Some(stop_http) = self.stop_http.take() {
+            let _ = stop_http.send(());
+        }
+        if let Some(server) = self.server.take() {
+            if let Ok(Err(e)) = self.runtime.block_on(server) {
+                tracing::warn!(error = %e, "admin server stopped");
+            }
+        }
+        result.map_err(|_| ServeError::Panicked)?
+    }
+}
+
+/// The loop's durations, read once.
+struct Timings {
+    /// How long shutdown and hand-over wait for deliveries.
+    flush_timeout: Duration,
+    commit_every: Duration,
+    /// Latency budget of a micro-batch.
+    max_wait: Duration,
+}
+
+impl Timings {
+    fn new(config: &Config) -> Result<Self, BadDuration> {
+        Ok(Timings {
+            flush_timeout: config.kafka.flush_timeout()?,
+            commit_every: config.kafka.commit_interval()?,
+            max_wait: config.pipeline.max_batch_wait()?,
+        })
+    }
+}
+
+/// The followers' threads, joined at shutdown.
+#[derive(Default)]
+struct Followers {
+    updates: Option<JoinHandle<Result<(), FollowError>>>,
+    labels: Option<JoinHandle<Result<(), FollowError>>>,
+}
+
+/// The scoring loop's consumer.
+type GroupConsumer = BaseConsumer<GroupContext<Worker>>;
+
+/// Runs the loop until `stop` is set; blocks the calling thread.
+fn run(
+    config: &Config,
+    parts: Parts,
+    stop: &Arc<AtomicBool>,
+    shared: &Arc<Shared>,
+) -> Result<(), ServeError> {
+    let timings = Timings::new(config)?;
     let topics = Topics {
         features: config.kafka.topics.features.clone(),
         predictions: config.kafka.topics.predictions.clone(),
@@ -351,60 +295,29 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
     shared.model_loaded.store(true, Ordering::Release);
 
     if parts.aggregator.is_some() {
-        ensure_changelog(config, &topics, flush_timeout)?;
+        changelog::ensure_topic(
+            config,
+            &topics.features,
+            &topics.changelog,
+            timings.flush_timeout,
+        )?;
     }
-
-    let tracker = Arc::new(Tracker::new());
     let sink = Arc::new(Sink::new(
-        client_config(config, &config.kafka.producer),
-        tracker,
+        producer_config(config),
+        Arc::new(Tracker::new()),
     )?);
-
-    // Feature updates: caught up before the first event is scored.
-    let updates = match (&parts.store, config.kafka.topics.feature_updates.trim()) {
-        (Some(store), topic) if !topic.is_empty() => {
-            let follower = updates::Follower {
-                consumer: reader(config)?,
-                store: store.clone(),
-                sink: sink.clone(),
-                topic: topic.to_string(),
-                dlq: topics.dlq.clone(),
-                max_message_bytes: config.pipeline.max_message_bytes,
-            };
-            let (stop, shared) = (stop.clone(), shared.clone());
-            let handle = std::thread::Builder::new()
-                .name("feature-updates".into())
-                .spawn(move || follower.run(&shared.store_ready, &stop, flush_timeout))
-                .map_err(|e| ServeError::Topic {
-                    topic: topic.to_string(),
-                    reason: format!("starting the follower thread: {e}"),
-                })?;
-            Some(handle)
-        }
-        _ => {
-            shared.store_ready.store(true, Ordering::Release);
-            None
-        }
+    let mut followers = Followers {
+        updates: start_updates(config, &parts, &sink, stop, shared, timings.flush_timeout)?,
+        labels: None,
     };
-    let mut updates = updates;
-    let waited = Instant::now();
-    while !shared.store_ready.load(Ordering::Acquire) {
-        if stop.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        if let Some(h) = updates.take_if(|h| h.is_finished()) {
-            return Err(match h.join() {
-                Ok(Err(e)) => e.into(),
-                _ => ServeError::Topic {
-                    topic: config.kafka.topics.feature_updates.clone(),
-                    reason: "the follower stopped before catching up".into(),
-                },
-            });
-        }
-        if waited.elapsed() > flush_timeout * 4 {
-            return Err(ServeError::UpdatesTimeout(flush_timeout * 4));
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if !wait_for_store(
+        config,
+        &mut followers.updates,
+        stop,
+        shared,
+        timings.flush_timeout,
+    )? {
+        return Ok(());
     }
 
     let mut pipeline = Pipeline::new(
@@ -413,64 +326,17 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
         parts.aggregator.clone(),
         config.pipeline.max_message_bytes,
     )?;
-    // Labels are joined only to judge performance, which the drift
-    // evaluator does: no drift monitoring, no label join.
-    let labels_topic = config.kafka.topics.labels.trim();
-    let label_join = match (&parts.drift, labels_topic.is_empty()) {
-        (Some(_), false) => Some(Arc::new(
-            crate::drift::labels::LabelJoin::new(&config.labels).map_err(|e| {
-                ServeError::Topic {
-                    topic: labels_topic.to_string(),
-                    reason: e.to_string(),
-                }
-            })?,
-        )),
-        _ => None,
-    };
-    let labels_follower = match &label_join {
-        Some(join) => Some(
-            labels::spawn(
-                reader(config)?,
-                labels_topic.to_string(),
-                join.clone(),
-                stop.clone(),
-            )
-            .map_err(|e| ServeError::Topic {
-                topic: labels_topic.to_string(),
-                reason: format!("starting the label follower: {e}"),
-            })?,
-        ),
-        None => None,
-    };
-    let evaluator = match &parts.drift {
-        Some(plan) => {
-            let topics = drift::DriftTopics {
-                alerts: existing_topic(config, &config.kafka.topics.drift_alerts, flush_timeout)?,
-                retrain: existing_topic(
-                    config,
-                    &config.kafka.topics.retrain_requests,
-                    flush_timeout,
-                )?,
-            };
-            let performance = label_join
-                .as_ref()
-                .map(|join| drift::performance_source(join.clone(), config.labels.clone()));
-            let handle = drift::start(
-                plan.clone(),
-                &mut pipeline,
-                sink.clone(),
-                topics,
-                &shared,
-                performance,
-            )
-            .map_err(|e| ServeError::Topic {
-                topic: config.kafka.topics.drift_alerts.clone(),
-                reason: format!("starting the drift evaluator: {e}"),
-            })?;
-            Some(handle)
-        }
-        None => None,
-    };
+    let label_join = label_join(config, &parts)?;
+    followers.labels = start_labels(config, label_join.as_ref(), stop)?;
+    let evaluator = start_drift(
+        config,
+        &parts,
+        &mut pipeline,
+        &sink,
+        shared,
+        label_join.as_ref(),
+        timings.flush_timeout,
+    )?;
     let worker = Worker::new(WorkerParts {
         pipeline,
         sink: sink.clone(),
@@ -479,21 +345,16 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
             batch_size: config.pipeline.batch_size,
             max_message_bytes: config.pipeline.max_message_bytes,
             max_batch_bytes: config.pipeline.max_batch_bytes,
-            flush_timeout,
+            flush_timeout: timings.flush_timeout,
         },
         aggregator: parts.aggregator.clone(),
         store: parts.store.clone(),
-        restorer: reader(config)?,
+        restorer: reader(config).map_err(ServeError::Client)?,
         shared: shared.clone(),
-        labels: label_join.clone(),
+        labels: label_join,
     });
-    let context = LoopContext {
-        worker: Mutex::new(worker),
-        features: topics.features.clone(),
-        fatal: Mutex::new(None),
-    };
-    let consumer: BaseConsumer<LoopContext> = loop_consumer_config(config)
-        .create_with_context(context)
+    let consumer: GroupConsumer = group_config(config)
+        .create_with_context(GroupContext::new(worker, topics.features.clone()))
         .map_err(ServeError::Client)?;
     consumer
         .subscribe(&[&topics.features])
@@ -507,11 +368,219 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
         "scoring loop started"
     );
 
-    let result = poll_loop(&consumer, &stop, max_wait, commit_every);
+    let result = poll_loop(&consumer, stop, timings.max_wait, timings.commit_every);
+    shut_down(
+        consumer,
+        evaluator,
+        &sink,
+        timings.flush_timeout,
+        followers,
+        stop,
+        shared,
+    );
+    result
+}
 
-    // Shutdown: score what was polled, checkpoint, flush, commit, leave.
+/// Starts the `feature-updates` follower when the model reads the store
+/// and the topic is set; otherwise the store is ready as it is.
+fn start_updates(
+    config: &Config,
+    parts: &Parts,
+    sink: &Arc<Sink>,
+    stop: &Arc<AtomicBool>,
+    shared: &Arc<Shared>,
+    timeout: Duration,
+) -> Result<Option<JoinHandle<Result<(), FollowError>>>, ServeError> {
+    let topic = config.kafka.topics.feature_updates.trim();
+    let Some(store) = parts.store.as_ref().filter(|_| !topic.is_empty()) else {
+        shared.store_ready.store(true, Ordering::Release);
+        return Ok(None);
+    };
+    let records = updates::Updates::new(
+        store.clone(),
+        sink.clone(),
+        topic.to_string(),
+        config.kafka.topics.dlq.clone(),
+        config.pipeline.max_message_bytes,
+        shared.clone(),
+    );
+    let consumer = reader(config).map_err(ServeError::Client)?;
+    let handle = follower::spawn(
+        consumer,
+        updates::follow(topic, timeout),
+        stop.clone(),
+        records,
+    )
+    .map_err(|e| ServeError::Topic {
+        topic: topic.to_string(),
+        reason: format!("starting the follower thread: {e}"),
+    })?;
+    Ok(Some(handle))
+}
+
+/// Waits until the store is caught up: `Ok(true)`, or `Ok(false)` when
+/// `stop` came first. The follower ending early, or taking longer than four
+/// flush timeouts, is an error.
+fn wait_for_store(
+    config: &Config,
+    updates: &mut Option<JoinHandle<Result<(), FollowError>>>,
+    stop: &AtomicBool,
+    shared: &Shared,
+    flush_timeout: Duration,
+) -> Result<bool, ServeError> {
+    let waited = Instant::now();
+    while !shared.store_ready.load(Ordering::Acquire) {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        if let Some(h) = updates.take_if(|h| h.is_finished()) {
+            return Err(match h.join() {
+                Ok(Err(e)) => ServeError::Updates(e),
+                _ => ServeError::Topic {
+                    topic: config.kafka.topics.feature_updates.clone(),
+                    reason: "the follower stopped before catching up".into(),
+                },
+            });
+        }
+        if waited.elapsed() > flush_timeout * 4 {
+            return Err(ServeError::UpdatesTimeout(flush_timeout * 4));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(true)
+}
+
+/// The label join, when there is a labels topic and drift monitoring to
+/// judge performance with: labels are joined only for the evaluator.
+fn label_join(config: &Config, parts: &Parts) -> Result<Option<Arc<LabelJoin>>, ServeError> {
+    let topic = config.kafka.topics.labels.trim();
+    if parts.drift.is_none() || topic.is_empty() {
+        return Ok(None);
+    }
+    let join = LabelJoin::new(&config.labels).map_err(|e| ServeError::Topic {
+        topic: topic.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(Arc::new(join)))
+}
+
+/// Starts the `labels` follower feeding `join`, if there is one.
+fn start_labels(
+    config: &Config,
+    join: Option<&Arc<LabelJoin>>,
+    stop: &Arc<AtomicBool>,
+) -> Result<Option<JoinHandle<Result<(), FollowError>>>, ServeError> {
+    let Some(join) = join else {
+        return Ok(None);
+    };
+    let topic = config.kafka.topics.labels.trim();
+    let consumer = reader(config).map_err(ServeError::Client)?;
+    let handle =
+        labels::spawn(consumer, topic.to_string(), join.clone(), stop.clone()).map_err(|e| {
+            ServeError::Topic {
+                topic: topic.to_string(),
+                reason: format!("starting the label follower: {e}"),
+            }
+        })?;
+    Ok(Some(handle))
+}
+
+/// Attaches drift monitoring to `pipeline` and starts its evaluator, when
+/// the model has a drift plan.
+fn start_drift(
+    config: &Config,
+    parts: &Parts,
+    pipeline: &mut Pipeline,
+    sink: &Arc<Sink>,
+    shared: &Shared,
+    label_join: Option<&Arc<LabelJoin>>,
+    timeout: Duration,
+) -> Result<Option<JoinHandle<()>>, ServeError> {
+    let Some(plan) = &parts.drift else {
+        return Ok(None);
+    };
+    let t = &config.kafka.topics;
+    let topics = drift::DriftTopics {
+        alerts: drift::existing_topic(config, &t.drift_alerts, timeout)
+            .map_err(ServeError::Client)?,
+        retrain: drift::existing_topic(config, &t.retrain_requests, timeout)
+            .map_err(ServeError::Client)?,
+    };
+    let performance =
+        label_join.map(|join| drift::performance_source(join.clone(), config.labels.clone()));
+    let handle = drift::start(
+        plan.clone(),
+        pipeline,
+        sink.clone(),
+        topics,
+        shared,
+        performance,
+    )
+    .map_err(|e| ServeError::Topic {
+        topic: t.drift_alerts.clone(),
+        reason: format!("starting the drift evaluator: {e}"),
+    })?;
+    Ok(Some(handle))
+}
+
+/// Polls, batches, scores and commits until `stop` or a fatal error.
+fn poll_loop(
+    consumer: &GroupConsumer,
+    stop: &AtomicBool,
+    max_wait: Duration,
+    commit_every: Duration,
+) -> Result<(), ServeError> {
+    let context = consumer.context();
+    let mut last_commit = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(e) = context.take_fatal() {
+            return Err(e.into());
+        }
+        let timeout = match context.handler().batch_started() {
+            Some(first) => max_wait.saturating_sub(first.elapsed()),
+            None => Duration::from_millis(50),
+        };
+        match consumer.poll(timeout) {
+            Some(Ok(m)) => context.handler().push(&m)?,
+            Some(Err(KafkaError::PartitionEOF(_))) => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            None => {}
+        }
+        let mut worker = context.handler();
+        worker.tick();
+        if worker
+            .batch_started()
+            .is_some_and(|first| first.elapsed() >= max_wait)
+        {
+            worker.process()?;
+        }
+        if last_commit.elapsed() >= commit_every {
+            last_commit = Instant::now();
+            worker.checkpoint(None)?;
+            worker.commit(consumer, CommitMode::Async, None);
+            worker.upkeep();
+            if let Some(e) = worker.failure() {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Shutdown: score what was polled, checkpoint, flush, commit, leave the
+/// group; then let the evaluator publish what it holds and the followers
+/// stop.
+fn shut_down(
+    consumer: GroupConsumer,
+    evaluator: Option<JoinHandle<()>>,
+    sink: &Sink,
+    flush_timeout: Duration,
+    followers: Followers,
+    stop: &AtomicBool,
+    shared: &Shared,
+) {
     {
-        let mut worker = consumer.context().worker.lock();
+        let mut worker = consumer.context().handler();
         if let Err(e) = worker.process().and_then(|_| worker.checkpoint(None)) {
             tracing::error!(error = %e, "final batch could not be sent; it is re-read after restart");
         }
@@ -534,12 +603,12 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
     }
     stop.store(true, Ordering::Relaxed);
     shared.running.store(false, Ordering::Release);
-    if let Some(h) = updates {
+    if let Some(h) = followers.updates {
         if let Ok(Err(e)) = h.join() {
             tracing::warn!(error = %e, "feature-updates follower stopped with an error");
         }
     }
-    if let Some(h) = labels_follower {
+    if let Some(h) = followers.labels {
         if let Ok(Err(e)) = h.join() {
             tracing::warn!(error = %e, "label follower stopped with an error");
         }
@@ -549,144 +618,4 @@ pub fn run(config: &Config, parts: Parts, options: ServeOptions) -> Result<(), S
         dlq = shared.stats.dlq.load(Ordering::Relaxed),
         "scoring loop stopped"
     );
-    result
-}
-
-fn poll_loop(
-    consumer: &BaseConsumer<LoopContext>,
-    stop: &AtomicBool,
-    max_wait: Duration,
-    commit_every: Duration,
-) -> Result<(), ServeError> {
-    let context = consumer.context();
-    let mut last_commit = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        if let Some(e) = context.fatal.lock().take() {
-            return Err(e.into());
-        }
-        let timeout = match context.worker.lock().batch_started() {
-            Some(first) => max_wait.saturating_sub(first.elapsed()),
-            None => Duration::from_millis(50),
-        };
-        match consumer.poll(timeout) {
-            Some(Ok(m)) => context.worker.lock().push(&m)?,
-            Some(Err(KafkaError::PartitionEOF(_))) => {}
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            None => {}
-        }
-        let mut worker = context.worker.lock();
-        worker.tick();
-        if worker
-            .batch_started()
-            .is_some_and(|first| first.elapsed() >= max_wait)
-        {
-            worker.process()?;
-        }
-        if last_commit.elapsed() >= commit_every {
-            last_commit = Instant::now();
-            worker.checkpoint(None)?;
-            worker.commit(consumer, CommitMode::Async, None);
-            worker.upkeep();
-            if let Some(e) = worker.failure() {
-                return Err(e.into());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `topic` if it exists, else "" with a warning: publishing to a missing
-/// topic would only fail after librdkafka's metadata wait and hold up every
-/// flush (shutdown, hand-over) meanwhile. Empty stays empty (turned off).
-fn existing_topic(config: &Config, topic: &str, timeout: Duration) -> Result<String, ServeError> {
-    let topic = topic.trim();
-    if topic.is_empty() {
-        return Ok(String::new());
-    }
-    let probe = reader(config)?;
-    let md = probe
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(ServeError::Client)?;
-    let exists = md
-        .topics()
-        .iter()
-        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-    if exists {
-        Ok(topic.to_string())
-    } else {
-        tracing::warn!(
-            topic,
-            "output topic does not exist; drift outputs for it are not published (create it, or set its name to \"\" to silence this)"
-        );
-        Ok(String::new())
-    }
-}
-
-/// Creates the compacted changelog topic when missing, with as many
-/// partitions as the input topic (partition p holds input partition p's state).
-fn ensure_changelog(config: &Config, topics: &Topics, timeout: Duration) -> Result<(), ServeError> {
-    let probe = reader(config)?;
-    let md = probe
-        .fetch_metadata(None, timeout)
-        .map_err(ServeError::Client)?;
-    let count = |name: &str| {
-        md.topics()
-            .iter()
-            .find(|t| t.name() == name && t.error().is_none())
-            .map(|t| t.partitions().len())
-    };
-    let inputs = count(&topics.features).ok_or_else(|| ServeError::Topic {
-        topic: topics.features.clone(),
-        reason: "no such topic (create it first)".into(),
-    })?;
-    match count(&topics.changelog) {
-        Some(n) if n >= inputs => return Ok(()),
-        Some(n) => {
-            return Err(ServeError::Topic {
-                topic: topics.changelog.clone(),
-                reason: format!(
-                    "has {n} partitions but {} has {inputs}; state of the extra partitions would have nowhere to go",
-                    topics.features
-                ),
-            })
-        }
-        None => {}
-    }
-    let admin: AdminClient<DefaultClientContext> = client_config(config, &Default::default())
-        .create()
-        .map_err(ServeError::Client)?;
-    let topic = NewTopic::new(
-        &topics.changelog,
-        inputs as i32,
-        TopicReplication::Fixed(-1),
-    )
-    .set("cleanup.policy", "compact");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| ServeError::Topic {
-            topic: topics.changelog.clone(),
-            reason: format!("starting the admin runtime: {e}"),
-        })?;
-    let results = runtime
-        .block_on(admin.create_topics(
-            [&topic],
-            &AdminOptions::new().operation_timeout(Some(timeout)),
-        ))
-        .map_err(ServeError::Client)?;
-    for r in results {
-        match r {
-            Ok(_) => {
-                tracing::info!(topic = %topics.changelog, partitions = inputs, "changelog topic created")
-            }
-            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(ServeError::Topic {
-                    topic: name,
-                    reason: format!("creating the changelog topic: {code}"),
-                })
-            }
-        }
-    }
-    Ok(())
 }

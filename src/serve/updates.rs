@@ -2,142 +2,80 @@
 //!
 //! Guarantees: every instance reads every partition of the topic from the
 //! beginning (it is compacted, so this replays the newest record per entity
-//! after the snapshot) and reports itself caught up once it has reached the
-//! end offsets it saw at start; scoring waits for that. A value upserts the
-//! entity's columns unless the store already holds a newer row (an update
-//! older than the snapshot does not roll it back); a tombstone deletes the
-//! entity. A record that cannot be applied goes to the DLQ with its reason.
+//! after the snapshot) and reports itself caught up once it has read every
+//! partition to where it ended at start ([`crate::consumer::follower`]);
+//! scoring waits for that. A value upserts the entity's columns unless the
+//! store already holds a newer row (an update older than the snapshot does
+//! not roll it back); a tombstone deletes the entity. A record that cannot
+//! be applied goes to the DLQ with its reason.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 
+use crate::consumer::follower::{CaughtUp, Follow, MissingTopic, Records, Start};
 use crate::event::{now_ms, RejectReason, Rejection};
 use crate::features::store::{FeatureStore, Lookup, Row};
-use crate::serve::Reader;
 use crate::sink::offsets::Token;
 use crate::sink::{Sink, Source};
 use crate::source::decode::decode_update;
+use crate::status::Shared;
 use crate::telemetry::metrics;
 
-/// Errors starting the follower.
-#[derive(Debug, thiserror::Error)]
-pub enum UpdatesError {
-    #[error("{topic}: reading metadata: {source}")]
-    Metadata {
-        topic: String,
-        #[source]
-        source: KafkaError,
-    },
-    #[error("{topic}: no such topic")]
-    NoTopic { topic: String },
-    #[error("{topic}: assigning partitions: {source}")]
-    Assign {
-        topic: String,
-        #[source]
-        source: KafkaError,
-    },
-}
-
-/// Follows `topic` into `store`.
-pub struct Follower {
-    pub consumer: Reader,
-    pub store: Arc<FeatureStore>,
-    pub sink: Arc<Sink>,
-    pub topic: String,
-    pub dlq: String,
-    pub max_message_bytes: usize,
-}
-
-impl Follower {
-    /// Runs until `stop`; sets `caught_up` once the start-time end offsets
-    /// are reached.
-    pub fn run(
-        self,
-        caught_up: &AtomicBool,
-        stop: &AtomicBool,
-        timeout: Duration,
-    ) -> Result<(), UpdatesError> {
-        let md = self
-            .consumer
-            .fetch_metadata(Some(&self.topic), timeout)
-            .map_err(|source| UpdatesError::Metadata {
-                topic: self.topic.clone(),
-                source,
-            })?;
-        let partitions: Vec<i32> = md
-            .topics()
-            .iter()
-            .filter(|t| t.name() == self.topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        if partitions.is_empty() {
-            return Err(UpdatesError::NoTopic {
-                topic: self.topic.clone(),
-            });
-        }
-        // Caught up = every non-empty partition read to its end (the
-        // end-of-partition event; see `changelog::read_to_end` on why not
-        // the end offset).
-        let mut behind: Vec<i32> = Vec::new();
-        let mut tpl = TopicPartitionList::new();
-        for &p in &partitions {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(&self.topic, p, timeout)
-                .map_err(|source| UpdatesError::Metadata {
-                    topic: self.topic.clone(),
-                    source,
-                })?;
-            if high > low {
-                behind.push(p);
-            }
-            tpl.add_partition_offset(&self.topic, p, Offset::Beginning)
-                .map_err(|source| UpdatesError::Assign {
-                    topic: self.topic.clone(),
-                    source,
-                })?;
-        }
-        self.consumer
-            .assign(&tpl)
-            .map_err(|source| UpdatesError::Assign {
-                topic: self.topic.clone(),
-                source,
-            })?;
-        let started = Instant::now();
-        if behind.is_empty() {
-            caught_up.store(true, Ordering::Release);
-        }
-        let mut row = self.store.new_row();
-        while !stop.load(Ordering::Relaxed) {
-            match self.consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(m)) => self.apply(&m, &mut row),
-                Some(Err(KafkaError::PartitionEOF(p))) => behind.retain(|&bp| bp != p),
-                Some(Err(e)) => {
-                    tracing::warn!(topic = %self.topic, error = %e, "feature-updates consumer error")
-                }
-                None => {}
-            }
-            if !behind.is_empty() || caught_up.load(Ordering::Relaxed) {
-                continue;
-            }
-            caught_up.store(true, Ordering::Release);
-            tracing::info!(
-                topic = %self.topic,
-                entities = self.store.len(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "feature updates caught up"
-            );
-        }
-        Ok(())
+/// How `topic` is followed: from the beginning, and a missing topic is an
+/// error (the store would silently miss every change); `timeout` bounds
+/// each metadata request.
+pub fn follow(topic: &str, timeout: Duration) -> Follow {
+    Follow {
+        topic: topic.to_string(),
+        start: Start::Beginning,
+        missing: MissingTopic::Fail,
+        timeout,
+        name: "feature-updates",
     }
+}
 
-    fn apply(&self, m: &BorrowedMessage<'_>, row: &mut Row) {
+/// Applies the records of `topic` to `store`.
+pub struct Updates {
+    store: Arc<FeatureStore>,
+    sink: Arc<Sink>,
+    topic: String,
+    dlq: String,
+    max_message_bytes: usize,
+    /// `store_ready` is set here once caught up.
+    shared: Arc<Shared>,
+    /// Reused for every lookup.
+    row: Row,
+}
+
+impl Updates {
+    /// Applies to `store`; rejected records go to `dlq` through `sink`.
+    pub fn new(
+        store: Arc<FeatureStore>,
+        sink: Arc<Sink>,
+        topic: String,
+        dlq: String,
+        max_message_bytes: usize,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let row = store.new_row();
+        Updates {
+            store,
+            sink,
+            topic,
+            dlq,
+            max_message_bytes,
+            shared,
+            row,
+        }
+    }
+}
+
+impl Records for Updates {
+    fn record(&mut self, m: &BorrowedMessage<'_>) {
         let now = now_ms();
         let result = match m.payload() {
             None => match m.key().and_then(|k| std::str::from_utf8(k).ok()) {
@@ -153,7 +91,9 @@ impl Follower {
             },
             Some(bytes) => decode_update(bytes, m.key(), self.max_message_bytes).and_then(|u| {
                 let ts = u.ts_ms.or(m.timestamp().to_millis()).unwrap_or(now);
-                if let Lookup::Hit { updated_at_ms } = self.store.get(&u.entity_id, now, row) {
+                if let Lookup::Hit { updated_at_ms } =
+                    self.store.get(&u.entity_id, now, &mut self.row)
+                {
                     if updated_at_ms > ts {
                         metrics::feature_update("stale");
                         return Ok(());
@@ -185,5 +125,15 @@ impl Follower {
                 tracing::error!(error = %e, "could not send a rejected feature update to the DLQ");
             }
         }
+    }
+
+    fn caught_up(&mut self, caught_up: CaughtUp) {
+        self.shared.store_ready.store(true, Ordering::Release);
+        tracing::info!(
+            topic = %self.topic,
+            entities = self.store.len(),
+            elapsed_ms = caught_up.elapsed.as_millis() as u64,
+            "feature updates caught up"
+        );
     }
 }

@@ -22,21 +22,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use crate::consumer::batch::Batch;
+use crate::consumer::context::{Reader, Rebalancing};
+use crate::consumer::follower::{read_to_end, FollowError};
 use crate::drift::labels::LabelJoin;
-use crate::event::{now_ms, Rejection};
+use crate::event::{now_ms, RejectReason, Rejection};
 use crate::features::aggregates::Aggregator;
 use crate::features::store::FeatureStore;
 use crate::pipeline::{BatchOutput, Decoded, Pipeline};
-use crate::serve::changelog::{self, Record};
-use crate::serve::{LoopContext, Reader, Shared};
+use crate::serve::changelog::Record;
 use crate::sink::offsets::{Token, Tracker};
 use crate::sink::{prediction_headers, Prediction, Sink, SinkError, Source};
-use crate::source::arrow::{decode_arrow_batch, ARROW_CONTENT_TYPE};
+use crate::source::arrow::decode_arrow_batch;
 use crate::source::decode::decode_json;
+use crate::status::Shared;
 use crate::telemetry::metrics::{self, LoopMetrics};
 
 /// Topic names the worker writes to.
@@ -55,73 +58,6 @@ pub struct Limits {
     pub max_message_bytes: usize,
     pub max_batch_bytes: usize,
     pub flush_timeout: Duration,
-}
-
-/// One polled record, copied out of librdkafka's buffer so that a batch can
-/// outlive the poll call (a rebalance inside a later poll must score it).
-#[derive(Debug, Clone)]
-struct Item {
-    partition: i32,
-    offset: i64,
-    timestamp_ms: Option<i64>,
-    key: Option<(usize, usize)>,
-    payload: Option<(usize, usize)>,
-    arrow: bool,
-    received: Instant,
-}
-
-#[derive(Debug, Default)]
-struct Batch {
-    bytes: Vec<u8>,
-    items: Vec<Item>,
-    first_at: Option<Instant>,
-    /// Events in the batch (rows of Arrow messages count one each, roughly).
-    events: usize,
-}
-
-impl Batch {
-    fn push(&mut self, m: &BorrowedMessage<'_>) {
-        let mut span = |data: Option<&[u8]>| {
-            data.map(|d| {
-                let start = self.bytes.len();
-                self.bytes.extend_from_slice(d);
-                (start, self.bytes.len())
-            })
-        };
-        let key = span(m.key());
-        let payload = span(m.payload());
-        let arrow = m.headers().is_some_and(|h| {
-            h.iter().any(|h| {
-                h.key.eq_ignore_ascii_case("content-type")
-                    && h.value
-                        .is_some_and(|v| v.starts_with(ARROW_CONTENT_TYPE.as_bytes()))
-            })
-        });
-        let now = Instant::now();
-        self.first_at.get_or_insert(now);
-        self.items.push(Item {
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp_ms: m.timestamp().to_millis(),
-            key,
-            payload,
-            arrow,
-            received: now,
-        });
-        // An Arrow message is assumed to fill a batch on its own.
-        self.events += 1;
-    }
-
-    fn slice(&self, span: Option<(usize, usize)>) -> Option<&[u8]> {
-        span.map(|(a, b)| &self.bytes[a..b])
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.items.clear();
-        self.first_at = None;
-        self.events = 0;
-    }
 }
 
 /// Aggregate bookkeeping of one entity.
@@ -190,7 +126,7 @@ pub enum WorkerError {
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error("restoring aggregate state: {0}")]
-    Restore(#[from] changelog::ReadError),
+    Restore(#[from] FollowError),
     #[error("a delivery failed for good ({0}); stopping without committing past it")]
     Delivery(String),
 }
@@ -213,7 +149,8 @@ impl Worker {
     pub fn new(p: WorkerParts) -> Self {
         let model = p.pipeline.model().name().to_string();
         let version = p.pipeline.model().version().to_string();
-        let metrics = LoopMetrics::new(&p.topics.features, &model, &version);
+        let reasons = RejectReason::ALL.map(RejectReason::code);
+        let metrics = LoopMetrics::new(&p.topics.features, &model, &version, &reasons);
         Worker {
             tracker: p.sink.tracker().clone(),
             pipeline: p.pipeline,
@@ -466,7 +403,7 @@ impl Worker {
                     offset: it.offset,
                 },
             )?;
-            self.metrics.dlq(rejection.reason).increment(1);
+            self.metrics.dlq(rejection.reason.code());
             self.shared.stats.record_dlq(rejection.reason);
             tracing::debug!(
                 reason = rejection.reason.code(),
@@ -533,9 +470,9 @@ impl Worker {
     }
 
     /// Commits every committable offset on `only` (or every owned partition).
-    pub fn commit(
+    pub fn commit<C: ConsumerContext>(
         &mut self,
-        consumer: &BaseConsumer<LoopContext>,
+        consumer: &BaseConsumer<C>,
         mode: CommitMode,
         only: Option<&[i32]>,
     ) {
@@ -574,9 +511,36 @@ impl Worker {
         }
     }
 
+    /// Called every loop turn: closes a due time window of drift monitoring.
+    pub fn tick(&mut self) {
+        self.pipeline.tick();
+    }
+
+    /// Periodic upkeep: store size gauge, expired aggregate entities.
+    pub fn upkeep(&mut self) {
+        if let Some(store) = &self.store {
+            self.metrics.store_entities.set(store.len() as f64);
+        }
+    }
+
+    /// The first permanent delivery failure, if any.
+    pub fn failure(&self) -> Option<WorkerError> {
+        self.tracker.failure().map(WorkerError::Delivery)
+    }
+
+    pub fn flush(&self) {
+        if let Err(e) = self.sink.flush(self.limits.flush_timeout) {
+            tracing::warn!(error = %e, in_flight = self.sink.queued(), "final flush timed out; unacknowledged inputs stay uncommitted");
+        }
+    }
+}
+
+impl Rebalancing for Worker {
+    type Error = WorkerError;
+
     /// Hands partitions away: score what is buffered, checkpoint, flush,
     /// commit synchronously, drop their aggregate state.
-    pub fn revoke(&mut self, consumer: &BaseConsumer<LoopContext>, partitions: &[i32]) {
+    fn revoke<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>, partitions: &[i32]) {
         metrics::rebalance("revoke");
         if let Err(e) = self
             .process()
@@ -610,7 +574,7 @@ impl Worker {
     /// partitions read at once) before anything of theirs is scored.
     /// `committed` holds the group's committed offset of each partition
     /// that has one, so that records skipped at the start are noticed.
-    pub fn assign(
+    fn assign(
         &mut self,
         partitions: &[i32],
         committed: &HashMap<i32, i64>,
@@ -630,7 +594,7 @@ impl Worker {
             .collect();
         if let Some(agg) = self.aggregator.clone() {
             let mut skipped = 0usize;
-            changelog::read_to_end(
+            read_to_end(
                 &self.restorer,
                 &self.topics.changelog,
                 partitions,
@@ -683,29 +647,6 @@ impl Worker {
             "partitions assigned"
         );
         Ok(())
-    }
-
-    /// Called every loop turn: closes a due time window of drift monitoring.
-    pub fn tick(&mut self) {
-        self.pipeline.tick();
-    }
-
-    /// Periodic upkeep: store size gauge, expired aggregate entities.
-    pub fn upkeep(&mut self) {
-        if let Some(store) = &self.store {
-            self.metrics.store_entities.set(store.len() as f64);
-        }
-    }
-
-    /// The first permanent delivery failure, if any.
-    pub fn failure(&self) -> Option<WorkerError> {
-        self.tracker.failure().map(WorkerError::Delivery)
-    }
-
-    pub fn flush(&self) {
-        if let Err(e) = self.sink.flush(self.limits.flush_timeout) {
-            tracing::warn!(error = %e, in_flight = self.sink.queued(), "final flush timed out; unacknowledged inputs stay uncommitted");
-        }
     }
 }
 

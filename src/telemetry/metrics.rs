@@ -5,13 +5,13 @@
 //! fixed (reason codes, topic, partition, model); latency histograms have
 //! explicit buckets so Prometheus gets real histograms, not summaries.
 //! The hot loop records through handles resolved once ([`LoopMetrics`]), so a
-//! batch costs a few atomic adds, not a registry lookup per event.
+//! batch costs a few atomic adds, not a registry lookup per event. Values
+//! whose types belong to a stage (drift statuses, label counters) are
+//! published by that stage's wiring with these names.
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics::{Counter, Gauge, Histogram, Unit};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::event::RejectReason;
 
 pub const EVENTS_CONSUMED: &str = "driftline_events_consumed_total";
 pub const PREDICTIONS: &str = "driftline_predictions_total";
@@ -220,95 +220,13 @@ fn describe() {
     );
 }
 
-/// Publishes one drift evaluation: every statistic, every alert state, and
-/// counts of the state changes and retrain requests it caused.
-pub fn drift_evaluation(
-    status: &crate::drift::monitor::DriftStatus,
-    outputs: &[crate::drift::monitor::Output],
-    elapsed: std::time::Duration,
-) {
-    use crate::drift::monitor::{AlertState, Output};
-    let (model, version) = (status.model.clone(), status.model_version.clone());
-    for column in status.columns.iter().chain(status.score.as_ref()) {
-        for j in &column.statistics {
-            gauge!(DRIFT_STATISTIC, "model" => model.clone(), "version" => version.clone(),
-                "feature" => column.name.clone(), "statistic" => j.statistic)
-            .set(j.value);
-            if let Some(p) = j.p_value {
-                let name = match j.statistic {
-                    "ks" => "ks_p_value",
-                    "chi_square" => "chi_square_p_value",
-                    _ => continue,
-                };
-                gauge!(DRIFT_STATISTIC, "model" => model.clone(), "version" => version.clone(),
-                    "feature" => column.name.clone(), "statistic" => name)
-                .set(p);
-            }
-        }
-    }
-    let mut firing = 0.0;
-    for a in &status.alerts {
-        let on = a.state == AlertState::Firing;
-        firing += f64::from(u8::from(on));
-        gauge!(DRIFT_ALERT_FIRING, "model" => model.clone(), "kind" => a.kind.as_str(),
-            "feature" => a.feature.clone(), "statistic" => a.statistic.clone())
-        .set(f64::from(u8::from(on)));
-    }
-    gauge!(DRIFT_ALERTS_FIRING).set(firing);
-    for o in outputs {
-        match o {
-            Output::Alert(a) => {
-                let state = match a.state {
-                    AlertState::Firing => "firing",
-                    AlertState::Resolved => "resolved",
-                };
-                counter!(DRIFT_ALERTS, "kind" => a.kind.as_str(), "state" => state).increment(1);
-            }
-            Output::Retrain(_) => counter!(RETRAIN_REQUESTS).increment(1),
-        }
-    }
-    if let Some(w) = &status.window {
-        gauge!(DRIFT_WINDOW_EVENTS).set(w.count as f64);
-    }
-    for r in &status.performance {
-        for &(metric, value, _, _) in &r.metrics {
-            gauge!(MODEL_PERFORMANCE, "model" => model.clone(), "version" => r.model_version.clone(), "metric" => metric)
-                .set(value);
-        }
-        gauge!(MODEL_PERFORMANCE, "model" => model.clone(), "version" => r.model_version.clone(), "metric" => "labels")
-            .set(r.labels as f64);
-    }
-    counter!(DRIFT_WINDOWS).increment(1);
-    histogram!(DRIFT_EVALUATION).record(elapsed.as_secs_f64());
-}
-
-/// Publishes the label join's counters.
-pub fn label_join(
-    c: &crate::drift::labels::JoinCounters,
-    rejected: &[(crate::event::RejectReason, u64)],
-) {
-    for (outcome, n) in [
-        ("matched", c.matched),
-        ("unmatched", c.unmatched),
-        ("duplicate", c.duplicates),
-        ("invalid", rejected.iter().map(|(_, n)| n).sum()),
-    ] {
-        counter!(LABELS, "outcome" => outcome).absolute(n);
-    }
-    gauge!(LABEL_JOIN_PENDING).set(c.pending as f64);
-}
-
-/// Sets the dropped-windows counter to the recorder's count.
-pub fn drift_windows_dropped(total: u64) {
-    counter!(DRIFT_WINDOWS_DROPPED).absolute(total);
-}
-
 /// Handles the scoring loop records through.
 #[derive(Clone)]
 pub struct LoopMetrics {
     pub consumed: Counter,
     pub predictions: Counter,
-    dlq: Vec<(RejectReason, Counter)>,
+    /// One counter per DLQ reason code.
+    dlq: Vec<(&'static str, Counter)>,
     pub end_to_end: Histogram,
     pub inference: Histogram,
     pub batch_events: Histogram,
@@ -324,12 +242,13 @@ pub struct LoopMetrics {
 }
 
 impl LoopMetrics {
-    /// Resolves every handle; each DLQ reason is registered at zero so that
-    /// a rate over it exists before the first bad event.
-    pub fn new(topic: &str, model: &str, version: &str) -> Self {
-        let dlq = RejectReason::ALL
+    /// Resolves every handle; each DLQ reason code in `reasons` is
+    /// registered at zero so that a rate over it exists before the first
+    /// bad event.
+    pub fn new(topic: &str, model: &str, version: &str, reasons: &[&'static str]) -> Self {
+        let dlq = reasons
             .iter()
-            .map(|r| (*r, counter!(DLQ_EVENTS, "reason" => r.code())))
+            .map(|&code| (code, counter!(DLQ_EVENTS, "reason" => code)))
             .collect();
         LoopMetrics {
             consumed: counter!(EVENTS_CONSUMED, "topic" => topic.to_string()),
@@ -350,11 +269,13 @@ impl LoopMetrics {
         }
     }
 
-    pub fn dlq(&self, reason: RejectReason) -> &Counter {
-        // ALL lists every variant, so the search always succeeds; index 0
-        // is only a fallback that keeps this total.
-        let i = self.dlq.iter().position(|(r, _)| *r == reason).unwrap_or(0);
-        &self.dlq[i].1
+    /// Counts one input sent to the DLQ for reason `code`; a code not
+    /// registered in [`new`](Self::new) gets its series on first use.
+    pub fn dlq(&self, code: &'static str) {
+        match self.dlq.iter().find(|(c, _)| *c == code) {
+            Some((_, counter)) => counter.increment(1),
+            None => counter!(DLQ_EVENTS, "reason" => code).increment(1),
+        }
     }
 }
 

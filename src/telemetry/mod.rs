@@ -1,8 +1,24 @@
-//! Logging set-up: human-readable by default, JSON lines on request.
+//! Logging set-up and the Prometheus metric names.
+//!
+//! Guarantees: a leaf module; it imports nothing from the rest of the crate,
+//! so every stage can use it and it can never pull a stage's types in.
+//! Values are published by the code that produces them (the scoring loop,
+//! the drift wiring in `serve::drift`), through the names and handles
+//! defined in [`metrics`].
 
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+pub mod metrics;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
 
 /// Installs the global tracing subscriber; `RUST_LOG` overrides `level`.
 pub fn init(format: LogFormat, level: &str) {
@@ -18,4 +34,3 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Json => builder.json().try_init(),
     };
 }
-pub mod metrics;

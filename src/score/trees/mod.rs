@@ -16,7 +16,7 @@
 //! - **onnxruntime semantics.** Scores follow onnxruntime's `TreeEnsemble*`
 //!   kernels (tree_ensemble_aggregator.h / ml_common.h), checked against
 //!   onnxruntime 1.32 on every mode, post transform, aggregate and
-//!   base-values case (`tests/tree_parity.rs`): comparisons of `f32` inputs
+//!   base-values case (`tests/parity/tree_parity.rs`): comparisons of `f32` inputs
 //!   against `f32` thresholds, NaN routed by `nodes_missing_value_tracks_true`
 //!   (`x <op> t || (tracks_true && isnan(x))`), per-row accumulation in tree
 //!   order in `f32`, onnxruntime's binary-classifier special cases (one weight

@@ -1,0 +1,814 @@
+//! `driftline profile`: reads a data file, scores its rows as the live loop
+//! would, and builds the model's reference profile from the values and
+//! scores ([`crate::drift::profile_build`] makes the sketches).
+//!
+//! # Reading
+//!
+//! The file (Parquet, Arrow IPC file or stream, or CSV, as the online
+//! store's snapshots; [`crate::tabular`]) is read one record batch at a
+//! time ([`ProfileOptions::batch_rows`] rows), twice: once per pass of the
+//! sketch build. Memory is one record batch plus what the build holds.
+//!
+//! # Columns and the score
+//!
+//! A column is found by the input's name. Numeric inputs take any integer
+//! or float column; booleans take a boolean column, 0/1 numbers or
+//! `true`/`false`/`0`/`1` text (any case), profiled as categoricals with the
+//! categories `false` and `true`; categoricals take text (plain, large or
+//! dictionary-encoded). A null, an empty text or a NaN boolean is missing.
+//! A column absent from the file is an error naming the file and the
+//! column, unless [`ProfileOptions::allow_missing_columns`] is set; it is
+//! then profiled as all-missing.
+//!
+//! The score is the model's on each row as the live loop would compute it:
+//! every input read from the row (all inputs are treated as event
+//! features, so no store or aggregator is involved), a missing value
+//! replaced by the manifest's default. A row that still cannot be encoded
+//! (no default, unknown category, non-finite number) is left out of the
+//! score sketch and counted by reason in [`BuiltProfile::skipped`]; the
+//! score sketch holds only scored rows, as a live window does.
+//!
+//! Guarantees: no panic on any input; every error names the file, and
+//! where it applies the column and the 1-based data row.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, SchemaRef};
+use compact_str::CompactString;
+use sha2::{Digest, Sha256};
+
+use super::watched_columns;
+use crate::drift::profile::{
+    ColumnProfile, ColumnSketch, Profile, ProfileSource, PROFILE_FORMAT, SCORE_COLUMN,
+};
+use crate::drift::profile_build::{Distributions, SketchError, SketchOptions, Sketches};
+use crate::drift::sketch::DEFAULT_TOP_K;
+use crate::drift::stats::DEFAULT_BINS;
+use crate::drift::DriftError;
+use crate::enrich::{EnrichSetupError, Enricher, Scratch};
+use crate::event::{now_ms, Event, FeatureValue, Features, RejectReason};
+use crate::score::manifest::{InputKind, InputSource, Manifest};
+use crate::score::{Model, ModelError, Session};
+use crate::tabular::{self, Batches, CsvType, Format, ReadOptions, TabularError};
+
+/// Default rows per record batch: the unit of memory use while reading.
+pub const DEFAULT_BATCH_ROWS: usize = 65_536;
+
+/// Rows per model call. Scores do not depend on it; it bounds the input
+/// tensor whatever the batch size.
+const SCORE_CHUNK: usize = 1024;
+
+/// How to build a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileOptions {
+    /// Histogram bins of numeric columns and the score (edges at the
+    /// `i/bins` quantiles); at least 2.
+    pub bins: usize,
+    /// Categories kept per categorical column; the rest share "other".
+    pub top_k: usize,
+    /// Rows per record batch (Parquet and CSV; Arrow IPC batches are read
+    /// as written).
+    pub batch_rows: usize,
+    /// Profile an input absent from the file as all-missing instead of
+    /// failing.
+    pub allow_missing_columns: bool,
+}
+
+impl Default for ProfileOptions {
+    fn default() -> Self {
+        Self {
+            bins: DEFAULT_BINS,
+            top_k: DEFAULT_TOP_K,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            allow_missing_columns: false,
+        }
+    }
+}
+
+/// Why a profile could not be built. Every variant names the file it is
+/// about (the data file unless stated).
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileBuildError {
+    #[error("profile options: {0}")]
+    Options(DriftError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Enrich(#[from] EnrichSetupError),
+    #[error("{}: cannot open: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: cannot tell the format from the file name (expected .parquet, .pq, .arrow, .arrows, .ipc or .csv)",
+        path.display()
+    )]
+    UnknownFormat { path: PathBuf },
+    /// Reading the file: its format, a column's type, a cell.
+    #[error(transparent)]
+    Table(#[from] TabularError),
+    #[error("{}: no column `{column}` (an input of model {model}); --allow-missing-columns profiles it as all-missing", path.display())]
+    MissingColumn {
+        path: PathBuf,
+        column: String,
+        model: String,
+    },
+    #[error("{}: none of the model's inputs is a column of the file", path.display())]
+    NoInputColumns { path: PathBuf },
+    #[error(
+        "{}: column `{column}` has more than {limit} distinct values; a categorical input is expected to have few",
+        path.display()
+    )]
+    TooManyCategories {
+        path: PathBuf,
+        column: String,
+        limit: usize,
+    },
+    #[error("{}: no rows", path.display())]
+    NoRows { path: PathBuf },
+    #[error("{}: no row could be scored ({reasons})", path.display())]
+    NoScores { path: PathBuf, reasons: String },
+    #[error(
+        "{}: the file changed while it was read: the first pass read {} rows and scored {}, the second {} and {}",
+        path.display(), first.0, first.1, second.0, second.1
+    )]
+    Changed {
+        path: PathBuf,
+        /// Rows read and rows scored by each pass.
+        first: (u64, u64),
+        second: (u64, u64),
+    },
+    #[error("{}: scoring rows {first_row}..: {source}", path.display())]
+    Score {
+        path: PathBuf,
+        first_row: u64,
+        source: ModelError,
+    },
+    #[error("{}: column `{column}`: {source}", path.display())]
+    Sketch {
+        path: PathBuf,
+        column: String,
+        source: DriftError,
+    },
+}
+
+/// The two passes over the file, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// Pass 1: quantiles and category counts.
+    Distributions,
+    /// Pass 2: histograms on the derived edges.
+    Sketches,
+}
+
+/// Receives progress while a profile is built (a progress bar in the CLI).
+pub trait Progress {
+    /// A pass starts; `rows` is the file's row count when known up front.
+    fn start(&mut self, pass: Pass, rows: Option<u64>);
+    /// `rows` more rows were read in the current pass.
+    fn advance(&mut self, rows: u64);
+    /// Both passes are done.
+    fn finish(&mut self) {}
+}
+
+/// A [`Progress`] that reports nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&mut self, _pass: Pass, _rows: Option<u64>) {}
+    fn advance(&mut self, _rows: u64) {}
+}
+
+/// Rows left out of the score for one reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRows {
+    pub reason: RejectReason,
+    pub rows: u64,
+    /// The enricher's detail for the first such row, with its row number.
+    pub example: String,
+}
+
+/// A built profile and what the build saw.
+#[derive(Debug, Clone)]
+pub struct BuiltProfile {
+    pub profile: Profile,
+    /// Rows read (each pass reads them all).
+    pub rows: u64,
+    /// Rows the model scored.
+    pub scored: u64,
+    /// Rows left out of the score, by reason, most frequent first.
+    pub skipped: Vec<SkippedRows>,
+    /// Inputs absent from the file, profiled as all-missing
+    /// (only with [`ProfileOptions::allow_missing_columns`]).
+    pub absent_columns: Vec<String>,
+    /// Wall time of the whole build, model load included.
+    pub elapsed: Duration,
+}
+
+/// Builds the reference profile of the model in `model_dir` from the data
+/// file `data` (format from its extension). See the module docs.
+pub fn build_profile(
+    data: &Path,
+    model_dir: &Path,
+    opts: &ProfileOptions,
+    progress: &mut dyn Progress,
+) -> Result<BuiltProfile, ProfileBuildError> {
+    let started = Instant::now();
+    let sketch_err = |column: &str, source: DriftError| ProfileBuildError::Sketch {
+        path: data.to_owned(),
+        column: column.to_owned(),
+        source,
+    };
+    if opts.bins < 2 {
+        let bins = opts.bins;
+        return Err(ProfileBuildError::Options(DriftError::TooFewBins { bins }));
+    }
+    let format = Format::from_path(data).ok_or_else(|| ProfileBuildError::UnknownFormat {
+        path: data.to_owned(),
+    })?;
+    let model = Arc::new(Model::load(model_dir)?);
+    let manifest = model.manifest();
+    let model_name = format!("{}/{}", manifest.name, manifest.version);
+    let mut scorer = Scorer::new(&model)?;
+    let inputs: Vec<(&str, InputKind)> = manifest
+        .inputs
+        .iter()
+        .map(|i| (i.name.as_str(), i.kind))
+        .collect();
+    let watched = watched_columns(manifest);
+    let reader = Reader {
+        path: data,
+        format,
+        inputs: &inputs,
+        batch_rows: opts.batch_rows.max(1),
+        allow_missing: opts.allow_missing_columns,
+        model: &model_name,
+    };
+    let sha256 = file_sha256(data)?;
+
+    // Pass 1: quantiles and category counts.
+    let opened = reader.open()?;
+    let absent_columns: Vec<String> = opened
+        .columns
+        .iter()
+        .zip(&inputs)
+        .filter(|(at, _)| at.is_none())
+        .map(|(_, (name, _))| (*name).to_owned())
+        .collect();
+    progress.start(Pass::Distributions, opened.rows);
+    let mut first = Distributions::new(watched.columns().iter().map(|c| c.kind));
+    let mut rows = 0u64;
+    for batch in opened.batches {
+        let batch = reader.cells(&opened.schema, &opened.columns, batch, rows)?;
+        for (column, (cells, &(name, _))) in batch.columns.iter().zip(&inputs).enumerate() {
+            match cells {
+                Cells::Number(a) => first.numbers(column, a.iter()),
+                Cells::Text(a) => first.texts(column, a.iter()).map_err(|too_many| {
+                    ProfileBuildError::TooManyCategories {
+                        path: data.to_owned(),
+                        column: name.to_owned(),
+                        limit: too_many.limit,
+                    }
+                })?,
+                // Booleans learn nothing; absent columns have nothing to learn from.
+                Cells::Bool(_) | Cells::Absent => {}
+            }
+        }
+        scorer
+            .score(&batch, rows, true, |s| first.score(s))
+            .map_err(|source| reader.score_err(rows, source))?;
+        rows += batch.rows as u64;
+        progress.advance(batch.rows as u64);
+    }
+    if rows == 0 {
+        return Err(ProfileBuildError::NoRows {
+            path: data.to_owned(),
+        });
+    }
+    let skipped = scorer.skipped();
+    if scorer.scored == 0 {
+        let reasons = skipped
+            .iter()
+            .map(|s| format!("{} rows {}, e.g. {}", s.rows, s.reason, s.example))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(ProfileBuildError::NoScores {
+            path: data.to_owned(),
+            reasons,
+        });
+    }
+
+    // Pass 2: every value into sketches on the pass-1 edges and categories.
+    let sketch_options = SketchOptions {
+        bins: opts.bins,
+        top_k: opts.top_k,
+    };
+    let mut sketches: Sketches = first.into_sketches(&sketch_options).map_err(|e| match e {
+        SketchError::Column { column, source } => {
+            sketch_err(inputs.get(column).map_or("?", |i| i.0), source)
+        }
+        SketchError::Score(source) => sketch_err(SCORE_COLUMN, source),
+    })?;
+    let scored = std::mem::take(&mut scorer.scored);
+    let opened = reader.open()?;
+    progress.start(Pass::Sketches, Some(rows));
+    let mut second = 0u64;
+    for batch in opened.batches {
+        let batch = reader.cells(&opened.schema, &opened.columns, batch, second)?;
+        for (column, cells) in batch.columns.iter().enumerate() {
+            match cells {
+                Cells::Number(a) => sketches.numbers(column, a.iter()),
+                Cells::Text(a) => sketches.texts(column, a.iter()),
+                Cells::Bool(a) => sketches.bools(column, a.iter()),
+                Cells::Absent => sketches.missing(column, batch.rows),
+            }
+        }
+        scorer
+            .score(&batch, second, false, |s| sketches.score(s))
+            .map_err(|source| reader.score_err(second, source))?;
+        second += batch.rows as u64;
+        progress.advance(batch.rows as u64);
+    }
+    // The second pass must see the rows the edges were derived from.
+    if second != rows || scorer.scored != scored {
+        return Err(ProfileBuildError::Changed {
+            path: data.to_owned(),
+            first: (rows, scored),
+            second: (second, scorer.scored),
+        });
+    }
+    progress.finish();
+    let (sketches, score) = sketches.finish();
+
+    let columns = inputs
+        .iter()
+        .zip(sketches)
+        .map(|(&(name, _), sketch)| ColumnProfile {
+            name: name.to_owned(),
+            sketch,
+        })
+        .collect();
+    let profile = Profile {
+        format: PROFILE_FORMAT,
+        id: format!("{model_name}@{}", sha256.get(..12).unwrap_or(&sha256)),
+        model: manifest.name.clone(),
+        model_version: manifest.version.clone(),
+        created_ms: now_ms(),
+        source: ProfileSource {
+            path: data.display().to_string(),
+            rows,
+            sha256,
+        },
+        columns,
+        score: ColumnProfile {
+            name: SCORE_COLUMN.into(),
+            sketch: ColumnSketch::Numeric(score),
+        },
+    };
+    Ok(BuiltProfile {
+        profile,
+        rows,
+        scored,
+        skipped,
+        absent_columns,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Hex SHA-256 of a file, read in blocks.
+fn file_sha256(path: &Path) -> Result<String, ProfileBuildError> {
+    let open_err = |source| ProfileBuildError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(open_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(open_err(e)),
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+/// One input's column of a batch, converted to what the build reads.
+enum Cells {
+    /// The file has no such column (allowed by the options): all missing.
+    Absent,
+    Number(Float64Array),
+    Bool(BooleanArray),
+    Text(StringArray),
+}
+
+/// One batch: a [`Cells`] per model input, in manifest order.
+struct BatchCells {
+    rows: usize,
+    columns: Vec<Cells>,
+}
+
+/// An opened data file.
+struct Opened {
+    /// Schema of the batches (a projection of the file's for Parquet and CSV).
+    schema: SchemaRef,
+    /// Per input, its column in the batches; `None` when absent.
+    columns: Vec<Option<usize>>,
+    /// Row count when the format states it up front (Parquet).
+    rows: Option<u64>,
+    batches: Batches,
+}
+
+/// Opens the data file and converts its batches; shared by both passes.
+struct Reader<'a> {
+    path: &'a Path,
+    format: Format,
+    inputs: &'a [(&'a str, InputKind)],
+    batch_rows: usize,
+    allow_missing: bool,
+    /// `name/version`, for messages.
+    model: &'a str,
+}
+
+impl Reader<'_> {
+    fn wanted(&self, name: &str) -> bool {
+        self.inputs.iter().any(|(n, _)| *n == name)
+    }
+
+    /// Numeric inputs are parsed as numbers; booleans (0/1 and any case)
+    /// and categoricals as text, parsed here.
+    fn csv_type(&self, name: &str) -> CsvType {
+        match self.inputs.iter().find(|(n, _)| *n == name) {
+            Some((_, InputKind::Numeric)) => CsvType::Number,
+            _ => CsvType::Text,
+        }
+    }
+
+    fn score_err(&self, done: u64, source: ModelError) -> ProfileBuildError {
+        ProfileBuildError::Score {
+            path: self.path.to_owned(),
+            first_row: done + 1,
+            source,
+        }
+    }
+
+    /// Opens the file, finds each input's column and checks its type.
+    fn open(&self) -> Result<Opened, ProfileBuildError> {
+        let file = File::open(self.path).map_err(|source| ProfileBuildError::Open {
+            path: self.path.to_owned(),
+            source,
+        })?;
+        let keep = |name: &str| self.wanted(name);
+        let csv_type = |name: &str| self.csv_type(name);
+        let read = ReadOptions {
+            batch_rows: self.batch_rows,
+            keep: &keep,
+            csv_type: &csv_type,
+        };
+        let table = tabular::open(file, self.path, self.format, &read)?;
+        table.check_duplicates(self.path, &keep)?;
+        let schema = table.schema;
+        let mut columns = Vec::with_capacity(self.inputs.len());
+        for &(name, kind) in self.inputs {
+            let at = schema.fields().iter().position(|f| f.name() == name);
+            match at {
+                Some(at) => check_type(self.path, &schema.fields()[at], kind)?,
+                None if self.allow_missing => {}
+                None => {
+                    return Err(ProfileBuildError::MissingColumn {
+                        path: self.path.to_owned(),
+                        column: name.to_owned(),
+                        model: self.model.to_owned(),
+                    })
+                }
+            }
+            columns.push(at);
+        }
+        if columns.iter().all(Option::is_none) {
+            return Err(ProfileBuildError::NoInputColumns {
+                path: self.path.to_owned(),
+            });
+        }
+        Ok(Opened {
+            schema,
+            columns,
+            rows: table.rows,
+            batches: table.batches,
+        })
+    }
+
+    /// Converts one batch; `done` rows precede it.
+    fn cells(
+        &self,
+        schema: &SchemaRef,
+        columns: &[Option<usize>],
+        batch: Result<RecordBatch, TabularError>,
+        done: u64,
+    ) -> Result<BatchCells, ProfileBuildError> {
+        let batch = batch?;
+        if batch.num_columns() != schema.fields().len() {
+            return Err(TabularError::Read {
+                path: self.path.to_owned(),
+                format: self.format,
+                source: format!(
+                    "record batch has {} columns, the file schema {}",
+                    batch.num_columns(),
+                    schema.fields().len()
+                )
+                .into(),
+            }
+            .into());
+        }
+        let cells = columns
+            .iter()
+            .zip(self.inputs)
+            .map(|(at, &(name, kind))| match at {
+                None => Ok(Cells::Absent),
+                Some(at) => self.convert(batch.column(*at), name, kind, done),
+            })
+            .collect::<Result<_, TabularError>>()?;
+        Ok(BatchCells {
+            rows: batch.num_rows(),
+            columns: cells,
+        })
+    }
+
+    fn convert(
+        &self,
+        a: &ArrayRef,
+        column: &str,
+        kind: InputKind,
+        done: u64,
+    ) -> Result<Cells, TabularError> {
+        let convert_err = |source| TabularError::Convert {
+            path: self.path.to_owned(),
+            column: column.to_owned(),
+            source,
+        };
+        let cell_err = |r: usize, problem: String| TabularError::Cell {
+            path: self.path.to_owned(),
+            row: done + r as u64 + 1,
+            column: column.to_owned(),
+            problem,
+        };
+        // `safe` off: an overflowing value must fail, not become a null.
+        let cast = |to: &DataType| tabular::cast(a, to).map_err(convert_err);
+        let numbers = || -> Result<Float64Array, TabularError> {
+            tabular::downcast::<Float64Array>(&cast(&DataType::Float64)?).map_err(convert_err)
+        };
+        let texts = || -> Result<StringArray, TabularError> {
+            tabular::downcast::<StringArray>(&cast(&DataType::Utf8)?).map_err(convert_err)
+        };
+        Ok(match kind {
+            InputKind::Numeric => Cells::Number(numbers()?),
+            InputKind::Categorical => Cells::Text(texts()?),
+            InputKind::Boolean if a.data_type() == &DataType::Boolean => {
+                Cells::Bool(tabular::downcast::<BooleanArray>(a).map_err(convert_err)?)
+            }
+            InputKind::Boolean if a.data_type().is_numeric() => {
+                let values = numbers()?
+                    .iter()
+                    .enumerate()
+                    .map(|(r, x)| match x {
+                        None => Ok(None),
+                        Some(x) if x.is_nan() => Ok(None),
+                        Some(0.0) => Ok(Some(false)),
+                        Some(1.0) => Ok(Some(true)),
+                        Some(x) => Err(cell_err(r, format!("expected 0 or 1, got {x}"))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Cells::Bool(BooleanArray::from(values))
+            }
+            InputKind::Boolean => {
+                let values = texts()?
+                    .iter()
+                    .enumerate()
+                    .map(|(r, v)| match v.map(str::trim) {
+                        None | Some("") => Ok(None),
+                        Some(v) => parse_bool(v).map(Some).ok_or_else(|| {
+                            cell_err(r, format!("expected true/false or 0/1, got {v:?}"))
+                        }),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Cells::Bool(BooleanArray::from(values))
+            }
+        })
+    }
+}
+
+/// Checks that a file column can feed an input of `kind`.
+fn check_type(path: &Path, field: &Field, kind: InputKind) -> Result<(), TabularError> {
+    let dt = field.data_type();
+    let expected = match kind {
+        InputKind::Numeric if dt.is_numeric() => return Ok(()),
+        InputKind::Numeric => "a numeric column",
+        InputKind::Categorical if tabular::is_text(dt) => return Ok(()),
+        InputKind::Categorical => "a text column",
+        InputKind::Boolean
+            if dt == &DataType::Boolean || dt.is_numeric() || tabular::is_text(dt) =>
+        {
+            return Ok(())
+        }
+        InputKind::Boolean => "a boolean, 0/1 or true/false column",
+    };
+    Err(TabularError::ColumnType {
+        path: path.to_owned(),
+        column: field.name().clone(),
+        expected,
+        found: dt.clone(),
+    })
+}
+
+/// `true`/`false` in any case, or a number equal to 1 or 0.
+fn parse_bool(v: &str) -> Option<bool> {
+    if v.eq_ignore_ascii_case("true") {
+        return Some(true);
+    }
+    if v.eq_ignore_ascii_case("false") {
+        return Some(false);
+    }
+    match v.parse::<f64>() {
+        Ok(1.0) => Some(true),
+        Ok(0.0) => Some(false),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scoring
+
+/// Scores rows as the live loop does: rows become events, the enricher
+/// encodes them (defaults included), the model scores chunks of them.
+struct Scorer {
+    enricher: Enricher,
+    session: Session,
+    width: usize,
+    /// Reused for every row: one feature per input, in manifest order.
+    event: Event,
+    scratch: Scratch,
+    /// Encoded rows waiting for the model (at most [`SCORE_CHUNK`]).
+    rows: Vec<f32>,
+    scores: Vec<f32>,
+    scored: u64,
+    /// Per reason: rows and the first row's detail.
+    skipped: HashMap<RejectReason, (u64, String)>,
+}
+
+impl Scorer {
+    fn new(model: &Arc<Model>) -> Result<Self, ProfileBuildError> {
+        // Every input is read from the row, so no store or aggregator.
+        let mut manifest: Manifest = model.manifest().clone();
+        for input in &mut manifest.inputs {
+            input.source = InputSource::Event;
+        }
+        let enricher = Enricher::new(&manifest, None, None)?;
+        let features = manifest
+            .inputs
+            .iter()
+            .map(|i| (CompactString::from(i.name.as_str()), FeatureValue::Null))
+            .collect();
+        Ok(Self {
+            width: enricher.width(),
+            enricher,
+            session: model.session()?,
+            event: Event {
+                event_id: CompactString::default(),
+                entity_id: CompactString::default(),
+                ts_ms: None,
+                features: Features(features),
+            },
+            scratch: Scratch::default(),
+            rows: Vec::with_capacity(SCORE_CHUNK * model.width()),
+            scores: Vec::with_capacity(SCORE_CHUNK),
+            scored: 0,
+            skipped: HashMap::new(),
+        })
+    }
+
+    /// Scores every row of `batch` that can be encoded and hands each score
+    /// to `sink`; `tally` counts the others by reason. `done` rows precede
+    /// the batch.
+    fn score(
+        &mut self,
+        batch: &BatchCells,
+        done: u64,
+        tally: bool,
+        mut sink: impl FnMut(f64),
+    ) -> Result<(), ModelError> {
+        for r in 0..batch.rows {
+            for ((_, value), cells) in self.event.features.0.iter_mut().zip(&batch.columns) {
+                *value = feature(cells, r);
+            }
+            let start = self.rows.len();
+            self.rows.resize(start + self.width, 0.0);
+            let encoded = self.enricher.enrich(
+                &self.event,
+                0,
+                0,
+                &mut self.scratch,
+                &mut self.rows[start..],
+            );
+            if let Err(rejection) = encoded {
+                self.rows.truncate(start);
+                if tally {
+                    let row = done + r as u64 + 1;
+                    let entry = self
+                        .skipped
+                        .entry(rejection.reason)
+                        .or_insert_with(|| (0, format!("row {row}: {}", rejection.detail)));
+                    entry.0 += 1;
+                }
+            }
+            if self.rows.len() >= SCORE_CHUNK * self.width {
+                self.run(&mut sink)?;
+            }
+        }
+        self.run(&mut sink)
+    }
+
+    fn run(&mut self, sink: &mut impl FnMut(f64)) -> Result<(), ModelError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        self.scores.clear();
+        self.session.score(&self.rows, &mut self.scores)?;
+        self.rows.clear();
+        self.scored += self.scores.len() as u64;
+        for &s in &self.scores {
+            sink(f64::from(s));
+        }
+        Ok(())
+    }
+
+    /// Skipped rows by reason, most frequent first.
+    fn skipped(&self) -> Vec<SkippedRows> {
+        let mut skipped: Vec<SkippedRows> = self
+            .skipped
+            .iter()
+            .map(|(&reason, (rows, example))| SkippedRows {
+                reason,
+                rows: *rows,
+                example: example.clone(),
+            })
+            .collect();
+        skipped.sort_by(|a, b| {
+            b.rows
+                .cmp(&a.rows)
+                .then(a.reason.code().cmp(b.reason.code()))
+        });
+        skipped
+    }
+}
+
+/// One cell as an event feature (`Null` when missing).
+fn feature(cells: &Cells, r: usize) -> FeatureValue {
+    match cells {
+        Cells::Number(a) if a.is_valid(r) => FeatureValue::Number(a.value(r)),
+        Cells::Bool(a) if a.is_valid(r) => FeatureValue::Bool(a.value(r)),
+        // Empty text means missing, as it does in CSV, so formats agree.
+        Cells::Text(a) if a.is_valid(r) && !a.value(r).is_empty() => {
+            FeatureValue::Text(CompactString::new(a.value(r)))
+        }
+        _ => FeatureValue::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boolean_spellings() {
+        for (text, want) in [
+            ("true", Some(true)),
+            ("TRUE", Some(true)),
+            ("1", Some(true)),
+            ("1.0", Some(true)),
+            ("False", Some(false)),
+            ("0", Some(false)),
+            ("-0", Some(false)),
+            ("yes", None),
+            ("2", None),
+            ("NaN", None),
+        ] {
+            assert_eq!(parse_bool(text), want, "{text}");
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! Judging: the statistics of one column against the reference, each
+//! compared with its threshold.
+
+use serde::Serialize;
+
+use super::plan::PlannedColumn;
+use crate::drift::profile::ColumnSketch;
+use crate::drift::sketch::{compare_categorical, compare_numeric_prepared};
+use crate::drift::special::chi2_sf;
+use crate::drift::stats::{chi_square_from_counts, ks_p_value, psi_from_counts};
+
+/// p-value the missing-rate z test must reach on top of the rate change, so
+/// a small window's noise does not fire `missing_rate`.
+const MISSING_RATE_P: f64 = 1e-3;
+
+/// Chi-square buckets with fewer expected counts are pooled (the usual
+/// validity rule of the asymptotic test).
+const MIN_EXPECTED: f64 = 5.0;
+
+/// A judged statistic.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judged {
+    pub statistic: &'static str,
+    pub value: f64,
+    /// The value at which it fires (`None`: no threshold, reported only).
+    pub threshold: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// Error bound of a sketch-mode value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound: Option<f64>,
+    /// The effect size a significance test must also reach (`ks`: the
+    /// lower bound of D; `chi_square`: PSI over its buckets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<f64>,
+    pub bad: bool,
+}
+
+/// The statistics of one column at the latest evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub count: u64,
+    pub missing: u64,
+    /// `None` when the column was not judged (disabled, too few values).
+    pub skipped: Option<&'static str>,
+    pub statistics: Vec<Judged>,
+}
+
+/// The statistics of one column, judged against its thresholds.
+pub(super) fn judge_column(
+    column: &PlannedColumn,
+    reference: &ColumnSketch,
+    current: &ColumnSketch,
+    enough: bool,
+    min_samples: u64,
+) -> ColumnStatus {
+    let (count, missing) = match current {
+        ColumnSketch::Numeric(s) => (s.count(), s.missing()),
+        ColumnSketch::Categorical(s) => (s.count(), s.missing()),
+    };
+    let mut status = ColumnStatus {
+        name: column.name.clone(),
+        kind: current.kind(),
+        count,
+        missing,
+        skipped: None,
+        statistics: Vec::new(),
+    };
+    if !column.enabled {
+        status.skipped = Some("disabled");
+        return status;
+    }
+    if !enough {
+        status.skipped = Some("window below min_samples");
+        return status;
+    }
+    let t = &column.thresholds;
+    let s = &mut status.statistics;
+    let mut missing_change = None;
+    let present_enough = count >= min_samples;
+    match (reference, current) {
+        (ColumnSketch::Numeric(r), ColumnSketch::Numeric(c)) => {
+            if let Ok(d) = compare_numeric_prepared(r, column.prepared.as_ref(), c) {
+                missing_change = Some(d.missing);
+                if let (Some(d), true) = (d.distribution, present_enough) {
+                    s.push(at_least("psi", d.psi, t.psi));
+                    s.push(at_least("js", d.js_distance, t.js));
+                    let mut w = at_least("wasserstein", d.wasserstein.value, t.wasserstein);
+                    w.bound = Some(d.wasserstein.bound);
+                    s.push(w);
+                    s.push(ks_judged(
+                        d.ks.value,
+                        d.ks.bound,
+                        (r.count(), c.count()),
+                        t.ks_p_value,
+                        t.ks_min_effect,
+                    ));
+                }
+            }
+        }
+        (ColumnSketch::Categorical(r), ColumnSketch::Categorical(c)) => {
+            if let Ok(d) = compare_categorical(r, c) {
+                missing_change = Some(d.missing);
+                if let (Some(d), true) = (d.distribution, present_enough) {
+                    s.push(at_least("psi", d.psi, t.psi));
+                    if let Some(j) = chi_square_judged(
+                        r.counts(),
+                        c.counts(),
+                        t.chi_square_p_value,
+                        t.chi_square_min_effect,
+                    ) {
+                        s.push(j);
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(m) = missing_change {
+        s.push(Judged {
+            statistic: "missing_rate",
+            value: m.difference,
+            threshold: t.missing_rate,
+            p_value: Some(m.p_value),
+            bound: None,
+            effect: None,
+            bad: t
+                .missing_rate
+                .is_some_and(|th| m.difference.abs() >= th && m.p_value <= MISSING_RATE_P),
+        });
+    }
+    if !present_enough && status.skipped.is_none() {
+        status.skipped = Some("too few present values for distribution statistics");
+    }
+    status
+}
+
+fn at_least(statistic: &'static str, value: f64, threshold: Option<f64>) -> Judged {
+    Judged {
+        statistic,
+        value,
+        threshold,
+        p_value: None,
+        bound: None,
+        effect: None,
+        bad: threshold.is_some_and(|t| value >= t),
+    }
+}
+
+/// KS judged on the lower confidence bound of D: significant at `alpha`
+/// and at least `min_effect`; `threshold` is the D̂ at which it fires.
+fn ks_judged(
+    d: f64,
+    bound: f64,
+    n: (u64, u64),
+    alpha: Option<f64>,
+    min_effect: Option<f64>,
+) -> Judged {
+    let (n_ref, n_cur) = n;
+    let lower = (d - bound).max(0.0);
+    let p = ks_p_value(lower, n_ref, n_cur);
+    let floor = min_effect.unwrap_or(0.0);
+    let threshold = alpha
+        .map(|a| invert_decreasing(|x| ks_p_value(x, n_ref, n_cur), a, 1.0).max(floor) + bound);
+    Judged {
+        statistic: "ks",
+        value: d,
+        threshold,
+        p_value: Some(p),
+        bound: Some(bound),
+        effect: Some(lower),
+        bad: alpha.is_some_and(|a| p <= a && lower >= floor),
+    }
+}
+
+/// Chi-square of the current counts against the reference shares, with
+/// buckets whose expected count is below [`MIN_EXPECTED`] pooled into one.
+fn chi_square_judged(
+    reference: &[u64],
+    current: &[u64],
+    alpha: Option<f64>,
+    min_effect: Option<f64>,
+) -> Option<Judged> {
+    let total_r: u64 = reference.iter().sum();
+    let total_c: u64 = current.iter().sum();
+    if total_r == 0 || total_c == 0 {
+        return None;
+    }
+    let (mut r_pooled, mut c_pooled) = (Vec::new(), Vec::new());
+    let (mut r_small, mut c_small) = (0u64, 0u64);
+    for (&r, &c) in reference.iter().zip(current) {
+        let expected = r as f64 / total_r as f64 * total_c as f64;
+        if expected < MIN_EXPECTED {
+            r_small += r;
+            c_small += c;
+        } else {
+            r_pooled.push(r);
+            c_pooled.push(c);
+        }
+    }
+    if r_small > 0 || c_small > 0 {
+        r_pooled.push(r_small);
+        c_pooled.push(c_small);
+    }
+    let chi = chi_square_from_counts(&r_pooled, &c_pooled).ok()?;
+    let effect = psi_from_counts(&r_pooled, &c_pooled).ok()?;
+    let threshold = match (alpha, chi.dof) {
+        (Some(a), dof) if dof > 0 => Some(invert_decreasing(|x| chi2_sf(x, dof), a, 1e4)),
+        _ => None,
+    };
+    Some(Judged {
+        statistic: "chi_square",
+        value: chi.statistic,
+        threshold,
+        p_value: Some(chi.p_value),
+        bound: None,
+        effect: Some(effect),
+        bad: alpha.is_some_and(|a| {
+            chi.dof > 0 && chi.p_value <= a && effect >= min_effect.unwrap_or(0.0)
+        }),
+    })
+}
+
+/// The `x` where a decreasing `p(x)` crosses `alpha`, by bisection on
+/// `[0, hi]` (doubling `hi` while `p(hi) > alpha`), to a relative 1e-12:
+/// the threshold is reported, not judged by, and a fixed 100 steps (most
+/// of them below f64 resolution) were a sixth of each window evaluation.
+fn invert_decreasing(p: impl Fn(f64) -> f64, alpha: f64, mut hi: f64) -> f64 {
+    let mut lo = 0.0;
+    for _ in 0..60 {
+        if p(hi) <= alpha {
+            break;
+        }
+        hi *= 2.0;
+    }
+    for _ in 0..100 {
+        if hi - lo <= 1e-12 * hi {
+            break;
+        }
+        let mid = 0.5 * (lo + hi);
+        if p(mid) > alpha {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drift::monitor::plan::Probe;
+    use crate::drift::monitor::Thresholds;
+    use crate::drift::sketch::{CategoricalSketch, NumericSketch, PreparedReference};
+
+    fn numeric_column(thresholds: Thresholds, reference: &NumericSketch) -> PlannedColumn {
+        PlannedColumn {
+            name: "amount".into(),
+            probe: Probe::Numeric { offset: 0 },
+            enabled: true,
+            thresholds,
+            prepared: PreparedReference::new(reference).unwrap(),
+        }
+    }
+
+    fn numbers(
+        edges: &[f64],
+        values: impl IntoIterator<Item = f64>,
+        missing: u64,
+    ) -> NumericSketch {
+        let mut s = NumericSketch::new(edges.to_vec()).unwrap();
+        for v in values {
+            s.update(v);
+        }
+        for _ in 0..missing {
+            s.update_missing();
+        }
+        s.flush();
+        s
+    }
+
+    fn statistic<'a>(status: &'a ColumnStatus, name: &str) -> &'a Judged {
+        status
+            .statistics
+            .iter()
+            .find(|j| j.statistic == name)
+            .unwrap_or_else(|| panic!("no {name} in {status:?}"))
+    }
+
+    #[test]
+    fn at_least_fires_at_the_threshold_and_not_without_one() {
+        assert!(at_least("psi", 0.2, Some(0.2)).bad);
+        assert!(!at_least("psi", 0.19, Some(0.2)).bad);
+        let unjudged = at_least("js", 9.0, None);
+        assert!(!unjudged.bad);
+        assert_eq!(unjudged.threshold, None);
+    }
+
+    #[test]
+    fn the_threshold_inverts_the_p_value() {
+        // p(x) = exp(-x) crosses 1e-6 at x = ln(1e6).
+        let x = invert_decreasing(|x| (-x).exp(), 1e-6, 1.0);
+        assert!((x - 1e6f64.ln()).abs() < 1e-9, "{x}");
+        // Already below alpha at 0: the crossing is at the start.
+        assert!(invert_decreasing(|_| 0.0, 0.5, 1.0) <= 1e-12);
+    }
+
+    #[test]
+    fn ks_fires_only_when_significant_and_large_enough() {
+        let n = (10_000, 10_000);
+        // A large D on large samples: significant, and its lower bound
+        // clears the minimum effect.
+        let big = ks_judged(0.2, 0.01, n, Some(1e-6), Some(0.05));
+        assert!(big.bad, "{big:?}");
+        assert_eq!(big.effect, Some(0.2 - 0.01));
+        // The value that would fire sits between the effect floor plus the
+        // bound and D.
+        let t = big.threshold.unwrap();
+        assert!((0.06 - 1e-12..=0.2).contains(&t), "{t}");
+        // The same D whose sketch error covers it: its lower bound is 0.
+        let uncertain = ks_judged(0.2, 0.25, n, Some(1e-6), Some(0.05));
+        assert!(!uncertain.bad);
+        assert_eq!(uncertain.effect, Some(0.0));
+        // Significant but below the minimum effect.
+        let small = ks_judged(0.04, 0.0, (1_000_000, 1_000_000), Some(1e-6), Some(0.05));
+        assert!(small.p_value.unwrap() < 1e-6 && !small.bad, "{small:?}");
+        // No alpha: reported, never judged.
+        let off = ks_judged(0.9, 0.0, n, None, Some(0.05));
+        assert!(!off.bad && off.threshold.is_none());
+    }
+
+    #[test]
+    fn chi_square_pools_rare_buckets() {
+        // Two rare categories (expected < 5) are pooled into one bucket,
+        // leaving three buckets: 2 degrees of freedom.
+        let reference = [500, 480, 2, 1, 17];
+        let current = [490, 470, 3, 2, 35];
+        let j = chi_square_judged(&reference, &current, Some(1e-6), Some(0.05)).unwrap();
+        let pooled_r = [500, 480, 17, 3];
+        let pooled_c = [490, 470, 35, 5];
+        let want = chi_square_from_counts(&pooled_r, &pooled_c).unwrap();
+        assert_eq!(j.value, want.statistic);
+        assert_eq!(j.p_value, Some(want.p_value));
+        assert!(j.threshold.unwrap() > 0.0);
+        assert_eq!(chi_square_judged(&[0, 0], &[1, 2], Some(0.01), None), None);
+        // A strong shift fires.
+        let shifted = chi_square_judged(&[900, 100], &[500, 500], Some(1e-6), Some(0.05)).unwrap();
+        assert!(shifted.bad, "{shifted:?}");
+    }
+
+    #[test]
+    fn a_column_is_skipped_when_disabled_or_below_min_samples() {
+        let edges = [10.0, 20.0, 30.0];
+        let reference = numbers(&edges, (0..400).map(|i| f64::from(i % 40)), 0);
+        let current = numbers(&edges, (0..400).map(|i| f64::from(i % 40)), 0);
+        let (r, c) = (
+            ColumnSketch::Numeric(reference.clone()),
+            ColumnSketch::Numeric(current),
+        );
+        let mut column = numeric_column(Thresholds::defaults(), &reference);
+        let status = judge_column(&column, &r, &c, false, 100);
+        assert_eq!(status.skipped, Some("window below min_samples"));
+        assert!(status.statistics.is_empty());
+        assert_eq!(
+            (status.count, status.missing, status.kind),
+            (400, 0, "numeric")
+        );
+        column.enabled = false;
+        assert_eq!(
+            judge_column(&column, &r, &c, true, 100).skipped,
+            Some("disabled")
+        );
+        // Enough events in the window, but too few present values for
+        // distribution statistics: only the missing rate is judged.
+        column.enabled = true;
+        let status = judge_column(&column, &r, &c, true, 1_000);
+        assert_eq!(
+            status.skipped,
+            Some("too few present values for distribution statistics")
+        );
+        let names: Vec<&str> = status.statistics.iter().map(|j| j.statistic).collect();
+        assert_eq!(names, ["missing_rate"]);
+    }
+
+    #[test]
+    fn a_shifted_numeric_column_fires_psi_and_ks_and_missing_values_fire_missing_rate() {
+        let edges = [10.0, 20.0, 30.0];
+        let reference = numbers(&edges, (0..4_000).map(|i| f64::from(i % 40)), 0);
+        let same = numbers(&edges, (0..4_000).map(|i| f64::from((i + 7) % 40)), 0);
+        let shifted = numbers(&edges, (0..4_000).map(|i| f64::from(i % 40) + 15.0), 2_000);
+        let column = numeric_column(Thresholds::defaults(), &reference);
+        let r = ColumnSketch::Numeric(reference);
+        let calm = judge_column(&column, &r, &ColumnSketch::Numeric(same), true, 100);
+        assert!(calm.statistics.iter().all(|j| !j.bad), "{calm:?}");
+        let status = judge_column(&column, &r, &ColumnSketch::Numeric(shifted), true, 100);
+        assert_eq!(status.skipped, None);
+        assert!(statistic(&status, "psi").bad);
+        assert!(statistic(&status, "ks").bad);
+        assert!(!statistic(&status, "js").bad, "js has no default threshold");
+        let missing = statistic(&status, "missing_rate");
+        assert!(missing.bad && missing.value > 0.3, "{missing:?}");
+    }
+
+    #[test]
+    fn categorical_columns_get_psi_chi_square_and_missing_rate() {
+        let categories = || vec!["a".into(), "b".into(), "c".into()];
+        let mut reference = CategoricalSketch::new(categories()).unwrap();
+        let mut current = CategoricalSketch::new(categories()).unwrap();
+        for i in 0..3_000 {
+            reference.update(["a", "b", "c"][i % 3]);
+            current.update(if i % 4 == 0 { "b" } else { "a" });
+        }
+        let column = PlannedColumn {
+            name: "channel".into(),
+            probe: Probe::OneHot {
+                offset: 0,
+                buckets: vec![0, 1, 2],
+                other: 3,
+            },
+            enabled: true,
+            thresholds: Thresholds::defaults(),
+            prepared: None,
+        };
+        let status = judge_column(
+            &column,
+            &ColumnSketch::Categorical(reference),
+            &ColumnSketch::Categorical(current),
+            true,
+            100,
+        );
+        let names: Vec<&str> = status.statistics.iter().map(|j| j.statistic).collect();
+        assert_eq!(names, ["psi", "chi_square", "missing_rate"]);
+        assert!(statistic(&status, "psi").bad && statistic(&status, "chi_square").bad);
+        assert!(!statistic(&status, "missing_rate").bad);
+    }
+}

@@ -1,0 +1,158 @@
+//! The hot path: per scored event, one sketch update per column; closed
+//! sub-windows go to the evaluator over a bounded channel, never waiting.
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::config::WindowKind;
+use super::plan::{Plan, Probe};
+use super::window::{max_opt, min_opt, Window};
+use crate::drift::profile::ColumnSketch;
+
+/// Counts of the recorder, read by the evaluator and the service's metrics.
+#[derive(Debug, Default)]
+pub struct RecorderStats {
+    pub windows: std::sync::atomic::AtomicU64,
+    pub dropped: std::sync::atomic::AtomicU64,
+}
+
+/// Updates the open sub-window per scored event; see the module docs.
+pub struct Recorder {
+    plan: Arc<Plan>,
+    window: Window,
+    opened: Instant,
+    sub_events: u64,
+    sub_duration: Option<Duration>,
+    tx: SyncSender<Window>,
+    stats: Arc<RecorderStats>,
+    /// Warm-up events still to ignore.
+    skip: u64,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("seq", &self.window.seq)
+            .field("count", &self.window.count)
+            .finish()
+    }
+}
+
+impl Recorder {
+    /// A recorder and the receiving end for the
+    /// [`Evaluator`](super::Evaluator) thread.
+    pub fn new(plan: Arc<Plan>, stats: Arc<RecorderStats>) -> (Recorder, Receiver<Window>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(plan.config.queue.max(1));
+        let (sub_events, sub_duration) = match plan.config.window {
+            WindowKind::Count => (plan.config.sub_window_events(), None),
+            WindowKind::Time => (u64::MAX, Some(plan.sub_duration)),
+        };
+        let recorder = Recorder {
+            skip: plan.config.warmup_events,
+            window: plan.empty_window(0),
+            plan,
+            opened: Instant::now(),
+            sub_events,
+            sub_duration,
+            tx,
+            stats,
+        };
+        (recorder, rx)
+    }
+
+    /// Observes one scored event: `row` is the encoded model input,
+    /// `missing[i]` says input `i` fell back to its default (or had no value).
+    #[inline]
+    pub fn observe(&mut self, row: &[f32], missing: &[bool], score: f32, ts_ms: i64) {
+        if self.skip > 0 {
+            self.skip -= 1;
+            if self.skip == 0 {
+                self.opened = Instant::now();
+                self.window.opened_ms = crate::event::now_ms();
+            }
+            return;
+        }
+        let w = &mut self.window;
+        for (i, (column, sketch)) in self.plan.columns.iter().zip(&mut w.columns).enumerate() {
+            if missing.get(i).copied().unwrap_or(false) {
+                match sketch {
+                    ColumnSketch::Numeric(s) => s.update_missing(),
+                    ColumnSketch::Categorical(s) => s.update_missing(),
+                }
+                continue;
+            }
+            match (&column.probe, sketch) {
+                (Probe::Numeric { offset }, ColumnSketch::Numeric(s)) => {
+                    s.update(f64::from(row.get(*offset).copied().unwrap_or(f32::NAN)));
+                }
+                (
+                    Probe::OneHot {
+                        offset,
+                        buckets,
+                        other,
+                    },
+                    ColumnSketch::Categorical(s),
+                ) => {
+                    let block = row.get(*offset..*offset + buckets.len()).unwrap_or(&[]);
+                    let hot = block.iter().position(|&v| v == 1.0);
+                    s.update_bucket(hot.and_then(|p| buckets.get(p).copied()).unwrap_or(*other));
+                }
+                (
+                    Probe::Ordinal {
+                        offset,
+                        buckets,
+                        other,
+                    },
+                    ColumnSketch::Categorical(s),
+                ) => {
+                    let code = row.get(*offset).copied().unwrap_or(-1.0);
+                    let bucket = if code >= 0.0 && code.fract() == 0.0 {
+                        buckets.get(code as usize).copied()
+                    } else {
+                        None
+                    };
+                    s.update_bucket(bucket.unwrap_or(*other));
+                }
+                // Plan::new builds probes from the same profile columns.
+                _ => {}
+            }
+        }
+        w.score.update(f64::from(score));
+        w.scores.push(score);
+        w.count += 1;
+        w.first_ts_ms = min_opt(w.first_ts_ms, Some(ts_ms));
+        w.last_ts_ms = max_opt(w.last_ts_ms, Some(ts_ms));
+        if w.count >= self.sub_events {
+            self.close();
+        }
+    }
+
+    /// Closes a time sub-window that has run its length (called by the loop
+    /// between batches, so a quiet stream still closes its windows).
+    pub fn tick(&mut self) {
+        if let Some(d) = self.sub_duration {
+            if self.opened.elapsed() >= d {
+                self.close();
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        let next = self.plan.empty_window(self.window.seq + 1);
+        let mut closed = std::mem::replace(&mut self.window, next);
+        self.opened = Instant::now();
+        closed.closed_ms = Some(crate::event::now_ms());
+        self.stats
+            .windows
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.tx.try_send(closed) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Windows: the sketches of every watched column and of the score over a
+//! span of events, mergeable across sub-windows and instances.
+
+use serde::{Deserialize, Serialize};
+
+use crate::drift::profile::ColumnSketch;
+use crate::drift::sketch::NumericSketch;
+use crate::drift::DriftError;
+
+/// The sketches of one (sub-)window: one per model input, in manifest
+/// order, and one of the score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// Sequence number of the sub-window within this process.
+    pub seq: u64,
+    pub columns: Vec<ColumnSketch>,
+    pub score: NumericSketch,
+    /// Events observed.
+    pub count: u64,
+    /// Event-time range of the observed events.
+    pub first_ts_ms: Option<i64>,
+    pub last_ts_ms: Option<i64>,
+    /// Wall-clock open and close times.
+    pub opened_ms: i64,
+    pub closed_ms: Option<i64>,
+    /// The scores in arrival order, for the sequential detector; not
+    /// serialised (a merged view has no single order).
+    #[serde(skip)]
+    pub scores: Vec<f32>,
+}
+
+impl Window {
+    /// Adds `other` into `self` (same reference); afterwards `self`
+    /// describes both. On error `self` may be partly merged: merge into a
+    /// copy when that matters.
+    pub fn merge(&mut self, other: &Window) -> Result<(), DriftError> {
+        if self.columns.len() != other.columns.len() {
+            return Err(DriftError::IncompatibleSketches {
+                reason: "windows of different models",
+            });
+        }
+        for (a, b) in self.columns.iter_mut().zip(&other.columns) {
+            match (a, b) {
+                (ColumnSketch::Numeric(a), ColumnSketch::Numeric(b)) => a.merge(b)?,
+                (ColumnSketch::Categorical(a), ColumnSketch::Categorical(b)) => a.merge(b)?,
+                _ => {
+                    return Err(DriftError::IncompatibleSketches {
+                        reason: "column kinds differ",
+                    })
+                }
+            }
+        }
+        self.score.merge(&other.score)?;
+        self.count += other.count;
+        self.first_ts_ms = min_opt(self.first_ts_ms, other.first_ts_ms);
+        self.last_ts_ms = max_opt(self.last_ts_ms, other.last_ts_ms);
+        self.opened_ms = self.opened_ms.min(other.opened_ms);
+        self.closed_ms = max_opt(self.closed_ms, other.closed_ms);
+        self.scores.extend_from_slice(&other.scores);
+        Ok(())
+    }
+
+    pub(super) fn flush(&mut self) {
+        for c in &mut self.columns {
+            if let ColumnSketch::Numeric(s) = c {
+                s.flush();
+            }
+        }
+        self.score.flush();
+    }
+}
+
+pub(super) fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+pub(super) fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The window an alert or statistic is about.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct WindowRef {
+    /// Event-time range (epoch ms), falling back to wall-clock times when
+    /// events carried none.
+    pub start: i64,
+    pub end: i64,
+    pub count: u64,
+}

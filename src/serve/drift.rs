@@ -203,7 +203,7 @@ fn publish_evaluation(status: &DriftStatus, outputs: &[Output], elapsed: Duratio
         let on = a.state == AlertState::Firing;
         firing += f64::from(u8::from(on));
         gauge!(DRIFT_ALERT_FIRING, "model" => model.clone(), "kind" => a.kind.as_str(),
-            "feature" => a.feature.clone(), "statistic" => a.statistic.clone())
+            "feature" => a.feature.clone())
         .set(f64::from(u8::from(on)));
     }
     gauge!(DRIFT_ALERTS_FIRING).set(firing);

@@ -188,7 +188,7 @@ fn describe() {
     );
     describe_gauge!(
         DRIFT_ALERT_FIRING,
-        "1 while the alert on (kind, feature, statistic) fires, 0 once resolved."
+        "1 while the drift episode of (kind, feature) fires, 0 once resolved (its statistics are in the drift-alerts message and GET /v1/drift)."
     );
     describe_gauge!(
         DRIFT_ALERTS_FIRING,

@@ -138,9 +138,27 @@ fn a_shift_raises_alerts_on_the_shifted_features_and_a_stationary_stream_none() 
         fired.iter().any(|a| {
             a["state"] == "firing"
                 && a["feature"] == feature
-                && statistics.iter().any(|s| a["statistic"] == *s)
+                && statistics.iter().any(|s| {
+                    a["statistics"].as_array().is_some_and(|all| {
+                        all.iter().any(|j| j["statistic"] == *s && j["bad"] == true)
+                    })
+                })
         })
     };
+    // One episode per (kind, feature): one firing message each.
+    let mut keys: Vec<String> = fired
+        .iter()
+        .filter(|a| a["state"] == "firing")
+        .map(|a| format!("{} {}", a["kind"], a["feature"]))
+        .collect();
+    let messages = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        messages,
+        "one firing message per episode: {fired:#?}"
+    );
     assert!(firing("amount", &["psi", "ks"]), "amount fires: {fired:#?}");
     assert!(
         firing("merchant_category", &["chi_square", "psi"]),

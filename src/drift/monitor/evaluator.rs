@@ -11,14 +11,14 @@ use parking_lot::RwLock;
 use serde::Serialize;
 
 use super::alert::{
-    AlertKey, AlertKind, AlertMessage, AlertState, AlertStatus, Hysteresis, Output, RetrainRequest,
-    Rules,
+    lead, AlertKey, AlertKind, AlertMessage, AlertState, AlertStatus, Hysteresis, Output,
+    RetrainRequest, Rules,
 };
 use super::judge::{judge_column, ColumnStatus, Judged};
 use super::plan::Plan;
 use super::recorder::RecorderStats;
 use super::window::{Window, WindowRef};
-use crate::drift::profile::{ColumnSketch, SCORE_COLUMN};
+use crate::drift::profile::ColumnSketch;
 use crate::drift::sequential;
 
 /// A performance reading of one model version (from the label join).
@@ -172,7 +172,7 @@ impl Evaluator {
     /// Takes one closed sub-window and evaluates; returns the outputs.
     pub fn push(&mut self, window: Window) -> Vec<Output> {
         let started = Instant::now();
-        let sequential = self
+        let sequential_judged = self
             .detector
             .as_mut()
             .and_then(|d| d.observe(&window.scores));
@@ -231,14 +231,20 @@ impl Evaluator {
             }
             status.columns.push(col);
         }
-        let score = judge_column(
+        let mut score = judge_column(
             &plan.score,
             &plan.profile.score.sketch,
             &ColumnSketch::Numeric(merged.score),
             enough,
             plan.config.min_samples,
         );
-        if enough {
+        // The sequential detector judges every sub-window; its alarm is one
+        // more statistic of the score's episode.
+        let sequential = sequential_judged.is_some();
+        if let Some(judged) = sequential_judged {
+            score.statistics.push(judged);
+        }
+        if enough || sequential {
             self.apply(
                 AlertKind::PredictionDrift,
                 &score,
@@ -248,14 +254,6 @@ impl Evaluator {
             );
         }
         status.score = Some(score);
-        if let Some(judged) = sequential {
-            let key = AlertKey {
-                kind: AlertKind::PredictionDrift,
-                feature: SCORE_COLUMN.into(),
-                statistic: judged.statistic.into(),
-            };
-            self.step(key, &judged, window, now, &mut outputs);
-        }
         if let Some(d) = &self.detector {
             status.sequential = Some(d.state());
         }
@@ -263,28 +261,30 @@ impl Evaluator {
             status.performance = source();
             let readings = status.performance.clone();
             for r in readings.iter().filter(|r| r.judged) {
-                for &(metric, value, threshold, higher_is_better) in &r.metrics {
-                    let Some(threshold) = threshold else { continue };
-                    let judged = Judged {
+                let judged = r
+                    .metrics
+                    .iter()
+                    .map(|&(metric, value, threshold, higher_is_better)| Judged {
                         statistic: metric,
                         value,
-                        threshold: Some(threshold),
+                        threshold,
                         p_value: None,
                         bound: None,
                         effect: None,
-                        bad: if higher_is_better {
-                            value < threshold
-                        } else {
-                            value > threshold
-                        },
-                    };
-                    let key = AlertKey {
-                        kind: AlertKind::Performance,
-                        feature: format!("model_version={}", r.model_version),
-                        statistic: metric.into(),
-                    };
-                    self.step(key, &judged, window, now, &mut outputs);
-                }
+                        bad: threshold.is_some_and(|t| {
+                            if higher_is_better {
+                                value < t
+                            } else {
+                                value > t
+                            }
+                        }),
+                    })
+                    .collect();
+                let key = AlertKey {
+                    kind: AlertKind::Performance,
+                    feature: format!("model_version={}", r.model_version),
+                };
+                self.step(key, judged, window, now, &mut outputs);
             }
         }
         self.retrain(window, now, &mut outputs);
@@ -295,7 +295,7 @@ impl Evaluator {
             .map(|(k, h)| AlertStatus {
                 kind: k.kind,
                 feature: k.feature.clone(),
-                statistic: k.statistic.clone(),
+                statistic: h.statistic.clone(),
                 state: if h.firing {
                     AlertState::Firing
                 } else {
@@ -327,6 +327,9 @@ impl Evaluator {
         Some(merged)
     }
 
+    /// Steps the column's episodes: `missing_rate` feeds its own kind
+    /// (an upstream field going missing is another incident than a
+    /// distribution change), every other statistic `data_kind`'s.
     fn apply(
         &mut self,
         data_kind: AlertKind,
@@ -335,29 +338,27 @@ impl Evaluator {
         now: i64,
         outputs: &mut Vec<Output>,
     ) {
-        if col.skipped.is_some() {
-            return;
-        }
-        for judged in col.statistics.iter().filter(|j| j.threshold.is_some()) {
-            let kind = if judged.statistic == "missing_rate" {
-                AlertKind::MissingValues
-            } else {
-                data_kind
-            };
+        let (missing, data): (Vec<Judged>, Vec<Judged>) = col
+            .statistics
+            .iter()
+            .cloned()
+            .partition(|j| j.statistic == "missing_rate");
+        for (kind, statistics) in [(AlertKind::MissingValues, missing), (data_kind, data)] {
             let key = AlertKey {
                 kind,
                 feature: col.name.clone(),
-                statistic: judged.statistic.into(),
             };
-            self.step(key, judged, window, now, outputs);
+            self.step(key, statistics, window, now, outputs);
         }
     }
 
-    /// One judgement through the hysteresis of its alert.
+    /// One evaluation of an episode through its hysteresis: bad when any
+    /// judged statistic is bad. Nothing happens when no statistic has a
+    /// threshold (nothing was judged).
     fn step(
         &mut self,
         key: AlertKey,
-        judged: &Judged,
+        statistics: Vec<Judged>,
         window: WindowRef,
         now: i64,
         outputs: &mut Vec<Output>,
@@ -367,7 +368,12 @@ impl Evaluator {
             resolve_after: self.plan.config.resolve_after,
         };
         let h = self.states.entry(key.clone()).or_default();
-        let changed = h.judge(judged, rules, now);
+        let fired_by = h.firing.then(|| h.fired_by.clone());
+        let Some(judged) = lead(&statistics, fired_by.as_deref()).cloned() else {
+            return;
+        };
+        let changed = h.judge(&judged, rules, now);
+        h.statistics = statistics;
         if changed == Some(AlertState::Firing) {
             h.alert_id = key.alert_id(&self.plan.model, &self.plan.version, now);
         }
@@ -398,7 +404,7 @@ impl Evaluator {
             model: self.plan.model.clone(),
             model_version,
             feature: key.feature.clone(),
-            statistic: key.statistic.clone(),
+            statistic: h.map(|h| h.statistic.clone()).unwrap_or_default(),
             value: h.map_or(f64::NAN, |h| h.value),
             threshold: h.map_or(f64::NAN, |h| h.threshold),
             p_value: h.and_then(|h| h.p_value),
@@ -406,6 +412,7 @@ impl Evaluator {
             window,
             reference: self.plan.profile.id.clone(),
             ts: now,
+            statistics: h.map(|h| h.statistics.clone()).unwrap_or_default(),
         }
     }
 
@@ -446,7 +453,7 @@ impl Evaluator {
                 "{} {} {}",
                 trigger.kind.as_str(),
                 trigger.feature,
-                trigger.statistic
+                self.states.get(trigger).map_or("", |h| h.fired_by.as_str())
             ),
             alerts,
             window,

@@ -87,6 +87,14 @@ impl Clone for EntityCounter {
     }
 }
 
+/// Two counters are equal when they describe the same entities: the same
+/// statistics (what windows are compared by after a round trip).
+impl PartialEq for EntityCounter {
+    fn eq(&self, other: &Self) -> bool {
+        self.stats() == other.stats()
+    }
+}
+
 /// The statistics of an [`EntityCounter`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct EntityStats {

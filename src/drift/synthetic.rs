@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Normal};
 
 use super::columns::{ColumnKind, Encoding, Watched};
+use super::exact::{ColumnValues, DEFAULT_REFERENCE_MAX_VALUES};
 use super::monitor::{
     DriftConfig, DriftStatus, Evaluator, MonitorError, Output, Plan, Recorder, RecorderStats,
     Window,
@@ -122,6 +123,16 @@ pub fn profile(seed: u64, n: usize) -> Result<Profile, DriftError> {
     let column = |name: &str, sketch| ColumnProfile {
         name: name.into(),
         sketch,
+        values: None,
+        season: None,
+    };
+    let numeric = |name: &str, values: &[f64]| -> Result<ColumnProfile, DriftError> {
+        Ok(ColumnProfile {
+            name: name.into(),
+            sketch: ColumnSketch::Numeric(NumericSketch::reference(values, 10)?),
+            values: Some(exact_reference(values)),
+            season: None,
+        })
     };
     Ok(Profile {
         format: PROFILE_FORMAT,
@@ -134,11 +145,9 @@ pub fn profile(seed: u64, n: usize) -> Result<Profile, DriftError> {
             rows: n as u64,
             sha256: String::new(),
         },
+        entities: None,
         columns: vec![
-            column(
-                "amount",
-                ColumnSketch::Numeric(NumericSketch::reference(&amounts, 10)?),
-            ),
+            numeric("amount", &amounts)?,
             column(
                 "channel",
                 ColumnSketch::Categorical(CategoricalSketch::reference(
@@ -156,11 +165,16 @@ pub fn profile(seed: u64, n: usize) -> Result<Profile, DriftError> {
                 )),
             ),
         ],
-        score: column(
-            "score",
-            ColumnSketch::Numeric(NumericSketch::reference(&scores, 10)?),
-        ),
+        score: numeric("score", &scores)?,
     })
+}
+
+/// A reference column of `values` as a model reads them (`f32`; NaN is
+/// missing), exact up to the reference cap, centred on the median.
+pub fn exact_reference(values: &[f64]) -> ColumnValues {
+    let mut column = ColumnValues::new(DEFAULT_REFERENCE_MAX_VALUES, 0.0);
+    values.iter().for_each(|&v| column.update(v as f32));
+    column.recentred_on_median()
 }
 
 /// Recorder and evaluator on one thread, fed from [`draw`]: every window
@@ -232,7 +246,7 @@ impl Simulation {
         let e = draw(&mut self.rng, shift);
         let (row, missing) = encode(&e);
         self.recorder
-            .observe(&row, &missing, e.score, self.events as i64);
+            .observe(&row, &missing, e.score, self.events as i64, "");
         self.events += 1;
         while let Ok(w) = self.rx.try_recv() {
             self.evaluator.push(w);

@@ -268,3 +268,183 @@ fn decimal_prices_compare_equal_only_as_the_same_f32() {
         "f64 profile vs f32 window: KS {mixed}, same values {d_same}"
     );
 }
+
+/// Issue 13, point 1, end to end: `driftline profile` (`app::profile`) on a
+/// data file whose `amount` column is a fixture's reference sample, and the
+/// monitor (recorder → evaluator) fed the fixture's current sample as the
+/// model's encoded rows: the statistics `/v1/drift` and the alerts report
+/// equal SciPy's on the model's values (float noise: 1e-6 relative), for
+/// repeated decimal prices, integer ties, repeated rates and a point mass
+/// at zero. A window kept as a sketch stays within its stated KS bound and
+/// its moment tests stay exact.
+#[test]
+fn profile_and_monitor_statistics_equal_scipy_on_ties_and_decimals() {
+    use driftline::app::profile::{build_profile, NoProgress, ProfileOptions};
+    use driftline::app::watched_columns;
+    use driftline::drift::monitor::{
+        DriftConfig, DriftStatus, Evaluator, Judged, Plan, Recorder, RecorderStats,
+    };
+    use driftline::score::Model;
+    use std::sync::Arc;
+
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model_dir = repo.join("models/fraud-mlp/1");
+    let model = Model::load(&model_dir).expect("bundled model");
+    let watched = watched_columns(model.manifest());
+    let (amount, slot) = watched
+        .columns()
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == "amount")
+        .map(|(i, c)| (i, c.slot.offset()))
+        .expect("an amount input");
+    let training = std::fs::read_to_string(repo.join("data/transactions.csv")).expect("data");
+    let mut lines = training.lines();
+    let header = lines.next().expect("header");
+    let amount_at = header
+        .split(',')
+        .position(|h| h == "amount")
+        .expect("amount column");
+    let rows: Vec<&str> = lines.collect();
+    let dir = std::env::temp_dir().join(format!("driftline-e2e-parity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+
+    let all = fixtures();
+    let names = [
+        "prices_stationary",
+        "prices_shift",
+        "integer_ties",
+        "rates_repeated",
+        "zero_inflated",
+    ];
+    for name in names {
+        let f = all
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("{name} fixture"));
+        let (r, c) = (&f.samples[0], &f.samples[1]);
+        assert!(
+            r.len() <= rows.len(),
+            "{name}: reference longer than the data"
+        );
+        // The training file with the fixture's reference as `amount`.
+        let mut csv = String::from(header);
+        csv.push('\n');
+        for (row, value) in rows.iter().zip(r) {
+            let mut cells: Vec<String> = row.split(',').map(str::to_owned).collect();
+            cells[amount_at] = value.to_string();
+            csv.push_str(&cells.join(","));
+            csv.push('\n');
+        }
+        let data = dir.join(format!("{name}.csv"));
+        std::fs::write(&data, csv).expect("write data");
+        let built = build_profile(
+            &data,
+            &model_dir,
+            &ProfileOptions::default(),
+            &mut NoProgress,
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let profile_values = built.profile.columns[amount]
+            .values
+            .as_ref()
+            .expect("exact reference values");
+        assert!(
+            profile_values.is_exact(),
+            "{name}: the reference is kept whole"
+        );
+        close(
+            &format!("{name} profile centre"),
+            profile_values.moments().center(),
+            f.expected.center,
+        );
+
+        for cap in [c.len(), 1_000] {
+            let config = DriftConfig {
+                window_events: c.len() as u64,
+                sub_windows: 1,
+                min_samples: 100,
+                exact_max_values: cap,
+                cusum: false,
+                ..DriftConfig::default()
+            };
+            let plan =
+                Arc::new(Plan::new(&watched, built.profile.clone(), &data, config).expect("plan"));
+            let stats = Arc::new(RecorderStats::default());
+            let (mut recorder, rx) = Recorder::new(plan.clone(), stats.clone());
+            let status = Arc::new(parking_lot::RwLock::new(DriftStatus::default()));
+            let mut evaluator = Evaluator::new(plan, stats, status.clone(), Box::new(|_, _, _| {}));
+            let mut row = vec![0.0f32; watched.width()];
+            let missing = vec![false; watched.columns().len()];
+            for (i, &value) in c.iter().enumerate() {
+                row[slot] = value as f32;
+                recorder.observe(&row, &missing, 0.5, i as i64, "card");
+            }
+            for window in rx.try_iter() {
+                evaluator.push(window);
+            }
+            let status = status.read();
+            let column = status
+                .columns
+                .iter()
+                .find(|s| s.name == "amount")
+                .expect("amount judged");
+            let stat = |s: &str| -> &Judged {
+                column
+                    .statistics
+                    .iter()
+                    .find(|j| j.statistic == s)
+                    .unwrap_or_else(|| panic!("{name}: no {s} in {column:?}"))
+            };
+            let e = &f.expected;
+            let exact = cap >= c.len();
+            assert_eq!(column.exact, Some(exact), "{name} cap {cap}");
+            assert_eq!(column.effective_n, Some(c.len() as f64));
+            if exact {
+                close(&format!("{name} ks"), stat("ks").value, e.ks_statistic);
+                close(
+                    &format!("{name} ks p"),
+                    stat("ks").p_value.unwrap_or(-1.0),
+                    e.ks_p_value,
+                );
+                close(
+                    &format!("{name} anderson"),
+                    stat("anderson").value,
+                    e.anderson.statistic,
+                );
+                close(
+                    &format!("{name} wasserstein"),
+                    stat("wasserstein").value,
+                    e.wasserstein,
+                );
+            } else {
+                let ks = stat("ks");
+                let bound = ks.bound.unwrap_or(0.0);
+                assert!(
+                    bound > 0.0 && (ks.value - e.ks_statistic).abs() <= bound + 1e-9,
+                    "{name}: sketched KS {} vs {} (bound {bound})",
+                    ks.value,
+                    e.ks_statistic
+                );
+            }
+            // Moments are exact in both modes.
+            close(&format!("{name} mean z"), stat("mean").value, e.mean_test.z);
+            close(
+                &format!("{name} variance z"),
+                stat("variance").value,
+                e.variance_test.z,
+            );
+            close(
+                &format!("{name} scale z"),
+                stat("scale").value,
+                e.abs_dev_test.z,
+            );
+            close(
+                &format!("{name} scale p"),
+                stat("scale").p_value.unwrap_or(-1.0),
+                e.abs_dev_test.p_value,
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,6 +7,7 @@
 
 mod drift_monitor;
 mod drift_parity;
+mod drift_replay;
 mod drift_tests_parity;
 mod label_parity;
 mod model_parity;

@@ -14,10 +14,12 @@ use super::alert::{
     lead, AlertKey, AlertKind, AlertMessage, AlertState, AlertStatus, Hysteresis, Output,
     RetrainRequest, Rules,
 };
-use super::judge::{judge_column, ColumnStatus, Judged};
+use super::judge::{judge_column, ColumnStatus, Context, Judged};
 use super::plan::Plan;
 use super::recorder::RecorderStats;
-use super::window::{Window, WindowRef};
+use super::window::{SeasonSlice, Window, WindowRef};
+use crate::drift::cusum::{reference_margin, Cusum, CusumParams, DEFAULT_ALLOWANCE};
+use crate::drift::exact::ColumnValues;
 use crate::drift::profile::ColumnSketch;
 use crate::drift::sequential;
 
@@ -47,8 +49,120 @@ pub struct DriftStatus {
     pub columns: Vec<ColumnStatus>,
     pub score: Option<ColumnStatus>,
     pub alerts: Vec<AlertStatus>,
+    /// The family budget: `drift.false_alarm_rate` spent over `tests`
+    /// significance tests, each firing at `per_test`.
+    pub budget: Option<BudgetStatus>,
     pub performance: Vec<PerformanceReading>,
     pub sequential: Option<serde_json::Value>,
+}
+
+/// The false-alarm budget of an evaluation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct BudgetStatus {
+    pub false_alarm_rate: f64,
+    pub tests: u32,
+    pub per_test: f64,
+}
+
+/// One CUSUM across sub-windows on a numeric column's mean.
+struct ColumnCusum {
+    cusum: Cusum,
+    /// An alarm since the last judged evaluation (the CUSUM restarts at an
+    /// alarm, so it is kept until an evaluation reports it).
+    alarm: Option<f64>,
+}
+
+/// One event-time bucket of a seasonal column.
+struct SeasonPart {
+    sketch: ColumnSketch,
+    values: Option<ColumnValues>,
+}
+
+/// The last whole season of event time of one seasonal column: whole
+/// buckets (hours of a day: the season over
+/// [`SEASON_BUCKETS`](super::recorder::SEASON_BUCKETS)), merged from the
+/// sub-windows' slices. At most one bucket more than a season's are held,
+/// whatever the event rate.
+struct SeasonWindow {
+    length_ms: i64,
+    parts: BTreeMap<i64, SeasonPart>,
+    /// The first bucket seen: partly before the stream started.
+    started: Option<i64>,
+}
+
+impl SeasonWindow {
+    fn new(length_ms: i64) -> Self {
+        SeasonWindow {
+            length_ms,
+            parts: BTreeMap::new(),
+            started: None,
+        }
+    }
+
+    fn push(&mut self, slice: &SeasonSlice) {
+        self.started = Some(
+            self.started
+                .map_or(slice.bucket_ms, |s| s.min(slice.bucket_ms)),
+        );
+        match self.parts.get_mut(&slice.bucket_ms) {
+            // Same plan, same shapes: a failed merge loses the slice.
+            Some(part) => {
+                let _ = merge_part(part, &slice.sketch, slice.values.as_ref());
+            }
+            None => {
+                self.parts.insert(
+                    slice.bucket_ms,
+                    SeasonPart {
+                        sketch: slice.sketch.clone(),
+                        values: slice.values.clone(),
+                    },
+                );
+            }
+        }
+        if let Some(&newest) = self.parts.keys().next_back() {
+            let keep_from = newest.saturating_sub(self.length_ms);
+            self.parts = self.parts.split_off(&keep_from);
+        }
+    }
+
+    /// The season's whole buckets before the newest (still filling) one,
+    /// merged; `None` until a whole season after the first bucket is in.
+    fn merged(&self) -> Option<SeasonPart> {
+        let newest = *self.parts.keys().next_back()?;
+        let from = newest.saturating_sub(self.length_ms);
+        if self.started.is_none_or(|s| s >= from) {
+            return None;
+        }
+        let mut it = self.parts.range(from..newest).map(|(_, p)| p);
+        let first = it.next()?;
+        let mut merged = SeasonPart {
+            sketch: first.sketch.clone(),
+            values: first.values.clone(),
+        };
+        for p in it {
+            merge_part(&mut merged, &p.sketch, p.values.as_ref()).ok()?;
+        }
+        if let ColumnSketch::Numeric(s) = &mut merged.sketch {
+            s.flush();
+        }
+        Some(merged)
+    }
+}
+
+fn merge_part(
+    into: &mut SeasonPart,
+    sketch: &ColumnSketch,
+    values: Option<&ColumnValues>,
+) -> Result<(), crate::drift::DriftError> {
+    match (&mut into.sketch, sketch) {
+        (ColumnSketch::Numeric(a), ColumnSketch::Numeric(b)) => a.merge(b)?,
+        (ColumnSketch::Categorical(a), ColumnSketch::Categorical(b)) => a.merge(b)?,
+        _ => {}
+    }
+    if let (Some(a), Some(b)) = (&mut into.values, values) {
+        a.merge(b)?;
+    }
+    Ok(())
 }
 
 /// Supplies performance readings at each evaluation (the label join).
@@ -107,6 +221,12 @@ impl ScoreDetector for PageHinkleyDetector {
 pub struct Evaluator {
     plan: Arc<Plan>,
     recent: VecDeque<Window>,
+    /// Per column, its CUSUM (numeric event columns, `drift.cusum`).
+    cusums: Vec<Option<ColumnCusum>>,
+    /// Per column, its season window (seasonal columns).
+    seasons: Vec<Option<SeasonWindow>>,
+    /// Event time of the first event seen (aggregates' warm-up).
+    first_ms: Option<i64>,
     states: BTreeMap<AlertKey, Hysteresis>,
     /// A retrain request went out in the current drift episode.
     retrain_sent: bool,
@@ -138,9 +258,28 @@ impl Evaluator {
             s.model_version = plan.version.clone();
             s.reference = plan.profile.id.clone();
         }
+        let params = CusumParams::calibrated(plan.budget.per_test(), DEFAULT_ALLOWANCE);
+        let cusums = plan
+            .columns
+            .iter()
+            .map(|c| {
+                (c.cusum && c.enabled).then(|| ColumnCusum {
+                    cusum: Cusum::new(params),
+                    alarm: None,
+                })
+            })
+            .collect();
+        let seasons = plan
+            .columns
+            .iter()
+            .map(|c| c.season_ms.map(SeasonWindow::new))
+            .collect();
         Evaluator {
             plan,
             recent: VecDeque::new(),
+            cusums,
+            seasons,
+            first_ms: None,
             states: BTreeMap::new(),
             retrain_sent: false,
             evaluations: 0,
@@ -176,6 +315,11 @@ impl Evaluator {
             .detector
             .as_mut()
             .and_then(|d| d.observe(&window.scores));
+        self.step_cusums(&window);
+        self.step_seasons(&window);
+        if let Some(first) = window.first_ts_ms {
+            self.first_ms = Some(self.first_ms.map_or(first, |f| f.min(first)));
+        }
         self.recent.push_back(window);
         while self.recent.len() > self.plan.config.sub_windows.max(1) as usize {
             self.recent.pop_front();
@@ -213,19 +357,90 @@ impl Evaluator {
             status.evaluations = self.evaluations;
         }
         let plan = self.plan.clone();
-        for ((column, sketch), reference) in plan
+        let ctx = Context {
+            enough,
+            min_samples: plan.config.min_samples,
+            level: plan.budget.per_test(),
+            entities: merged.entities.as_ref().map(|e| {
+                let stats = e.stats();
+                (stats.events, stats.kish())
+            }),
+        };
+        status.budget = Some(BudgetStatus {
+            false_alarm_rate: plan.budget.alpha,
+            tests: plan.budget.tests,
+            per_test: plan.budget.per_test(),
+        });
+        for (i, ((column, sketch), reference)) in plan
             .columns
             .iter()
             .zip(&merged.columns)
             .zip(&plan.profile.columns)
+            .enumerate()
         {
-            let col = judge_column(
-                column,
-                &reference.sketch,
-                sketch,
-                enough,
-                plan.config.min_samples,
-            );
+            let values = merged.values.get(i).and_then(Option::as_ref);
+            // A streaming aggregate is cold until the stream has covered
+            // its window in event time: not judged before.
+            let warming = column.history_ms > 0
+                && match (self.first_ms, merged.first_ts_ms) {
+                    (Some(first), Some(start)) => start < first.saturating_add(column.history_ms),
+                    _ => true,
+                };
+            let season = self.seasons.get(i).and_then(Option::as_ref);
+            let season_part = season.and_then(SeasonWindow::merged);
+            let mut col = match (season, &season_part) {
+                (None, _) => {
+                    let ctx = Context {
+                        enough: ctx.enough && !warming,
+                        ..ctx
+                    };
+                    judge_column(column, &reference.sketch, sketch, values, &ctx)
+                }
+                // Judged on its season window: the last whole season of
+                // event time (its events' entities are not counted: the
+                // column's own count is its size).
+                (Some(_), Some(part)) => {
+                    let ctx = Context {
+                        enough: ctx.enough && !warming,
+                        entities: None,
+                        ..ctx
+                    };
+                    judge_column(
+                        column,
+                        &reference.sketch,
+                        &part.sketch,
+                        part.values.as_ref(),
+                        &ctx,
+                    )
+                }
+                (Some(_), None) => {
+                    let ctx = Context {
+                        enough: false,
+                        ..ctx
+                    };
+                    let mut col = judge_column(column, &reference.sketch, sketch, values, &ctx);
+                    col.skipped = Some("season window filling");
+                    col
+                }
+            };
+            if warming && col.skipped.is_some() && column.enabled {
+                col.skipped = Some("aggregate warming up (the stream covers less than its window)");
+            }
+            if enough && col.skipped.is_none() {
+                if let Some(Some(c)) = self.cusums.get_mut(i) {
+                    let h = c.cusum.params().threshold;
+                    let alarm = c.alarm.take();
+                    col.statistics.push(Judged {
+                        statistic: "cusum",
+                        value: alarm.unwrap_or_else(|| c.cusum.statistic()),
+                        threshold: Some(h),
+                        p_value: None,
+                        bound: None,
+                        effect: None,
+                        bad: alarm.is_some(),
+                    });
+                }
+            }
             if enough {
                 self.apply(AlertKind::DataDrift, &col, window, now, &mut outputs);
             }
@@ -235,8 +450,8 @@ impl Evaluator {
             &plan.score,
             &plan.profile.score.sketch,
             &ColumnSketch::Numeric(merged.score),
-            enough,
-            plan.config.min_samples,
+            Some(&merged.score_values),
+            &ctx,
         );
         // The sequential detector judges every sub-window; its alarm is one
         // more statistic of the score's episode.
@@ -313,6 +528,46 @@ impl Evaluator {
         (self.sink)(&status, &outputs, started.elapsed());
         *self.status.write() = status;
         outputs
+    }
+
+    /// Adds the sub-window's slices to each seasonal column's season
+    /// window.
+    fn step_seasons(&mut self, window: &Window) {
+        for (season, slices) in self.seasons.iter_mut().zip(&window.seasons) {
+            if let Some(season) = season {
+                slices.iter().for_each(|s| season.push(s));
+            }
+        }
+    }
+
+    /// Feeds each CUSUM the sub-window's standardised mean,
+    /// `z = (x̄ - μ_r) / (σ_r / √n)`, with the reference margin.
+    fn step_cusums(&mut self, window: &Window) {
+        for (i, slot) in self.cusums.iter_mut().enumerate() {
+            let Some(c) = slot else { continue };
+            let (Some(column), Some(Some(values))) =
+                (self.plan.columns.get(i), window.values.get(i))
+            else {
+                continue;
+            };
+            let Some(prepared) = &column.exact else {
+                continue;
+            };
+            let n = values.count() as f64;
+            let (Some(r), Some(w)) = (
+                prepared.moments().summary(column.e_ref),
+                values.moments().summary(n),
+            ) else {
+                continue;
+            };
+            if !(r.variance > 0.0 && n > 0.0) {
+                continue;
+            }
+            let z = (w.mean - r.mean) / (r.variance / n).sqrt();
+            if let Some(alarm) = c.cusum.update(z, reference_margin(n, column.e_ref)) {
+                c.alarm = Some(alarm.statistic);
+            }
+        }
     }
 
     fn merged(&self) -> Option<Window> {

@@ -34,7 +34,7 @@ both
                  p = 2 * scipy.stats.norm.sf(|z|)
 
 Significance tests (src/drift/significance.rs, src/drift/exact.rs) are in
-tests/fixtures/drift_tests/<name>.json, checked by tests/drift_tests_parity.rs.
+tests/fixtures/drift_tests/<name>.json, checked by tests/parity/drift_tests_parity.rs.
 They come from a second Generator (SEED_TESTS), so the fixtures above stay
 byte for byte what they were. Values are model inputs: each sample is cast to
 float32 (np.float32, round to nearest, as Rust's `as f32`) and computed on in

@@ -137,7 +137,7 @@ pub fn design_effect(n_ref: f64, e_ref: f64, n_cur: f64, e_cur: f64) -> f64 {
 /// Anderson-Darling p-value is trusted. The limiting distribution used
 /// (`Σ χ²/(j(j+1))`, and SciPy's table) is that of continuous data; with a
 /// heavy tie the midrank statistic varies more. Measured on 5,000-event
-/// windows against 50,000-event references (`benches/drift_quality2.rs`
+/// windows against 50,000-event references (the phase-A tables of docs/drift.md,
 /// and a SciPy check with a fresh reference per window): 60% zeros give a
 /// standard deviation of the standardised statistic of 1.52 instead of 1,
 /// and 2.9× (at 1%) to 8.7× (at 0.1%) the nominal false alarms; Poisson(3)

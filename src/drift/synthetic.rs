@@ -5,7 +5,7 @@
 //! variance, category share, missing values); and seeded [`Stream`]s of
 //! every kind of column ([`StreamKind`]: skewed, heavy-tailed, tied,
 //! decimal, categorical, repeated per entity) with the shifts
-//! `benches/drift_quality2.rs` measures ([`StreamShift`]). Not used by the
+//! `benches/drift_quality.rs` measures ([`StreamShift`]). Not used by the
 //! service.
 
 use std::path::Path;
@@ -273,7 +273,7 @@ impl Simulation {
 
 // ---------------------------------------------------------------------------
 // Streams of every kind of column, for the detection-quality harness
-// (`benches/drift_quality2.rs`).
+// (`benches/drift_quality.rs`).
 
 /// Kinds of stationary column the harness measures: shapes that break the
 /// assumptions of one test or another (skew, heavy tails, ties, point

@@ -184,7 +184,7 @@ fn describe() {
     );
     describe_gauge!(
         DRIFT_STATISTIC,
-        "Latest drift statistic of a column (feature or score) against the reference profile, by statistic (psi, js, ks, ks_p_value, wasserstein, chi_square, chi_square_p_value, missing_rate)."
+        "Latest drift statistic of a column (feature or score) against the reference profile, by statistic (psi, js, wasserstein, ks, anderson, mean, scale, variance, cusum, chi_square, missing_rate, and <test>_p_value of each test)."
     );
     describe_gauge!(
         DRIFT_ALERT_FIRING,

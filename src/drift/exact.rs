@@ -150,7 +150,7 @@ impl Moments {
 
 /// One numeric column of a window or a reference: exact `f32` values up to
 /// `cap`, a KLL sketch beyond; see the module docs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "ColumnValuesRepr", into = "ColumnValuesRepr")]
 pub struct ColumnValues {
     cap: usize,
@@ -160,6 +160,28 @@ pub struct ColumnValues {
     sketch: Option<Kll>,
     moments: Moments,
     missing: u64,
+}
+
+/// Equal when they describe the same values: the same cap, moments and
+/// missing count, and the same multiset of exact values (their order is
+/// not kept by serialisation and matters to no statistic) or the same
+/// sketch image.
+impl PartialEq for ColumnValues {
+    fn eq(&self, other: &Self) -> bool {
+        let sorted = |v: &[f32]| {
+            let mut v = v.to_vec();
+            v.sort_unstable_by(f32::total_cmp);
+            v
+        };
+        self.cap == other.cap
+            && self.missing == other.missing
+            && self.moments == other.moments
+            && match (&self.sketch, &other.sketch) {
+                (None, None) => sorted(&self.values) == sorted(&other.values),
+                (Some(a), Some(b)) => a.serialize() == b.serialize(),
+                _ => false,
+            }
+    }
 }
 
 impl ColumnValues {

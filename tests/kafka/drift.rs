@@ -23,8 +23,13 @@ const SETTINGS: [(&str, &str); 5] = [
     ("DRIFTLINE_DRIFT__SUB_WINDOWS", "5"),
     // The aggregates start cold: skip the first simulated day.
     ("DRIFTLINE_DRIFT__WARMUP_EVENTS", "6000"),
-    // Hour of day is seasonal within a 1.5-day window (see the demo).
-    ("DRIFTLINE_DRIFT__FEATURES__HOUR__DISABLE", "[\"ks\"]"),
+    // Hour of day: the demo generator's daily mix differs from the
+    // training week's (KS 0.13 over whole days, seen by every test now that
+    // hour is judged on its season window; see the demo's settings).
+    (
+        "DRIFTLINE_DRIFT__FEATURES__HOUR__DISABLE",
+        "[\"ks\", \"anderson\", \"mean\", \"scale\"]",
+    ),
     ("DRIFTLINE_DRIFT__RETRAIN_AFTER", "3"),
 ];
 

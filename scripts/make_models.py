@@ -4,7 +4,9 @@
 Run from the repository root:  python3 scripts/make_models.py
 (exact package versions: scripts/requirements.txt). Everything is drawn from
 one numpy Generator seeded with SEED, so two runs write identical files,
-except tests/fixtures/scores/ort_timing.json, which is a measurement.
+except tests/fixtures/scores/ort_timing.json, which is a measurement, and
+the fraud-mlp 2-4 reference profiles (and so their manifests'
+reference_sha256), whose KLL sketches are randomized by `driftline profile`.
 
 Outputs
 -------
@@ -19,6 +21,20 @@ data/transactions.parquet, data/transactions.csv
     amount_mean_24h / amount_max_24h are null when the 24h window is empty.
 models/fraud-mlp/1/{model.onnx,model.toml}, models/fraud-rf/1/{model.onnx,model.toml}
 tests/fixtures/scores/fraud-mlp-1.jsonl, fraud-rf-1.jsonl, ort_timing.json
+data/transactions-shifted.parquet
+    The same cards and week under the shift `driftline demo` injects (below),
+    same columns as data/transactions.parquet.
+models/fraud-mlp/{2,3,4}/{model.onnx,model.toml,reference.json}
+    Lifecycle versions of fraud-mlp: 2 is the MLP retrained on the shifted
+    week; 3 is version 2 with its output inverted (a deliberately bad
+    version, score = 1 - P(fraud)); 4 is version 2 widened to SLOW_HIDDEN
+    hidden units with zero weights (same scores, a deliberately slow
+    version). Their reference profiles are built from the shifted week by
+    `driftline profile` (the binary in DRIFTLINE, else target/release or
+    target/debug), and each manifest carries its profile's reference_sha256.
+tests/fixtures/scores/fraud-mlp-{2,3}.jsonl
+    N_SHIFT_FIXTURE_ROWS hold-out rows of the shifted week per version
+    (version 4 scores exactly as version 2 and shares its fixture).
 
 Generative model (every constant; src/demo/generator.rs ports it)
 -----------------------------------------------------------------
@@ -88,6 +104,13 @@ Fraud burst on card c (a compromised card):
 Expected fraud share: bursts/day = 2000 * 0.0107 * 1.4 = 29.96, times 4
 transactions = 119.8 fraud vs 2000 * 0.65 * 4.5 = 5850 legit per day: 2.0%.
 
+Shift (versions 2-4 only; its own Generator seeded with SHIFT_SEED = SEED + 1,
+so the version-1 outputs do not move): every transaction, legit or fraud, is
+forced into merchant_category "online_retail" with probability 0.3 (its
+amount offset and channel follow the forced category), and every amount is
+multiplied by 1.8 before rounding, as src/demo/run.rs `demo_shift` does.
+Labels are unchanged: the same bursts are fraud.
+
 Aggregate features (per card, over the card's EARLIER transactions in file
 order, the current one excluded), bucketed windows: window W, B = 12 buckets,
 g = W / B ms; at event time t include earlier events e of the same card with
@@ -118,6 +141,7 @@ import csv
 import hashlib
 import json
 import platform
+import subprocess
 import sys
 import time
 import warnings
@@ -197,6 +221,16 @@ AGG_BUCKETS = 12
 TRAIN_FRACTION = 0.8
 N_FIXTURE_ROWS = 1200
 
+# Lifecycle versions of fraud-mlp (2: retrained on the shift; 3: deliberately
+# bad; 4: deliberately slow). The shift is the one `driftline demo` injects
+# (src/demo/run.rs `demo_shift`).
+SHIFT_SEED = SEED + 1
+SHIFT_AMOUNT_SCALE = 1.8
+SHIFT_SURGE_CATEGORY = "online_retail"
+SHIFT_SURGE_SHARE = 0.3
+N_SHIFT_FIXTURE_ROWS = 600
+SLOW_HIDDEN = (512, 256)
+
 # Cells of the snapshot set to null: (column, how many cards).
 NULL_CELLS = [("avg_amount_90d", 2), ("account_age_days", 1), ("credit_limit", 1)]
 
@@ -222,6 +256,11 @@ INPUTS = [
 INPUT_NAMES = [i[0] for i in INPUTS]
 
 ROOT = Path.cwd()
+
+# The reference line of the version-1 manifests; their profiles are built
+# from data/transactions.parquet by `driftline profile` (see the README).
+V1_REFERENCE = ('reference = "reference.json"   # drift reference profile: '
+                '`driftline profile --data data/transactions.parquet`')
 
 
 # ----------------------------------------------------------------------------
@@ -264,13 +303,19 @@ def draw_times(rng: np.random.Generator, count: int, hour_weights) -> np.ndarray
     return START_MS + day * DAY_MS + hour * HOUR_MS + ms
 
 
-def draw_features(rng: np.random.Generator, avg: np.ndarray, fraud: bool) -> dict:
+def draw_features(rng: np.random.Generator, avg: np.ndarray, fraud: bool, shift: bool = False) -> dict:
     n = len(avg)
     cat_idx = rng.choice(len(CATEGORIES), size=n, p=FRAUD_CAT_P if fraud else LEGIT_CAT_P)
+    if shift:
+        # The demo's shift: a share of events forced into one category (its
+        # amount offset and channel follow), every amount scaled.
+        surged = rng.random(n) < SHIFT_SURGE_SHARE
+        cat_idx[surged] = CATEGORIES.index(SHIFT_SURGE_CATEGORY)
     cats = np.array(CATEGORIES, dtype=object)[cat_idx]
     offset = np.array([CAT_OFFSET[c] for c in CATEGORIES])[cat_idx]
     median = avg * (FRAUD_AMOUNT_MULT if fraud else 1.0)
-    amount = np.maximum(np.round(rng.lognormal(np.log(median) + offset, AMOUNT_SIGMA), 2), 0.01)
+    scale = SHIFT_AMOUNT_SCALE if shift else 1.0
+    amount = np.maximum(np.round(rng.lognormal(np.log(median) + offset, AMOUNT_SIGMA) * scale, 2), 0.01)
     ch_idx = rng.choice(len(CHANNELS), size=n, p=FRAUD_CHANNEL_P if fraud else LEGIT_CHANNEL_P)
     channels = np.array(CHANNELS, dtype=object)[ch_idx]
     online_only = np.isin(cats, list(ONLINE_ONLY))
@@ -283,13 +328,13 @@ def draw_features(rng: np.random.Generator, avg: np.ndarray, fraud: bool) -> dic
             "is_international": intl, "distance_from_home_km": dist}
 
 
-def make_transactions(rng: np.random.Generator, cards: dict) -> dict:
+def make_transactions(rng: np.random.Generator, cards: dict, shift: bool = False) -> dict:
     n_cards = N_CARDS
     # Legit: per card Poisson(rate * DAYS) events, daytime-heavy profile.
     legit_n = rng.poisson(cards["rate"] * DAYS) * cards["active"]
     legit_card = np.repeat(np.arange(n_cards), legit_n)
     legit_ts = draw_times(rng, len(legit_card), LEGIT_HOUR_WEIGHTS)
-    legit = draw_features(rng, cards["avg_amount_90d"][legit_card], fraud=False)
+    legit = draw_features(rng, cards["avg_amount_90d"][legit_card], fraud=False, shift=shift)
 
     # Fraud: per card Poisson(burst_rate * DAYS) bursts, night-heavy starts.
     bursts = rng.poisson(cards["burst_rate"] * DAYS)
@@ -302,7 +347,7 @@ def make_transactions(rng: np.random.Generator, cards: dict) -> dict:
     first[np.concatenate([[0], np.cumsum(sizes)[:-1]])] = True
     offsets[first] = 0
     fraud_ts = np.repeat(burst_start, sizes) + offsets
-    fraud = draw_features(rng, cards["avg_amount_90d"][fraud_card], fraud=True)
+    fraud = draw_features(rng, cards["avg_amount_90d"][fraud_card], fraud=True, shift=shift)
 
     card = np.concatenate([legit_card, fraud_card])
     ts = np.concatenate([legit_ts, fraud_ts]).astype(np.int64)
@@ -406,14 +451,20 @@ def encode(columns: dict, defaults: dict) -> np.ndarray:
     return np.hstack(parts).astype(np.float32)
 
 
-def write_manifest(path: Path, name: str, description: str, sha: str, defaults: dict) -> None:
+def write_manifest(path: Path, name: str, description: str, sha: str, defaults: dict,
+                   version: str = "1", reference: str | None = None) -> None:
+    """`reference` is a full line (or lines) naming the reference profile, if any."""
     lines = [
         "format = 1",
         f'name = "{name}"',
-        'version = "1"',
+        f'version = "{version}"',
         f'description = "{description}"',
         'file = "model.onnx"',
         f'sha256 = "{sha}"',
+    ]
+    if reference is not None:
+        lines.append(reference)
+    lines += [
         "",
         "[score]",
         'output = "probabilities"',
@@ -480,35 +531,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+
 # ----------------------------------------------------------------------------
-def main() -> None:
-    if not (ROOT / "Cargo.toml").exists():
-        sys.exit("run from the repository root: python3 scripts/make_models.py")
-    rng = np.random.default_rng(SEED)
-
-    # --- cards ---------------------------------------------------------------
-    cards = make_cards(rng)
-    snap = {k: cards[k].copy() for k in STORE_NUMERIC}
-    # Null cells go on busy active cards so the hold-out fixtures contain them.
-    busy = np.flatnonzero(cards["active"] & (cards["rate"] > 4.0))
-    chosen = rng.choice(busy, size=sum(c for _, c in NULL_CELLS), replace=False)
-    null_cards = {}
-    k = 0
-    for col, cnt in NULL_CELLS:
-        for idx in chosen[k:k + cnt]:
-            snap[col][idx] = np.nan
-            null_cards[cards["entity_id"][idx]] = col
-        k += cnt
-
-    card_table = pa.table({
-        "entity_id": pa.array(cards["entity_id"].tolist(), type=pa.string()),
-        "updated_at": pa.array(cards["updated_at"], type=pa.int64()),
-        **{c: float_array(snap[c]) for c in STORE_NUMERIC},
-        "card_tier": pa.array(cards["card_tier"].tolist(), type=pa.string()),
-    })
-
-    # --- transactions --------------------------------------------------------
-    tx = make_transactions(rng, cards)
+# Transactions as columns and a table; training defaults; the MLP
+# ----------------------------------------------------------------------------
+def transaction_columns(tx: dict, cards: dict, snap: dict):
+    """Model-input columns, ids and the Arrow table of generated transactions."""
     n = len(tx["ts"])
     aggs = bucketed_aggregates(tx["card"], tx["ts"], tx["amount"])
     columns = {
@@ -541,20 +569,20 @@ def main() -> None:
         "amount_max_24h": float_array(columns["amount_max_24h"]),
         "is_fraud": pa.array(tx["is_fraud"], type=pa.int64()),
     })
+    return columns, event_id, entity_id, tx_table
 
-    data = ROOT / "data"
-    data.mkdir(exist_ok=True)
-    pq.write_table(card_table, data / "cards.parquet", compression="snappy")
-    write_csv(data / "cards.csv", card_table)
-    with pa.OSFile(str(data / "cards.arrow"), "wb") as sink:
-        with pa.ipc.new_stream(sink, card_table.schema) as writer:
-            writer.write_table(card_table)
-    pq.write_table(tx_table, data / "transactions.parquet", compression="snappy")
-    write_csv(data / "transactions.csv", tx_table)
 
-    # --- split, defaults, encoding -------------------------------------------
+def split_and_encode(columns: dict, n: int):
+    """The first TRAIN_FRACTION of rows (by time) for training, the manifest
+    defaults from them, and every row encoded: (train mask, defaults, X)."""
     n_train = int(round(n * TRAIN_FRACTION))
     train = np.arange(n) < n_train
+    defaults = training_defaults(columns, train)
+    return train, defaults, encode(columns, defaults)
+
+
+def training_defaults(columns: dict, train: np.ndarray) -> dict:
+    """Manifest defaults: training medians (count: 0, card_tier: standard)."""
     defaults = {}
     for c in STORE_NUMERIC:
         defaults[c] = float(np.nanmedian(columns[c][train]))
@@ -563,15 +591,14 @@ def main() -> None:
     median_amount = float(np.median(columns["amount"][train]))
     defaults["amount_mean_24h"] = median_amount
     defaults["amount_max_24h"] = median_amount
+    return defaults
 
-    X = encode(columns, defaults)
-    y = tx["is_fraud"]
-    dim = X.shape[1]
-    Xtr, ytr, Xho, yho = X[train], y[train], X[~train], y[~train]
-    # Train on float32-exact values so tree thresholds mean the same in ONNX.
-    Xtr64 = Xtr.astype(np.float64)
 
-    # --- MLP with the scaler folded into the first layer ----------------------
+def train_folded_mlp(Xtr64: np.ndarray, ytr: np.ndarray, Xho64: np.ndarray):
+    """MLP (32, 16) on standardized inputs, the scaler folded into the first layer.
+
+    Returns (folded classifier, the pipeline's hold-out probabilities, the
+    largest folded-vs-pipeline difference, iterations)."""
     scaler = StandardScaler().fit(Xtr64)
     # Strong L2 (alpha=1.0): with the default 1e-4 the net saturates and more than
     # half the hold-out scores are exactly 0.0 in float32, which would make the
@@ -585,11 +612,177 @@ def main() -> None:
     W0, b0 = mlp.coefs_[0], mlp.intercepts_[0]
     folded.coefs_[0] = W0 / sigma[:, None]
     folded.intercepts_[0] = b0 - (mu / sigma) @ W0
-    Xho64 = Xho.astype(np.float64)
     p_pipe = mlp.predict_proba(scaler.transform(Xho64))
     p_fold = folded.predict_proba(Xho64)
     fold_diff = float(np.abs(p_pipe - p_fold).max())
     assert fold_diff < 1e-9, f"folded MLP differs from pipeline by {fold_diff}"
+    return folded, p_pipe, fold_diff, mlp.n_iter_
+
+
+def inverted_mlp(mlp: MLPClassifier) -> MLPClassifier:
+    """The same network with its output logit negated: P'(fraud) = 1 - P(fraud)."""
+    bad = copy.deepcopy(mlp)
+    bad.coefs_[-1] = -mlp.coefs_[-1]
+    bad.intercepts_[-1] = -mlp.intercepts_[-1]
+    return bad
+
+
+def widened_mlp(mlp: MLPClassifier, hidden: tuple) -> MLPClassifier:
+    """The same function computed by wider hidden layers: the extra units have
+    zero weights in and out, so the scores are unchanged and the cost grows
+    with the layer sizes (a deliberately slow version)."""
+    wide = copy.deepcopy(mlp)
+    sizes = [mlp.coefs_[0].shape[0], *hidden, mlp.coefs_[-1].shape[1]]
+    coefs, intercepts = [], []
+    for i, (W, b) in enumerate(zip(mlp.coefs_, mlp.intercepts_)):
+        Wp = np.zeros((sizes[i], sizes[i + 1]))
+        Wp[:W.shape[0], :W.shape[1]] = W
+        bp = np.zeros(sizes[i + 1])
+        bp[:b.shape[0]] = b
+        coefs.append(Wp)
+        intercepts.append(bp)
+    wide.coefs_, wide.intercepts_ = coefs, intercepts
+    wide.hidden_layer_sizes = hidden
+    return wide
+
+
+def driftline_binary() -> Path:
+    """The driftline binary that builds reference profiles (`DRIFTLINE`, or target/)."""
+    named = os.environ.get("DRIFTLINE")
+    candidates = [Path(named)] if named else [ROOT / "target" / "release" / "driftline",
+                                              ROOT / "target" / "debug" / "driftline"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    sys.exit("the fraud-mlp lifecycle versions need `driftline profile`: "
+             "build it first (cargo build --release) or set DRIFTLINE=<path of the binary>")
+
+
+def make_lifecycle_versions(cards: dict, snap: dict, null_cards: dict) -> dict:
+    """fraud-mlp versions 2 (retrained on the demo's shift), 3 (bad: inverted)
+    and 4 (slow: widened), the shifted data, their profiles and fixtures."""
+    rng = np.random.default_rng(SHIFT_SEED)
+    tx = make_transactions(rng, cards, shift=True)
+    n = len(tx["ts"])
+    columns, event_id, entity_id, tx_table = transaction_columns(tx, cards, snap)
+    shifted = ROOT / "data" / "transactions-shifted.parquet"
+    pq.write_table(tx_table, shifted, compression="snappy")
+
+    train, defaults, X = split_and_encode(columns, n)
+    y = tx["is_fraud"]
+    dim = X.shape[1]
+    Xtr64, ytr = X[train].astype(np.float64), y[train]
+    Xho, yho = X[~train], y[~train]
+    good, p_pipe, fold_diff, iters = train_folded_mlp(Xtr64, ytr, Xho.astype(np.float64))
+    versions = [
+        ("2", good,
+         "MLP (32, 16) retrained on the shifted distribution the demo injects (amounts x1.8, "
+         "online_retail surging to 30%); standardization folded into the first layer; score = P(fraud)"),
+        ("3", inverted_mlp(good),
+         "DELIBERATELY BAD, for testing rollout gates: version 2 with its output inverted, "
+         "score = 1 - P(fraud); never promote"),
+        ("4", widened_mlp(good, SLOW_HIDDEN),
+         f"DELIBERATELY SLOW, for testing the latency gate: version 2 widened to {SLOW_HIDDEN} hidden "
+         "units with zero weights (same scores, far more work); never promote"),
+    ]
+    binary = driftline_binary()
+    out = {"rows": n, "fraud": float(y.mean()), "fold_diff": fold_diff, "iters": iters, "versions": {}}
+    proba = {}
+    for version, clf, desc in versions:
+        mdir = ROOT / "models" / "fraud-mlp" / version
+        mdir.mkdir(parents=True, exist_ok=True)
+        model = to_onnx(clf, dim)
+        model.graph.name = f"fraud_mlp_{version}"
+        (mdir / "model.onnx").write_bytes(model.SerializeToString())
+        sha = sha256_file(mdir / "model.onnx")
+        write_manifest(mdir / "model.toml", "fraud-mlp", desc, sha, defaults, version=version)
+        subprocess.run([str(binary), "profile", "--data", str(shifted.relative_to(ROOT)),
+                        "--model", str(mdir.relative_to(ROOT)),
+                        "--out", str((mdir / "reference.json").relative_to(ROOT))],
+                       check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        reference = ('reference = "reference.json"   # drift reference profile: '
+                     '`driftline profile --data data/transactions-shifted.parquet`\n'
+                     f'reference_sha256 = "{sha256_file(mdir / "reference.json")}"')
+        write_manifest(mdir / "model.toml", "fraud-mlp", desc, sha, defaults, version=version,
+                       reference=reference)
+        sess = session(mdir / "model.onnx")
+        proba[version] = ort_proba(sess, Xho)
+        out["versions"][version] = {
+            "sha": sha,
+            "auc": float(roc_auc_score(yho, proba[version][:, 1])),
+            "ort_vs_sklearn": float(np.abs(proba[version] - clf.predict_proba(Xho.astype(np.float64))).max()),
+            "ort_ns_per_event_64": round(time_session(sess, Xho, 64), 1),
+        }
+    inverted_err = float(np.abs(proba["3"][:, 1] - (1.0 - proba["2"][:, 1])).max())
+    assert inverted_err < 1e-6, f"version 3 is not 1 - version 2: {inverted_err}"
+    widened_err = float(np.abs(proba["4"] - proba["2"]).max())
+    assert widened_err < 1e-5, f"version 4 does not score like version 2: {widened_err}"
+    out["inverted_err"], out["widened_err"] = inverted_err, widened_err
+
+    rows, pos_in_ho = pick_fixture_rows(rng, train, yho, entity_id, null_cards, N_SHIFT_FIXTURE_ROWS)
+    fx_dir = ROOT / "tests" / "fixtures" / "scores"
+    # Version 4 scores exactly as version 2 (asserted above): it shares its fixture.
+    for version in ("2", "3"):
+        write_fixture(fx_dir / f"fraud-mlp-{version}.jsonl", rows, pos_in_ho, proba[version],
+                      columns, event_id, entity_id, X)
+    out["fixture_rows"] = len(rows)
+    return out
+
+
+# ----------------------------------------------------------------------------
+def main() -> None:
+    if not (ROOT / "Cargo.toml").exists():
+        sys.exit("run from the repository root: python3 scripts/make_models.py")
+    rng = np.random.default_rng(SEED)
+
+    # --- cards ---------------------------------------------------------------
+    cards = make_cards(rng)
+    snap = {k: cards[k].copy() for k in STORE_NUMERIC}
+    # Null cells go on busy active cards so the hold-out fixtures contain them.
+    busy = np.flatnonzero(cards["active"] & (cards["rate"] > 4.0))
+    chosen = rng.choice(busy, size=sum(c for _, c in NULL_CELLS), replace=False)
+    null_cards = {}
+    k = 0
+    for col, cnt in NULL_CELLS:
+        for idx in chosen[k:k + cnt]:
+            snap[col][idx] = np.nan
+            null_cards[cards["entity_id"][idx]] = col
+        k += cnt
+
+    card_table = pa.table({
+        "entity_id": pa.array(cards["entity_id"].tolist(), type=pa.string()),
+        "updated_at": pa.array(cards["updated_at"], type=pa.int64()),
+        **{c: float_array(snap[c]) for c in STORE_NUMERIC},
+        "card_tier": pa.array(cards["card_tier"].tolist(), type=pa.string()),
+    })
+
+    # --- transactions --------------------------------------------------------
+    tx = make_transactions(rng, cards)
+    n = len(tx["ts"])
+    columns, event_id, entity_id, tx_table = transaction_columns(tx, cards, snap)
+
+    data = ROOT / "data"
+    data.mkdir(exist_ok=True)
+    pq.write_table(card_table, data / "cards.parquet", compression="snappy")
+    write_csv(data / "cards.csv", card_table)
+    with pa.OSFile(str(data / "cards.arrow"), "wb") as sink:
+        with pa.ipc.new_stream(sink, card_table.schema) as writer:
+            writer.write_table(card_table)
+    pq.write_table(tx_table, data / "transactions.parquet", compression="snappy")
+    write_csv(data / "transactions.csv", tx_table)
+
+    # --- split, defaults, encoding -------------------------------------------
+    train, defaults, X = split_and_encode(columns, n)
+    n_train = int(train.sum())
+    y = tx["is_fraud"]
+    dim = X.shape[1]
+    Xtr, ytr, Xho, yho = X[train], y[train], X[~train], y[~train]
+    # Train on float32-exact values so tree thresholds mean the same in ONNX.
+    Xtr64 = Xtr.astype(np.float64)
+
+    # --- MLP with the scaler folded into the first layer ----------------------
+    Xho64 = Xho.astype(np.float64)
+    folded, p_pipe, fold_diff, mlp_iters = train_folded_mlp(Xtr64, ytr, Xho64)
 
     # --- random forest --------------------------------------------------------
     rf = RandomForestClassifier(n_estimators=50, max_depth=6, random_state=SEED % 2**31, n_jobs=1)
@@ -614,7 +807,12 @@ def main() -> None:
             assert "Scaler" not in ops, ops
         (mdir / "model.onnx").write_bytes(model.SerializeToString())
         sha = sha256_file(mdir / "model.onnx")
-        write_manifest(mdir / "model.toml", name, desc, sha, defaults)
+        reference = V1_REFERENCE
+        if (mdir / "reference.json").exists():
+            # The profile is built by `driftline profile` after this script
+            # (see V1_REFERENCE); its hash makes a signature cover it too.
+            reference += f'\nreference_sha256 = "{sha256_file(mdir / "reference.json")}"'
+        write_manifest(mdir / "model.toml", name, desc, sha, defaults, reference=reference)
         sess = session(mdir / "model.onnx")
         proba = ort_proba(sess, Xho)
         ref = clf.predict_proba(Xho64)
@@ -627,33 +825,12 @@ def main() -> None:
     assert mlp_vs_pipe < 1e-4, f"ONNX MLP differs from the sklearn pipeline by {mlp_vs_pipe}"
 
     # --- fixtures --------------------------------------------------------------
-    ho_idx = np.flatnonzero(~train)
-    must = ho_idx[(yho == 1) | np.isin(entity_id[ho_idx], list(null_cards))]
-    rest = np.setdiff1d(ho_idx, must)
-    extra = rng.choice(rest, size=max(0, N_FIXTURE_ROWS - len(must)), replace=False)
-    fixture_rows = np.sort(np.concatenate([must, extra]))
-    pos_in_ho = {int(r): i for i, r in enumerate(ho_idx)}
-
-    def raw(name: str, r: int):
-        return raw_value(columns, name, r)
-
+    fixture_rows, pos_in_ho = pick_fixture_rows(rng, train, yho, entity_id, null_cards, N_FIXTURE_ROWS)
     fx_dir = ROOT / "tests" / "fixtures" / "scores"
     fx_dir.mkdir(parents=True, exist_ok=True)
     for name, _, _ in specs:
-        proba = results[name]["proba"]
-        with open(fx_dir / f"{name}-1.jsonl", "w") as f:
-            for r in fixture_rows:
-                r = int(r)
-                p = proba[pos_in_ho[r]]
-                rec = {
-                    "event_id": event_id[r],
-                    "entity_id": str(entity_id[r]),
-                    "features": {nm: raw(nm, r) for nm in INPUT_NAMES},
-                    "input": [f32(v) for v in X[r]],
-                    "probabilities": [f32(p[0]), f32(p[1])],
-                    "score": f32(p[1]),
-                }
-                f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        write_fixture(fx_dir / f"{name}-1.jsonl", fixture_rows, pos_in_ho, results[name]["proba"],
+                      columns, event_id, entity_id, X)
 
     # --- timing -----------------------------------------------------------------
     timing = {
@@ -670,22 +847,61 @@ def main() -> None:
         }
     (fx_dir / "ort_timing.json").write_text(json.dumps(timing, indent=2) + "\n")
 
+    # --- fraud-mlp lifecycle versions (2: shifted, 3: inverted, 4: slow) --------
+    lifecycle = make_lifecycle_versions(cards, snap, null_cards)
+
     # --- summary -----------------------------------------------------------------
     print(f"cards: {N_CARDS} ({int(cards['active'].sum())} active), null cells: {null_cards}")
     print(f"transactions: {n} ({y.mean():.4%} fraud, {int(y.sum())} fraud rows), "
           f"train {n_train} / hold-out {n - n_train} ({yho.mean():.4%} fraud)")
     print(f"input width: {dim}; defaults: {defaults}")
     print(f"MLP: folded vs pipeline max |dp| = {fold_diff:.2e}, ONNX vs pipeline = {mlp_vs_pipe:.2e}, "
-          f"n_iter = {mlp.n_iter_}")
+          f"n_iter = {mlp_iters}")
     for name, _, _ in specs:
         r = results[name]
         print(f"{name}: hold-out AUC {r['auc']:.4f}, ORT vs sklearn max |dp| {r['ort_vs_sklearn']:.2e}, "
               f"ops {r['ops']}, sha256 {r['sha']}")
     print(f"fixtures: {len(fixture_rows)} rows per model")
+    print(f"shifted transactions: {lifecycle['rows']} ({lifecycle['fraud']:.4%} fraud); fraud-mlp 2 "
+          f"n_iter = {lifecycle['iters']}, folded vs pipeline {lifecycle['fold_diff']:.2e}; "
+          f"3 = 1 - 2 within {lifecycle['inverted_err']:.1e}, 4 = 2 within {lifecycle['widened_err']:.1e}; "
+          f"fixtures: {lifecycle['fixture_rows']} rows per version")
+    for version, r in lifecycle["versions"].items():
+        print(f"fraud-mlp/{version}: hold-out AUC (shifted) {r['auc']:.4f}, ORT vs sklearn "
+              f"{r['ort_vs_sklearn']:.2e}, ORT {r['ort_ns_per_event_64']} ns/event at batch 64, sha256 {r['sha']}")
     print("ORT ns/event (1 thread): " + json.dumps(timing["ns_per_event"]))
     print(f"versions: sklearn {sklearn.__version__}, skl2onnx {skl2onnx.__version__}, "
           f"onnxruntime {ort.__version__}, onnx {onnx.__version__}, pyarrow {pa.__version__}, "
           f"numpy {np.__version__}")
+
+
+def pick_fixture_rows(rng, train, yho, entity_id, null_cards: dict, count: int):
+    """Hold-out rows for golden fixtures: every fraud row and every row of a
+    card with a null store cell, the rest at random up to `count`; and each
+    row's position in the hold-out."""
+    ho_idx = np.flatnonzero(~train)
+    must = ho_idx[(yho == 1) | np.isin(entity_id[ho_idx], list(null_cards))]
+    rest = np.setdiff1d(ho_idx, must)
+    extra = rng.choice(rest, size=max(0, count - len(must)), replace=False)
+    rows = np.sort(np.concatenate([must, extra]))
+    return rows, {int(r): i for i, r in enumerate(ho_idx)}
+
+
+def write_fixture(path: Path, rows, pos_in_ho: dict, proba, columns: dict, event_id, entity_id, X) -> None:
+    """One JSON line per row: raw features, the encoded input, onnxruntime's probabilities."""
+    with open(path, "w") as f:
+        for r in rows:
+            r = int(r)
+            p = proba[pos_in_ho[r]]
+            rec = {
+                "event_id": event_id[r],
+                "entity_id": str(entity_id[r]),
+                "features": {nm: raw_value(columns, nm, r) for nm in INPUT_NAMES},
+                "input": [f32(v) for v in X[r]],
+                "probabilities": [f32(p[0]), f32(p[1])],
+                "score": f32(p[1]),
+            }
+            f.write(json.dumps(rec, separators=(",", ":")) + "\n")
 
 
 def raw_value(columns: dict, name: str, r: int):

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: formatting, lints, build, every test.
 #
-# Needs only the Rust toolchain (rustup's cargo, rustfmt, clippy). Python is
-# not needed: the models and their onnxruntime fixtures are committed. The
-# Kafka tests' broker (Tansu) is built from crates.io on first use and cached
-# (scripts/install-tansu.sh).
+# Needs the Rust toolchain (rustup's cargo, rustfmt, clippy) and python3 with
+# venv, for the Kubernetes manifest check only (scripts/check-kubernetes.sh
+# installs its pinned packages from PyPI once); the models and their
+# onnxruntime fixtures are committed. The Kafka tests' broker (Tansu) is built
+# from crates.io on first use and cached (scripts/install-tansu.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,11 @@ step "Prometheus and promtool for the observability tests (Debian package, when 
 DRIFTLINE_PROMETHEUS_DIR=$(scripts/install-prometheus.sh)
 export DRIFTLINE_PROMETHEUS_DIR
 echo "DRIFTLINE_PROMETHEUS_DIR=$DRIFTLINE_PROMETHEUS_DIR"
+
+step "Kubernetes manifests against the Kubernetes and CRD schemas (kubernetes-validate from PyPI, venv cached)"
+# docker/kubernetes/: strict schema validation, then broken copies that must
+# be rejected. tests/cli/kubernetes_assets.rs cross-checks them against the binary.
+scripts/check-kubernetes.sh
 
 step "cargo test (workspace: unit, integration, real-broker, golden parity, load-test unit tests; benches run once as smoke tests)"
 log=$(mktemp)

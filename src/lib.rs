@@ -32,6 +32,9 @@
 //!   and the label join ([`drift::labels`]). Drift sees numbers, not models:
 //!   it watches the columns it is given ([`drift::columns`]).
 //! - [`status`]: the state the loop shares with the admin API and the demo.
+//! - [`lifecycle`]: model versions and their validation, routing between a
+//!   primary and a shadow or canary candidate, rollout plans with gates,
+//!   automatic rollback, and the shared lifecycle state.
 //! - [`admin`]: the admin HTTP port (metrics, health, readiness, lookups).
 //! - [`app`]: assembly of model, store and aggregator from a config (and
 //!   `validate`), and the offline commands: [`app::score_lines`]
@@ -63,6 +66,7 @@ pub mod duration;
 pub mod enrich;
 pub mod event;
 pub mod features;
+pub mod lifecycle;
 pub mod pipeline;
 pub mod score;
 pub mod serve;

@@ -54,6 +54,11 @@ enum Command {
     },
     /// Build a model's reference profile (its inputs' and score's training distribution) from a data file.
     Profile(ProfileArgs),
+    /// Model lifecycle helpers: signing keys, signing and verifying model versions.
+    Model {
+        #[command(subcommand)]
+        command: driftline::lifecycle::command::ModelCommand,
+    },
 }
 
 /// The config file and the flags that override it.
@@ -126,8 +131,9 @@ impl Overrides {
 
 #[derive(clap::Args)]
 struct DemoArgs {
-    /// How long to run, in seconds.
-    #[arg(long, default_value_t = 20)]
+    /// How long to run, in seconds (long enough for drift, a retrain
+    /// request, a rollout to promotion and a rolled-back bad version).
+    #[arg(long, default_value_t = 40)]
     duration: u64,
     /// Target events per second (0 = as fast as the service keeps up).
     #[arg(long, default_value_t = 20_000)]
@@ -212,6 +218,10 @@ fn main() -> ExitCode {
             cli.log_format,
         ),
         Command::Profile(args) => profile(&args, cli.log_format),
+        Command::Model { command } => {
+            driftline::telemetry::init(cli.log_format.unwrap_or_default(), "warn");
+            driftline::lifecycle::command::run(&command)
+        }
     };
     match result {
         Ok(code) => code,

@@ -146,6 +146,12 @@ impl Pipeline {
         self.recorder = Some(recorder);
     }
 
+    /// Takes the drift recorder away (to move it to another version's
+    /// pipeline: drift watches what the served version sees).
+    pub fn take_recorder(&mut self) -> Option<Recorder> {
+        self.recorder.take()
+    }
+
     /// Closes a due time window of the drift recorder (a quiet stream
     /// scores nothing that would close it).
     pub fn tick(&mut self) {

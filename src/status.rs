@@ -95,22 +95,29 @@ pub struct Shared {
     /// The drift evaluator's latest status (`GET /v1/drift`); its
     /// `reference` is empty while drift monitoring is off.
     pub drift: Arc<RwLock<DriftStatus>>,
+    /// Why this instance must not take traffic although it runs (a model
+    /// version the lifecycle state names that it cannot load).
+    pub blocked: RwLock<Option<String>>,
 }
 
 impl Shared {
-    /// Ready to score: model loaded, store caught up, partitions assigned.
-    pub fn ready(&self) -> Result<(), &'static str> {
+    /// Ready to score: model loaded, store caught up, partitions
+    /// assigned, and nothing blocking (see [`Shared::blocked`]).
+    pub fn ready(&self) -> Result<(), std::borrow::Cow<'static, str>> {
         if !self.model_loaded.load(Ordering::Acquire) {
-            return Err("model not loaded");
+            return Err("model not loaded".into());
         }
         if !self.store_ready.load(Ordering::Acquire) {
-            return Err("feature store not caught up");
+            return Err("feature store not caught up".into());
         }
         if !self.running.load(Ordering::Acquire) {
-            return Err("scoring loop not running");
+            return Err("scoring loop not running".into());
         }
         if self.assigned.load(Ordering::Acquire) == 0 {
-            return Err("no partitions assigned");
+            return Err("no partitions assigned".into());
+        }
+        if let Some(reason) = self.blocked.read().clone() {
+            return Err(reason.into());
         }
         Ok(())
     }
@@ -123,14 +130,18 @@ mod tests {
     #[test]
     fn ready_names_the_first_missing_step() {
         let s = Shared::default();
-        assert_eq!(s.ready(), Err("model not loaded"));
+        assert_eq!(s.ready().unwrap_err(), "model not loaded");
         s.model_loaded.store(true, Ordering::Release);
-        assert_eq!(s.ready(), Err("feature store not caught up"));
+        assert_eq!(s.ready().unwrap_err(), "feature store not caught up");
         s.store_ready.store(true, Ordering::Release);
-        assert_eq!(s.ready(), Err("scoring loop not running"));
+        assert_eq!(s.ready().unwrap_err(), "scoring loop not running");
         s.running.store(true, Ordering::Release);
-        assert_eq!(s.ready(), Err("no partitions assigned"));
+        assert_eq!(s.ready().unwrap_err(), "no partitions assigned");
         s.assigned.store(2, Ordering::Release);
+        assert_eq!(s.ready(), Ok(()));
+        *s.blocked.write() = Some("model m version 2 is refused here".into());
+        assert_eq!(s.ready().unwrap_err(), "model m version 2 is refused here");
+        *s.blocked.write() = None;
         assert_eq!(s.ready(), Ok(()));
     }
 

@@ -1,5 +1,9 @@
 //! The admin HTTP port: `/metrics`, `/healthz`, `/readyz`, `/v1/models`,
-//! `/v1/features/{entity_id}` (`GET`; `PUT` and `DELETE` with the token).
+//! `/v1/features/{entity_id}` (`GET`; `PUT` and `DELETE` with the token),
+//! and the model lifecycle commands (`POST`, with the token):
+//! `/v1/models/{name}/versions/{version}/load`,
+//! `/v1/models/{name}/versions/{version}/rollout`, and
+//! `/v1/models/{name}/{promote|rollback|pause|resume}`.
 //!
 //! Guarantees: handlers take only short locks (atomics, the store and
 //! aggregator shards of one entity), so a slow scrape never stalls scoring;
@@ -18,7 +22,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -27,6 +31,9 @@ use serde_json::{json, Map, Value};
 use crate::app::Parts;
 use crate::event::{now_ms, Features};
 use crate::features::store::Lookup;
+use crate::lifecycle::rollout::Command;
+use crate::serve::lifecycle::{Hub, HubError};
+use crate::serve::HubSlot;
 use crate::status::Shared;
 
 /// Errors of the admin server.
@@ -50,6 +57,8 @@ pub struct AdminState {
     pub parts: Parts,
     /// `admin.token`; `None` disables the state-changing endpoints.
     pub token: Option<Arc<str>>,
+    /// The model lifecycle, once the scoring loop has started it.
+    pub lifecycle: HubSlot,
 }
 
 /// The routes.
@@ -59,6 +68,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/models", get(models))
+        .route(
+            "/v1/models/{name}/versions/{version}/{action}",
+            post(version_action),
+        )
+        .route("/v1/models/{name}/{action}", post(model_action))
         .route("/v1/drift", get(drift))
         .route(
             "/v1/features/{entity_id}",
@@ -125,6 +139,9 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn models(State(s): State<AdminState>) -> Json<Value> {
+    if let Some(hub) = s.lifecycle.get() {
+        return Json(hub.describe());
+    }
     let m = &s.parts.model;
     let manifest = m.manifest();
     Json(json!({
@@ -212,6 +229,113 @@ async fn features(
         "owned": owned,
         "at": at,
     }))
+}
+
+/// `POST /v1/models/{name}/versions/{version}/{load|rollout}`.
+async fn version_action(
+    State(s): State<AdminState>,
+    Path((name, version, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let hub = match lifecycle_of(&s, &headers, &name) {
+        Ok(hub) => hub,
+        Err(answer) => return *answer,
+    };
+    match action.as_str() {
+        "load" => {
+            lifecycle_call(move || {
+                hub.load(&version)?;
+                Ok(hub.describe())
+            })
+            .await
+        }
+        "rollout" => lifecycle_call(move || hub.start(&version)).await,
+        _ => not_found(&format!("no action {action:?} (load, rollout)")),
+    }
+}
+
+/// `POST /v1/models/{name}/{promote|rollback|pause|resume}`.
+async fn model_action(
+    State(s): State<AdminState>,
+    Path((name, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let hub = match lifecycle_of(&s, &headers, &name) {
+        Ok(hub) => hub,
+        Err(answer) => return *answer,
+    };
+    let command = match action.as_str() {
+        "promote" => Command::Promote,
+        "rollback" => Command::Rollback,
+        "pause" => Command::Pause,
+        "resume" => Command::Resume,
+        _ => {
+            return not_found(&format!(
+                "no action {action:?} (promote, rollback, pause, resume)"
+            ))
+        }
+    };
+    lifecycle_call(move || hub.command(command)).await
+}
+
+fn not_found(why: &str) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": why}))).into_response()
+}
+
+/// The hub of model `name` for a caller with the token: 401 without it
+/// (checked first), 404 for another model, 503 before the loop started it.
+fn lifecycle_of(
+    s: &AdminState,
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<Arc<Hub>, Box<Response>> {
+    if let Some(denied) = refused(s, headers) {
+        return Err(Box::new(denied));
+    }
+    let Some(hub) = s.lifecycle.get() else {
+        return Err(Box::new(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "the model lifecycle has not started yet"})),
+            )
+                .into_response(),
+        ));
+    };
+    if hub.model() != name {
+        return Err(Box::new(not_found(&format!(
+            "no model {name:?} (this instance serves {:?})",
+            hub.model()
+        ))));
+    }
+    Ok(hub.clone())
+}
+
+/// Runs a lifecycle call (validation, a write read back) off the runtime:
+/// 200 with `/v1/models`, or the error's code: 409 for a command the
+/// state refuses, 422 for a version that is not loaded, 503 otherwise.
+async fn lifecycle_call(f: impl FnOnce() -> Result<Value, HubError> + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => {
+            let status = match e {
+                HubError::Command(_) => StatusCode::CONFLICT,
+                HubError::NotLoaded { .. } | HubError::NoPlan { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (
+                status,
+                Json(json!({"error": e.code(), "detail": e.to_string()})),
+            )
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "internal", "detail": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 /// The 401 answer, unless the request carries the configured bearer token.
@@ -386,6 +510,7 @@ mod tests {
                 drift: None,
             },
             token: token.map(Into::into),
+            lifecycle: Arc::default(),
         }
     }
 
@@ -428,6 +553,25 @@ mod tests {
             assert_eq!(status, 200);
             assert!(text.contains("\"deleted\":true"), "{text}");
             assert!(store.is_empty());
+
+            // Every lifecycle endpoint checks the token before anything else.
+            for path in [
+                "/v1/models/fraud-mlp/versions/2/load",
+                "/v1/models/fraud-mlp/versions/2/rollout",
+                "/v1/models/fraud-mlp/promote",
+                "/v1/models/fraud-mlp/rollback",
+                "/v1/models/fraud-mlp/pause",
+                "/v1/models/fraud-mlp/resume",
+            ] {
+                assert_eq!(request(addr, "POST", path, None, "").await.0, 401, "{path}");
+                assert_eq!(
+                    request(addr, "POST", path, Some("wrong-token"), "").await.0,
+                    401,
+                    "{path}"
+                );
+                // With the token, this loop-less server has no lifecycle yet.
+                assert_eq!(request(addr, "POST", path, Some(token), "").await.0, 503);
+            }
 
             // No token configured: the endpoints stay shut.
             let (addr, server) = bind("127.0.0.1:0", state(None), std::future::pending())

@@ -118,7 +118,13 @@ pub fn drift_plan(config: &Config, manifest: &Manifest) -> Result<Option<Plan>, 
     let Some(path) = reference_path(config, manifest) else {
         return Ok(None);
     };
-    let profile = Profile::load(&path)?;
+    // The manifest's hash vouches for its own reference only, not for a
+    // `drift.reference` the config points elsewhere.
+    let expected = match config.drift.reference {
+        None => manifest.reference_sha256.as_deref(),
+        Some(_) => None,
+    };
+    let profile = Profile::load_verified(&path, expected)?;
     Ok(Some(Plan::new(
         &watched_columns(manifest),
         profile,

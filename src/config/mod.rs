@@ -84,6 +84,9 @@ pub struct Config {
     /// The label join and the `performance` alert thresholds.
     #[serde(default)]
     pub labels: crate::drift::labels::LabelConfig,
+    /// Model versions, rollout plans and their gates.
+    #[serde(default)]
+    pub lifecycle: crate::lifecycle::plan::LifecycleConfig,
 }
 
 /// Kafka settings of `serve`.
@@ -184,6 +187,13 @@ pub struct TopicsConfig {
     pub retrain_requests: String,
     /// Ground truth joined to predictions by event id; empty = no label join.
     pub labels: String,
+    /// Predictions of a candidate version in shadow (never mixed into `predictions`).
+    pub predictions_shadow: String,
+    /// One message per model lifecycle step (loaded, refused, rollout steps, gates, rollbacks).
+    pub model_events: String,
+    /// Compacted topic of each model's lifecycle state (primary, rollout),
+    /// followed by every instance; by default `<group_id>-models`.
+    pub models: Option<String>,
 }
 
 impl Default for TopicsConfig {
@@ -197,6 +207,9 @@ impl Default for TopicsConfig {
             drift_alerts: "drift-alerts".into(),
             retrain_requests: "retrain-requests".into(),
             labels: "labels".into(),
+            predictions_shadow: "predictions-shadow".into(),
+            model_events: "model-events".into(),
+            models: None,
         }
     }
 }
@@ -228,6 +241,12 @@ impl Default for AdminConfig {
 pub struct ModelConfig {
     /// Model directory (`models/<name>/<version>`), holding `model.toml` and the ONNX file.
     pub dir: PathBuf,
+    /// Public keys (`.pub` files from `driftline model keygen`, or the
+    /// base64 keys themselves) whose signatures are accepted; when set, a
+    /// version without a valid signature by one of them is refused. Empty:
+    /// signatures are not required.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 /// Online feature store settings.
@@ -551,6 +570,10 @@ impl Config {
             ));
         }
         self.drift.problems(&mut p);
+        p.extend(self.lifecycle.problems());
+        if let Err(e) = crate::score::signature::TrustedKeys::load(&self.model.trusted_keys) {
+            p.push(format!("model.trusted_keys: {e}"));
+        }
         p.extend(self.labels.problems());
         if let Some(reference) = &self.drift.reference {
             if !reference.is_file() {
@@ -568,6 +591,14 @@ impl Config {
         match &self.kafka.topics.changelog {
             Some(t) if !t.trim().is_empty() => t.clone(),
             _ => format!("{}-aggregates-changelog", self.kafka.group_id),
+        }
+    }
+
+    /// The compacted topic of model lifecycle state.
+    pub fn models_topic(&self) -> String {
+        match &self.kafka.topics.models {
+            Some(t) if !t.trim().is_empty() => t.clone(),
+            _ => format!("{}-models", self.kafka.group_id),
         }
     }
 }
@@ -765,6 +796,38 @@ mod tests {
                 "{key} missing from {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn lifecycle_settings_and_trusted_keys_are_read_and_checked() {
+        let f = write(&format!(
+            "[model]\ndir = \"{}\"\ntrusted_keys = [\"/nonexistent/ops.pub\"]\n\
+             [lifecycle]\ncheck_interval = \"2s\"\n\
+             [lifecycle.plans.fraud-mlp]\nsteps = [{{ kind = \"canary\", percent = 5 }}]\n",
+            repo("models/fraud-mlp/1")
+        ));
+        let err = Config::load_with_env(f.path(), Vec::new()).unwrap_err();
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("expected Invalid, got {err}");
+        };
+        for key in [
+            "model.trusted_keys: /nonexistent/ops.pub",
+            "lifecycle.plans.fraud-mlp.steps[0]: a canary step needs",
+            "lifecycle.plans.fraud-mlp.steps: the last step must be `promote`",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.starts_with(key)),
+                "{key} missing from {problems:?}"
+            );
+        }
+        let f = write(&format!(
+            "[model]\ndir = \"{}\"\n[kafka]\ngroup_id = \"g-2\"\n",
+            repo("models/fraud-mlp/1")
+        ));
+        let cfg = Config::load_with_env(f.path(), Vec::new()).unwrap();
+        assert_eq!(cfg.models_topic(), "g-2-models");
+        assert_eq!(cfg.kafka.topics.model_events, "model-events");
+        assert_eq!(cfg.lifecycle.check_interval_ms(), 5_000);
     }
 
     #[test]

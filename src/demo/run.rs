@@ -10,6 +10,15 @@
 //! `duration` or on Ctrl-C, waits until every produced event has a
 //! prediction or a DLQ record, and prints totals. The model is built into the binary and the store is filled from
 //! the generator's own cards.
+//!
+//! The model lifecycle runs too: versions 1, 2 and 3 of the fraud MLP are
+//! built into the binary and written to a scratch registry directory. When
+//! the service asks for a retrain (drift), the demo "deploys" version 2 (the
+//! MLP retrained on the shifted week) by writing it next to version 1; the
+//! registry watcher loads it and the demo's rollout plan takes it through
+//! shadow and canary to promotion. Then it deploys version 3, a bad build
+//! (inverted scores), which the agreement gate rolls back. Every lifecycle
+//! step is read back from `model-events` and printed as it happens.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,6 +40,8 @@ use crate::drift::profile::Profile;
 use crate::event::{now_ms, RejectReason};
 use crate::features::aggregates::AggregatorConfig;
 use crate::features::store::StoreConfig;
+use crate::lifecycle::plan::PlanConfig;
+use crate::lifecycle::state::{LifecycleEvent, ModelEventMessage};
 use crate::score::{Manifest, Model};
 use crate::serve::{self, AdminPort, ServeOptions};
 use crate::status::Shared;
@@ -40,6 +51,89 @@ pub const DEFAULT_MODEL_DIR: &str = "models/fraud-mlp/1";
 const EMBEDDED_MANIFEST: &str = include_str!("../../models/fraud-mlp/1/model.toml");
 const EMBEDDED_ONNX: &[u8] = include_bytes!("../../models/fraud-mlp/1/model.onnx");
 const EMBEDDED_REFERENCE: &str = include_str!("../../models/fraud-mlp/1/reference.json");
+
+/// One version of the fraud MLP built into the binary.
+struct Embedded {
+    version: &'static str,
+    manifest: &'static str,
+    onnx: &'static [u8],
+    reference: &'static str,
+    /// What the demo says when it deploys it.
+    what: &'static str,
+}
+
+/// The versions the demo deploys while it runs, in order.
+const DEPLOYED: [Embedded; 2] = [
+    Embedded {
+        version: "2",
+        manifest: include_str!("../../models/fraud-mlp/2/model.toml"),
+        onnx: include_bytes!("../../models/fraud-mlp/2/model.onnx"),
+        reference: include_str!("../../models/fraud-mlp/2/reference.json"),
+        what: "the MLP retrained on the shifted week",
+    },
+    Embedded {
+        version: "3",
+        manifest: include_str!("../../models/fraud-mlp/3/model.toml"),
+        onnx: include_bytes!("../../models/fraud-mlp/3/model.onnx"),
+        reference: include_str!("../../models/fraud-mlp/3/reference.json"),
+        what: "a bad build: version 2 with inverted scores",
+    },
+];
+
+/// The demo's rollout plan: short steps, so the whole loop fits in a run.
+const DEMO_PLAN: &str = r#"
+auto_start = true
+steps = [
+  { kind = "shadow", events = 20000 },
+  { kind = "canary", percent = 25, events = 5000 },
+  { kind = "promote" },
+]
+[gates]
+min_events = 1000
+max_rejection_rate = 0.02
+min_agreement = 0.9
+"#;
+
+/// Writes a version's files into `registry/fraud-mlp/<version>/`, the
+/// manifest last (the registry takes a version once its files settle).
+fn materialise(registry: &std::path::Path, e: &Embedded) -> std::io::Result<PathBuf> {
+    let dir = registry.join("fraud-mlp").join(e.version);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("model.onnx"), e.onnx)?;
+    std::fs::write(dir.join("reference.json"), e.reference)?;
+    std::fs::write(dir.join("model.toml"), e.manifest)?;
+    Ok(dir)
+}
+
+/// A scratch model registry, removed when dropped.
+struct Registry(PathBuf);
+
+impl Registry {
+    fn create() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!(
+            "driftline-demo-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        materialise(
+            &dir,
+            &Embedded {
+                version: "1",
+                manifest: EMBEDDED_MANIFEST,
+                onnx: EMBEDDED_ONNX,
+                reference: EMBEDDED_REFERENCE,
+                what: "",
+            },
+        )?;
+        Ok(Registry(dir))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// The injected shift, from `SHIFT_FROM` to `SHIFT_UNTIL` of the run.
 const SHIFT_FROM: f64 = 0.35;
@@ -93,6 +187,8 @@ pub struct DemoReport {
     /// Alert messages read back from the `drift-alerts` topic.
     pub alerts: Vec<serde_json::Value>,
     pub retrain_requests: u64,
+    /// Lifecycle steps read back from `model-events`.
+    pub model_events: Vec<ModelEventMessage>,
 }
 
 /// The drift plan: the embedded model's embedded reference profile, or the
@@ -196,7 +292,24 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
 
     let cluster = MockCluster::new(1)?;
     let mut config = Config::default();
-    config.model.dir = PathBuf::from(DEFAULT_MODEL_DIR);
+    // The embedded versions live in a scratch registry; a --model
+    // directory's registry is its parent, and the demo deploys nothing there.
+    let registry = match &options.model_dir {
+        None => Some(Registry::create()?),
+        Some(_) => None,
+    };
+    config.model.dir = match (&registry, &options.model_dir) {
+        (Some(r), _) => r.0.join("fraud-mlp").join("1"),
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => PathBuf::from(DEFAULT_MODEL_DIR),
+    };
+    config.lifecycle.watch_interval = "300ms".into();
+    config.lifecycle.check_interval = "500ms".into();
+    config.lifecycle.plans.insert(
+        model.name().to_owned(),
+        toml::from_str::<PlanConfig>(DEMO_PLAN)
+            .map_err(|e| anyhow::anyhow!("the demo's rollout plan: {e}"))?,
+    );
     config.kafka.brokers = cluster.bootstrap_servers();
     config.kafka.group_id = "driftline-demo".into();
     config.pipeline.batch_size = options.batch_size.clamp(1, 65_536);
@@ -211,6 +324,9 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         (t.drift_alerts.as_str(), 1),
         (t.retrain_requests.as_str(), 1),
         (t.labels.as_str(), PARTITIONS),
+        (t.predictions_shadow.as_str(), PARTITIONS),
+        (t.model_events.as_str(), 1),
+        (config.models_topic().as_str(), 1),
     ] {
         cluster.create_topic(topic, partitions, 1)?;
     }
@@ -289,9 +405,13 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
 
     let mut outputs = DriftOutputs::new(&config)?;
     let mut last = (Instant::now(), 0u64);
+    let mut deployed = 0usize;
     while Instant::now() < deadline && !interrupted.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         outputs.drain(started);
+        if let Some(r) = &registry {
+            deploy(r, &outputs, &mut deployed, started);
+        }
         if service.is_finished() {
             break;
         }
@@ -311,8 +431,8 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
                 shared.stats.dlq.load(Ordering::Relaxed),
                 drift_summary(&shared),
                 match shared.ready() {
-                    Ok(()) => "ready",
-                    Err("no partitions assigned") => "joining the consumer group",
+                    Ok(()) => "ready".into(),
+                    Err(why) if why == "no partitions assigned" => "joining the consumer group".into(),
                     Err(why) => why,
                 }
             );
@@ -346,6 +466,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         consumer,
         alerts,
         retrain_requests,
+        model_events,
         ..
     } = outputs;
     drop(consumer);
@@ -364,8 +485,10 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         latency_max_us: max,
         alerts,
         retrain_requests,
+        model_events,
     };
     print_report(&report);
+    drop(registry);
     drop(cluster);
     Ok(report)
 }
@@ -389,13 +512,42 @@ fn drift_summary(shared: &Shared) -> String {
     }
 }
 
-/// Reads what the service published on `drift-alerts` and
-/// `retrain-requests`, as a user's consumer would, and prints it.
+/// The demo's deployments: version 2 once a retrain is requested, version
+/// 3 once version 2 is promoted.
+fn deploy(registry: &Registry, outputs: &DriftOutputs, deployed: &mut usize, started: Instant) {
+    let due = match *deployed {
+        0 => outputs.retrain_requests > 0,
+        1 => outputs.model_events.iter().any(|m| {
+            matches!(&m.event, LifecycleEvent::Promoted { version, .. } if version == DEPLOYED[0].version)
+        }),
+        _ => false,
+    };
+    let Some(next) = DEPLOYED.get(*deployed).filter(|_| due) else {
+        return;
+    };
+    *deployed += 1;
+    match materialise(&registry.0, next) {
+        Ok(dir) => println!(
+            "[{:>4.0}s] >>> deploying fraud-mlp {} ({}) into {}",
+            started.elapsed().as_secs_f64(),
+            next.version,
+            next.what,
+            dir.display()
+        ),
+        Err(e) => println!("deploying fraud-mlp {} failed: {e}", next.version),
+    }
+}
+
+/// Reads what the service published on `drift-alerts`,
+/// `retrain-requests` and `model-events`, as a user's consumer would, and
+/// prints it.
 struct DriftOutputs {
     consumer: BaseConsumer,
     alerts_topic: String,
+    events_topic: String,
     alerts: Vec<serde_json::Value>,
     retrain_requests: u64,
+    model_events: Vec<ModelEventMessage>,
 }
 
 impl DriftOutputs {
@@ -409,12 +561,15 @@ impl DriftOutputs {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&t.drift_alerts, 0, Offset::Beginning)?;
         tpl.add_partition_offset(&t.retrain_requests, 0, Offset::Beginning)?;
+        tpl.add_partition_offset(&t.model_events, 0, Offset::Beginning)?;
         consumer.assign(&tpl)?;
         Ok(DriftOutputs {
             consumer,
             alerts_topic: t.drift_alerts.clone(),
+            events_topic: t.model_events.clone(),
             alerts: Vec::new(),
             retrain_requests: 0,
+            model_events: Vec::new(),
         })
     }
 
@@ -423,10 +578,21 @@ impl DriftOutputs {
         let mut n = 0;
         while let Some(Ok(m)) = self.consumer.poll(Duration::ZERO) {
             n += 1;
+            let at = started.elapsed().as_secs_f64();
+            if m.topic() == self.events_topic {
+                if let Some(Ok(e)) = m.payload().map(serde_json::from_slice::<ModelEventMessage>) {
+                    println!(
+                        "[{at:>4.0}s] MODEL {:<17} {}",
+                        e.event.kind(),
+                        e.event.describe()
+                    );
+                    self.model_events.push(e);
+                }
+                continue;
+            }
             let Some(Ok(v)) = m.payload().map(serde_json::from_slice::<serde_json::Value>) else {
                 continue;
             };
-            let at = started.elapsed().as_secs_f64();
             if m.topic() == self.alerts_topic {
                 println!(
                     "[{at:>4.0}s] ALERT {:<8} {:<16} {:>22} {:<12} value {:>10.4} threshold {:>8.4} (window of {} events)",
@@ -606,6 +772,23 @@ fn print_report(r: &DemoReport) {
         count("resolved"),
         r.retrain_requests
     );
+    let lifecycle: Vec<String> = r
+        .model_events
+        .iter()
+        .filter(|m| {
+            matches!(
+                m.event,
+                LifecycleEvent::Promoted { .. } | LifecycleEvent::RolledBack { .. }
+            )
+        })
+        .map(|m| m.event.describe())
+        .collect();
+    if !lifecycle.is_empty() {
+        println!(
+            "model lifecycle (from model-events): {}",
+            lifecycle.join("; ")
+        );
+    }
     if !r.rejected_by_reason.is_empty() {
         let reasons: Vec<String> = r
             .rejected_by_reason

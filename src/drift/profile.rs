@@ -29,6 +29,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use super::columns::Watched;
 use super::exact::ColumnValues;
@@ -57,6 +58,12 @@ pub enum ProfileError {
     Parse {
         path: PathBuf,
         source: serde_json::Error,
+    },
+    #[error("profile {path}: sha256 mismatch: the manifest says {expected}, the file is {actual}")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
     },
     #[error("profile {path}: format {found}, this build reads format {PROFILE_FORMAT}; rebuild it with `driftline profile --model <model dir> --data <training data>`")]
     Format { path: PathBuf, found: u32 },
@@ -168,10 +175,37 @@ pub struct Profile {
 impl Profile {
     /// Reads and checks the format version.
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
+        Self::load_verified(path, None)
+    }
+
+    /// Reads the file once, checks it against `expected_sha256` (the
+    /// manifest's `reference_sha256`, when it has one) and parses the same
+    /// bytes, so the profile used is the one that was hashed.
+    pub fn load_verified(path: &Path, expected_sha256: Option<&str>) -> Result<Self, ProfileError> {
         let text = std::fs::read(path).map_err(|source| ProfileError::Read {
             path: path.to_owned(),
             source,
         })?;
+        if let Some(expected) = expected_sha256 {
+            // Hashed here rather than through `score`: drift sees numbers,
+            // not models (the layout test keeps it that way).
+            let actual: String = sha2::Sha256::digest(&text)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(ProfileError::Checksum {
+                    path: path.to_owned(),
+                    expected: expected.to_owned(),
+                    actual,
+                });
+            }
+        }
+        Self::parse(&text, path)
+    }
+
+    /// Parses a profile document; `path` is only used in messages.
+    pub fn parse(text: &[u8], path: &Path) -> Result<Self, ProfileError> {
         // The format is read first so an old or newer file gets a clear
         // message rather than a missing-field error.
         #[derive(Deserialize)]
@@ -179,7 +213,7 @@ impl Profile {
             format: u32,
         }
         let version: Version =
-            serde_json::from_slice(&text).map_err(|source| ProfileError::Parse {
+            serde_json::from_slice(text).map_err(|source| ProfileError::Parse {
                 path: path.to_owned(),
                 source,
             })?;
@@ -189,7 +223,7 @@ impl Profile {
                 found: version.format,
             });
         }
-        serde_json::from_slice(&text).map_err(|source| ProfileError::Parse {
+        serde_json::from_slice(text).map_err(|source| ProfileError::Parse {
             path: path.to_owned(),
             source,
         })

@@ -61,6 +61,11 @@ pub struct Manifest {
     /// Reference profile for drift detection, relative to the model directory.
     #[serde(default)]
     pub reference: Option<String>,
+    /// Hex SHA-256 of the reference profile file, checked when the profile is
+    /// loaded, so that a signed manifest also vouches for the distribution
+    /// drift is judged against. Optional: manifests written before it stay valid.
+    #[serde(default)]
+    pub reference_sha256: Option<String>,
 }
 
 fn default_file() -> String {
@@ -238,11 +243,21 @@ impl Manifest {
         if self.version.trim().is_empty() {
             p.push("version: must not be empty".into());
         }
-        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !is_sha256_hex(&self.sha256) {
             p.push(format!(
                 "sha256: expected 64 hex digits, got {:?}",
                 self.sha256
             ));
+        }
+        if let Some(hash) = &self.reference_sha256 {
+            if !is_sha256_hex(hash) {
+                p.push(format!(
+                    "reference_sha256: expected 64 hex digits, got {hash:?}"
+                ));
+            }
+            if self.reference.is_none() {
+                p.push("reference_sha256: set, but the manifest names no `reference`".into());
+            }
         }
         if self.score.output.trim().is_empty() {
             p.push("score.output: must name an output tensor".into());
@@ -262,6 +277,11 @@ impl Manifest {
         }
         p
     }
+}
+
+/// Whether `s` is a hex SHA-256 digest (64 hex digits, either case).
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn input_problems(input: &InputSpec, at: &str, p: &mut Vec<String>) {
@@ -417,6 +437,33 @@ aggregate = { field = "amount", function = "count", window = "1h" }
         let bad = GOOD.replace("index = 1", "index = 1\ncolum = 2");
         let err = Manifest::parse(&bad, Path::new("m.toml")).unwrap_err();
         assert!(err.to_string().contains("colum"), "{err}");
+    }
+
+    #[test]
+    fn reference_sha256_is_optional_but_checked_when_present() {
+        let with_reference = GOOD.replace(
+            "[score]",
+            "reference = \"reference.json\"\nreference_sha256 = \"REF\"\n[score]",
+        );
+        let good = with_reference.replace("REF", &"ab".repeat(32));
+        let m = Manifest::parse(&good, Path::new("m.toml")).unwrap();
+        assert_eq!(
+            m.reference_sha256.as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
+        let err = Manifest::parse(&with_reference.replace("REF", "abc"), Path::new("m.toml"))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("reference_sha256: expected 64 hex digits"),
+            "{err}"
+        );
+        let orphan = GOOD.replace(
+            "[score]",
+            &format!("reference_sha256 = \"{}\"\n[score]", "ab".repeat(32)),
+        );
+        let err = Manifest::parse(&orphan, Path::new("m.toml")).unwrap_err();
+        assert!(err.to_string().contains("names no `reference`"), "{err}");
     }
 
     #[test]

@@ -89,10 +89,40 @@ pub fn ensure_topic(
         }
         None => {}
     }
+    create_compacted(config, changelog, inputs as i32, timeout)
+}
+
+/// Creates a compacted topic of `partitions` partitions unless it exists.
+pub fn ensure_compacted(
+    config: &Config,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<(), ChangelogError> {
+    let probe = reader(config).map_err(ChangelogError::Client)?;
+    match crate::consumer::follower::topic_partitions(&probe, topic, timeout) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => create_compacted(config, topic, partitions, timeout),
+        Err(e) => Err(ChangelogError::Client(e)),
+    }
+}
+
+/// Creates a compacted topic of `partitions` partitions (one that exists
+/// already is fine).
+fn create_compacted(
+    config: &Config,
+    changelog: &str,
+    partitions: i32,
+    timeout: Duration,
+) -> Result<(), ChangelogError> {
+    let topic_err = |topic: &str, reason: String| ChangelogError::Topic {
+        topic: topic.to_string(),
+        reason,
+    };
     let admin: AdminClient<DefaultClientContext> = client_config(config, &Default::default())
         .create()
         .map_err(ChangelogError::Client)?;
-    let topic = NewTopic::new(changelog, inputs as i32, TopicReplication::Fixed(-1))
+    let topic = NewTopic::new(changelog, partitions, TopicReplication::Fixed(-1))
         .set("cleanup.policy", "compact");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -107,14 +137,11 @@ pub fn ensure_topic(
     for r in results {
         match r {
             Ok(_) => {
-                tracing::info!(topic = %changelog, partitions = inputs, "changelog topic created")
+                tracing::info!(topic = %changelog, partitions, "compacted topic created")
             }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(topic_err(
-                    &name,
-                    format!("creating the changelog topic: {code}"),
-                ))
+                return Err(topic_err(&name, format!("creating the topic: {code}")))
             }
         }
     }

@@ -29,12 +29,13 @@
 pub mod changelog;
 pub mod drift;
 mod labels;
+pub mod lifecycle;
 mod updates;
 pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -48,7 +49,11 @@ use crate::consumer::config::{group_config, producer_config};
 use crate::consumer::context::{reader, GroupContext};
 use crate::consumer::follower::{self, FollowError};
 use crate::drift::labels::LabelJoin;
+use crate::lifecycle::registry::{
+    Refusal, Registry, ServingContract, ValidatedVersion, ValidationContext,
+};
 use crate::pipeline::{Pipeline, PipelineError};
+use crate::score::signature::{SignatureError, TrustedKeys};
 use crate::sink::offsets::Tracker;
 use crate::sink::{Sink, SinkError};
 use crate::status::Shared;
@@ -89,7 +94,20 @@ pub enum ServeError {
     },
     #[error("the scoring loop panicked")]
     Panicked,
+    #[error("model.trusted_keys: {0}")]
+    Keys(#[from] SignatureError),
+    #[error("the configured model version is refused ({code}): {refusal}")]
+    Refused {
+        code: &'static str,
+        refusal: Box<Refusal>,
+    },
+    #[error(transparent)]
+    Lifecycle(#[from] lifecycle::StartError),
 }
+
+/// The model lifecycle, once the loop has built it (the admin API starts
+/// before).
+pub type HubSlot = Arc<OnceLock<Arc<lifecycle::Hub>>>;
 
 /// Whether the service may run without its admin port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,11 +158,13 @@ pub fn start(config: Config, parts: Parts, options: ServeOptions) -> Result<Serv
             source,
         })?;
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let hub: HubSlot = Arc::default();
     let state = AdminState {
         shared: shared.clone(),
         metrics,
         parts: parts.clone(),
         token: config.admin.token.as_deref().map(Into::into),
+        lifecycle: hub.clone(),
     };
     let bound = runtime.block_on(crate::admin::bind(&config.admin.listen, state, async {
         let _ = http_stopped.await;
@@ -169,7 +189,7 @@ pub fn start(config: Config, parts: Parts, options: ServeOptions) -> Result<Serv
         std::thread::Builder::new()
             .name("scoring".into())
             .spawn(move || {
-                let result = run(&config, parts, &stop, &shared);
+                let result = run(&config, parts, &stop, &shared, &hub);
                 let _ = done.send(());
                 result
             })
@@ -271,6 +291,7 @@ impl Timings {
 struct Followers {
     updates: Option<JoinHandle<Result<(), FollowError>>>,
     labels: Option<JoinHandle<Result<(), FollowError>>>,
+    lifecycle: Option<lifecycle::Threads>,
 }
 
 /// The scoring loop's consumer.
@@ -282,6 +303,7 @@ fn run(
     parts: Parts,
     stop: &Arc<AtomicBool>,
     shared: &Arc<Shared>,
+    hub_slot: &HubSlot,
 ) -> Result<(), ServeError> {
     let timings = Timings::new(config)?;
     let topics = Topics {
@@ -289,6 +311,12 @@ fn run(
         predictions: config.kafka.topics.predictions.clone(),
         dlq: config.kafka.topics.dlq.clone(),
         changelog: config.changelog_topic(),
+        predictions_shadow: drift::existing_topic(
+            config,
+            &config.kafka.topics.predictions_shadow,
+            timings.flush_timeout,
+        )
+        .map_err(ServeError::Client)?,
     };
     let model = &parts.model;
     metrics::model_info(model.name(), model.version(), &model.manifest().sha256);
@@ -309,6 +337,7 @@ fn run(
     let mut followers = Followers {
         updates: start_updates(config, &parts, &sink, stop, shared, timings.flush_timeout)?,
         labels: None,
+        lifecycle: None,
     };
     if !wait_for_store(
         config,
@@ -337,6 +366,39 @@ fn run(
         label_join.as_ref(),
         timings.flush_timeout,
     )?;
+    let hub = start_lifecycle(
+        config,
+        &parts,
+        &sink,
+        shared,
+        label_join.clone(),
+        timings.flush_timeout,
+    )?;
+    followers.lifecycle = Some(lifecycle::spawn(
+        config,
+        hub.clone(),
+        stop.clone(),
+        timings.flush_timeout,
+    )?);
+    let _ = hub_slot.set(hub.clone());
+    // Routing must follow the group's state from the first batch on (a
+    // restart in the middle of a rollout keeps every entity on its version).
+    let waited = Instant::now();
+    while !hub.state_read() {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if waited.elapsed() > timings.flush_timeout * 4 {
+            return Err(ServeError::Topic {
+                topic: config.models_topic(),
+                reason: format!(
+                    "lifecycle state not read within {:?}",
+                    timings.flush_timeout * 4
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let worker = Worker::new(WorkerParts {
         pipeline,
         sink: sink.clone(),
@@ -352,6 +414,7 @@ fn run(
         restorer: reader(config).map_err(ServeError::Client)?,
         shared: shared.clone(),
         labels: label_join,
+        lifecycle: Some(hub),
     });
     let consumer: GroupConsumer = group_config(config)
         .create_with_context(GroupContext::new(worker, topics.features.clone()))
@@ -379,6 +442,64 @@ fn run(
         shared,
     );
     result
+}
+
+/// The model lifecycle: the served version validated like any other
+/// (signatures apply at start too), the state topic created when missing.
+fn start_lifecycle(
+    config: &Config,
+    parts: &Parts,
+    sink: &Arc<Sink>,
+    shared: &Arc<Shared>,
+    labels: Option<Arc<LabelJoin>>,
+    timeout: Duration,
+) -> Result<Arc<lifecycle::Hub>, ServeError> {
+    let model = &parts.model;
+    let context = ValidationContext {
+        trusted_keys: TrustedKeys::load(&config.model.trusted_keys)?,
+        serving: ServingContract::of_sources(parts.store.as_deref(), parts.aggregator.as_deref()),
+        drift: Some(config.drift.clone()),
+    };
+    let registry = Registry::of_model_dir(&config.model.dir, model.name());
+    let primary = if config.model.dir.join("model.toml").is_file() {
+        registry
+            .validate(model.version(), &context)
+            .map_err(|r| ServeError::Refused {
+                code: r.code(),
+                refusal: Box::new(r),
+            })?
+    } else {
+        // A model built into the binary (the demo's) has no directory to
+        // check; it is what was loaded.
+        ValidatedVersion {
+            version: model.version().to_owned(),
+            dir: config.model.dir.clone(),
+            model: model.clone(),
+            manifest_sha256: model.manifest().sha256.clone(),
+            signed_by: None,
+            reference: None,
+            drift: parts.drift.clone(),
+        }
+    };
+    let state_topic = config.models_topic();
+    changelog::ensure_compacted(config, &state_topic, 1, timeout)?;
+    let topics = lifecycle::HubTopics {
+        state: state_topic,
+        events: drift::existing_topic(config, &config.kafka.topics.model_events, timeout)
+            .map_err(ServeError::Client)?,
+    };
+    Ok(Arc::new(
+        lifecycle::Hub::new(
+            config,
+            primary,
+            registry,
+            context,
+            sink.clone(),
+            topics,
+            shared.clone(),
+        )
+        .with_labels(labels),
+    ))
 }
 
 /// Starts the `feature-updates` follower when the model reads the store
@@ -612,6 +733,9 @@ fn shut_down(
         if let Ok(Err(e)) = h.join() {
             tracing::warn!(error = %e, "label follower stopped with an error");
         }
+    }
+    if let Some(threads) = followers.lifecycle {
+        threads.join();
     }
     tracing::info!(
         predictions = shared.stats.predicted.load(Ordering::Relaxed),

@@ -14,7 +14,14 @@
 //!   first record is scored;
 //! - an event at or before the offset a restored entity's state already
 //!   holds (a replay after a crash) is scored against that state without
-//!   being counted again.
+//!   being counted again;
+//! - with a model lifecycle, a batch is routed by one routing table, taken
+//!   once per batch: a canary entity's events are scored by the candidate
+//!   alone, a shadowed entity's by the primary (published) and the
+//!   candidate (to `predictions-shadow`, enriched without folding the
+//!   event into the aggregates again), so every event counts once in the
+//!   aggregates and yields one published prediction; predictions of a
+//!   batch are sent in input order whichever version scored them.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -33,14 +40,16 @@ use crate::drift::labels::LabelJoin;
 use crate::event::{now_ms, RejectReason, Rejection};
 use crate::features::aggregates::Aggregator;
 use crate::features::store::FeatureStore;
+use crate::lifecycle::routing::{Route, RoutingTable, Variant};
 use crate::pipeline::{BatchOutput, Decoded, Pipeline};
 use crate::serve::changelog::Record;
+use crate::serve::lifecycle::{BatchReadings, Hub, VariantBatch};
 use crate::sink::offsets::{Token, Tracker};
 use crate::sink::{prediction_headers, Prediction, Sink, SinkError, Source};
 use crate::source::arrow::decode_arrow_batch;
 use crate::source::decode::decode_json;
 use crate::status::Shared;
-use crate::telemetry::metrics::{self, LoopMetrics};
+use crate::telemetry::metrics::{self, LoopMetrics, VariantMetrics};
 
 /// Topic names the worker writes to.
 #[derive(Debug, Clone)]
@@ -49,6 +58,8 @@ pub struct Topics {
     pub predictions: String,
     pub dlq: String,
     pub changelog: String,
+    /// Shadow predictions (`""`: not published).
+    pub predictions_shadow: String,
 }
 
 /// Limits and timings of the worker.
@@ -112,6 +123,21 @@ pub struct Worker {
     metrics: LoopMetrics,
     shared: Arc<Shared>,
     labels: Option<Arc<LabelJoin>>,
+    lifecycle: Option<Arc<Hub>>,
+    /// Pipelines of versions other than the one the service started with.
+    others: HashMap<Arc<str>, Pipeline>,
+    variant_metrics: HashMap<(Arc<str>, Variant), VariantMetrics>,
+    /// The batch's versions: primary, and the candidate when it scored.
+    primary_version: Arc<str>,
+    candidate_version: Option<Arc<str>>,
+    /// The version whose pipeline holds the drift recorder: the primary.
+    drift_at: Arc<str>,
+    /// `version`, shared.
+    configured: Arc<str>,
+    /// `out.scored[..canary_from]` came from the primary, the rest from the canary.
+    canary_from: usize,
+    shadow_out: BatchOutput,
+    pairs: Vec<(f32, f32)>,
     // Per-batch scratch, reused.
     slots: Vec<(usize, Option<usize>)>,
     outputs: Vec<u32>,
@@ -143,12 +169,15 @@ pub struct WorkerParts {
     pub shared: Arc<Shared>,
     /// Scored predictions wait here for their labels.
     pub labels: Option<Arc<LabelJoin>>,
+    /// The model lifecycle: routing between versions, gate readings.
+    pub lifecycle: Option<Arc<Hub>>,
 }
 
 impl Worker {
     pub fn new(p: WorkerParts) -> Self {
         let model = p.pipeline.model().name().to_string();
         let version = p.pipeline.model().version().to_string();
+        let served: Arc<str> = version.as_str().into();
         let reasons = RejectReason::ALL.map(RejectReason::code);
         let metrics = LoopMetrics::new(&p.topics.features, &model, &version, &reasons);
         Worker {
@@ -168,6 +197,16 @@ impl Worker {
             metrics,
             shared: p.shared,
             labels: p.labels,
+            lifecycle: p.lifecycle,
+            others: HashMap::new(),
+            variant_metrics: HashMap::new(),
+            primary_version: served.clone(),
+            candidate_version: None,
+            drift_at: served.clone(),
+            configured: served,
+            canary_from: 0,
+            shadow_out: BatchOutput::default(),
+            pairs: Vec::new(),
             slots: Vec::new(),
             outputs: Vec::new(),
             pending: Vec::new(),
@@ -306,20 +345,45 @@ impl Worker {
         let events = decoded.len();
         let started = Instant::now();
         self.out.clear();
-        self.pipeline.score_events(decoded, now, &mut self.out);
+        self.shadow_out.clear();
+        let table = self.lifecycle.as_ref().map(|h| h.router.current());
+        match table.filter(|t| t.candidate().is_some() || t.primary() != self.version) {
+            Some(table) => self.score_routed(&table, decoded, now),
+            None => {
+                let configured = self.configured.clone();
+                self.move_drift(&configured);
+                self.pipeline.score_events(decoded, now, &mut self.out);
+                self.primary_version = configured;
+                self.candidate_version = None;
+                self.canary_from = self.out.scored.len();
+                let batch = VariantBatch {
+                    events: events as u64,
+                    rejected: self.out.rejected.len() as u64,
+                    elapsed: started.elapsed(),
+                };
+                let version = self.primary_version.clone();
+                self.record_variant(&version, Variant::Primary, &batch);
+            }
+        }
         self.metrics
             .inference
             .record(started.elapsed().as_secs_f64());
         self.metrics.batch_events.record(events as f64);
         self.send_outputs(now)?;
+        self.send_shadow()?;
         if let Some(join) = self.labels.as_ref().filter(|j| j.following()) {
-            join.record(
-                self.out
-                    .scored
-                    .iter()
-                    .map(|s| (s.event.event_id.as_str(), s.score, s.ts_ms)),
-                &self.version,
-            );
+            let (primary, canary) = self.out.scored.split_at(self.canary_from);
+            let versions = [Some(&self.primary_version), self.candidate_version.as_ref()];
+            for (scored, version) in [primary, canary].into_iter().zip(versions) {
+                if let (false, Some(version)) = (scored.is_empty(), version) {
+                    join.record(
+                        scored
+                            .iter()
+                            .map(|s| (s.event.event_id.as_str(), s.score, s.ts_ms)),
+                        version,
+                    );
+                }
+            }
         }
         let consumed: u64 = self.outputs.iter().map(|&n| u64::from(n.max(1))).sum();
         self.metrics.consumed.increment(consumed);
@@ -328,12 +392,246 @@ impl Worker {
         Ok(())
     }
 
+    /// Scores a batch routed by `table` (see the module's guarantees).
+    fn score_routed(&mut self, table: &RoutingTable, decoded: Vec<Decoded>, now: i64) {
+        let primary_ok = self.ensure_pipeline(table.primary());
+        // A version this instance could not load takes no traffic here:
+        // the configured primary serves, and /readyz says why.
+        let primary: Arc<str> = match primary_ok {
+            true => table.primary().into(),
+            false => self.configured.clone(),
+        };
+        self.move_drift(&primary);
+        // Versions leave a table for good once replaced (a rollback or a
+        // new rollout loads them again): keep the pipelines it routes to.
+        self.others
+            .retain(|v, _| **v == *primary || table.candidate().is_some_and(|c| c.version == *v));
+        let candidate = table
+            .candidate()
+            .filter(|c| self.ensure_pipeline(&c.version))
+            .map(|c| c.version.clone());
+        let mut primary_events = Vec::with_capacity(decoded.len());
+        let mut canary_events = Vec::new();
+        let mut shadow_events = Vec::new();
+        for d in decoded {
+            let route = match candidate {
+                Some(_) => table.route(&d.event.entity_id),
+                None => Route::Primary,
+            };
+            match route {
+                Route::Primary => primary_events.push(d),
+                Route::Canary => canary_events.push(d),
+                Route::Shadowed => {
+                    shadow_events.push(Decoded {
+                        observe: false,
+                        ..d.clone()
+                    });
+                    primary_events.push(d);
+                }
+            }
+        }
+        // The shadow goes first so that it reads each entity's aggregates
+        // as they were before this batch, as the primary does for the
+        // entity's first event of the batch.
+        let shadow = self.score_variant(candidate.as_deref(), shadow_events, now, true);
+        let served = self.score_variant(Some(&primary), primary_events, now, false);
+        self.canary_from = self.out.scored.len();
+        let canary = self.score_variant(candidate.as_deref(), canary_events, now, false);
+        self.record_variant(&primary, Variant::Primary, &served);
+        if let Some(c) = &candidate {
+            self.record_variant(c, Variant::Shadow, &shadow);
+            self.record_variant(c, Variant::Canary, &canary);
+        }
+        self.pairs.clear();
+        let mut primary_scored = self.out.scored[..self.canary_from].iter().peekable();
+        for s in &self.shadow_out.scored {
+            while primary_scored.next_if(|p| p.index < s.index).is_some() {}
+            if let Some(p) = primary_scored.next_if(|p| p.index == s.index) {
+                self.pairs.push((p.score, s.score));
+            }
+        }
+        if let (Some(hub), Some(_)) = (&self.lifecycle, &candidate) {
+            let primary_scores: Vec<f32> = match canary.events {
+                0 => Vec::new(),
+                _ => self.out.scored[..self.canary_from]
+                    .iter()
+                    .map(|s| s.score)
+                    .collect(),
+            };
+            let canary_scores: Vec<f32> = self.out.scored[self.canary_from..]
+                .iter()
+                .map(|s| s.score)
+                .collect();
+            hub.record_batch(&BatchReadings {
+                primary: served,
+                candidate: VariantBatch {
+                    events: shadow.events + canary.events,
+                    rejected: shadow.rejected + canary.rejected,
+                    elapsed: shadow.elapsed + canary.elapsed,
+                },
+                pairs: &self.pairs,
+                primary_scores: &primary_scores,
+                canary_scores: &canary_scores,
+            });
+        }
+        self.primary_version = primary;
+        self.candidate_version = candidate;
+    }
+
+    /// Scores `events` with `version` into `out` (or `shadow_out`).
+    fn score_variant(
+        &mut self,
+        version: Option<&str>,
+        events: Vec<Decoded>,
+        now: i64,
+        shadow: bool,
+    ) -> VariantBatch {
+        let (Some(version), false) = (version, events.is_empty()) else {
+            return VariantBatch::default();
+        };
+        let out = if shadow {
+            &mut self.shadow_out
+        } else {
+            &mut self.out
+        };
+        let pipeline = if version == self.version {
+            &mut self.pipeline
+        } else {
+            match self.others.get_mut(version) {
+                Some(p) => p,
+                None => &mut self.pipeline,
+            }
+        };
+        let n = events.len() as u64;
+        let rejected = out.rejected.len();
+        let started = Instant::now();
+        pipeline.score_events(events, now, out);
+        VariantBatch {
+            events: n,
+            rejected: (out.rejected.len() - rejected) as u64,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// The pipeline of `version` (the configured one when it has none).
+    fn pipeline_of(&mut self, version: &str) -> &mut Pipeline {
+        if version == self.version {
+            return &mut self.pipeline;
+        }
+        match self.others.get_mut(version) {
+            Some(p) => p,
+            None => &mut self.pipeline,
+        }
+    }
+
+    /// Moves the drift recorder to the pipeline of the serving primary, so
+    /// that drift keeps watching the inputs and scores that are served
+    /// (against the reference of the version the service started with).
+    fn move_drift(&mut self, primary: &Arc<str>) {
+        if self.drift_at == *primary {
+            return;
+        }
+        let from = self.drift_at.clone();
+        if let Some(recorder) = self.pipeline_of(&from).take_recorder() {
+            self.pipeline_of(primary).set_recorder(recorder);
+        }
+        self.drift_at = primary.clone();
+    }
+
+    /// Makes sure a pipeline for `version` exists; false when the version
+    /// is not loaded (or its pipeline cannot be built).
+    fn ensure_pipeline(&mut self, version: &str) -> bool {
+        if version == self.version || self.others.contains_key(version) {
+            return true;
+        }
+        let Some(loaded) = self.lifecycle.as_ref().and_then(|h| h.loaded(version)) else {
+            return false;
+        };
+        match Pipeline::new(
+            &loaded.model,
+            self.store.clone(),
+            self.aggregator.clone(),
+            self.limits.max_message_bytes,
+        ) {
+            Ok(p) => {
+                self.others.insert(version.into(), p);
+                true
+            }
+            Err(e) => {
+                tracing::error!(version, error = %e, "no pipeline for a loaded version; its traffic stays on the primary");
+                false
+            }
+        }
+    }
+
+    fn record_variant(&mut self, version: &Arc<str>, variant: Variant, b: &VariantBatch) {
+        if b.events == 0 {
+            return;
+        }
+        let m = self
+            .variant_metrics
+            .entry((version.clone(), variant))
+            .or_insert_with(|| VariantMetrics::new(&self.model, version, variant.as_str()));
+        m.predictions.increment(b.events - b.rejected);
+        m.rejections.increment(b.rejected);
+        m.scoring.record(b.elapsed.as_secs_f64() / b.events as f64);
+    }
+
+    /// Shadow predictions to `predictions-shadow`: outside the offset
+    /// tracking (a lost one costs a gate sample, never an input).
+    fn send_shadow(&mut self) -> Result<(), WorkerError> {
+        let Some(version) = self.candidate_version.clone() else {
+            return Ok(());
+        };
+        if self.shadow_out.scored.is_empty() || self.topics.predictions_shadow.is_empty() {
+            return Ok(());
+        }
+        let headers = prediction_headers(&self.model, &version);
+        let sending = Instant::now();
+        for s in &self.shadow_out.scored {
+            let item = &self.batch.items[self.slots[s.index].0];
+            Prediction {
+                event_id: &s.event.event_id,
+                entity_id: &s.event.entity_id,
+                ts_ms: s.ts_ms,
+                model: &self.model,
+                version: &version,
+                variant: Variant::Shadow.as_str(),
+                score: s.score,
+                latency_us: sending.saturating_duration_since(item.received).as_micros() as u64,
+            }
+            .write_json(&mut self.value);
+            self.sink.send(
+                &self.topics.predictions_shadow,
+                None,
+                Some(s.event.entity_id.as_bytes()),
+                Some(&self.value),
+                Some(headers.clone()),
+                Token::Detached,
+            )?;
+        }
+        Ok(())
+    }
+
     fn send_outputs(&mut self, now: i64) -> Result<(), WorkerError> {
-        let headers = prediction_headers(&self.model, &self.version);
+        let primary_headers = prediction_headers(&self.model, &self.primary_version);
+        let canary_version = self.candidate_version.clone().unwrap_or_default();
+        let canary_headers = prediction_headers(&self.model, &canary_version);
         self.latencies_us.clear();
         // One clock read per batch: its outputs are handed over together.
         let sending = Instant::now();
-        for s in &self.out.scored {
+        // Primary and canary outputs merged back into input order.
+        let (primary, canary) = self.out.scored.split_at(self.canary_from);
+        let (mut p, mut c) = (primary.iter().peekable(), canary.iter().peekable());
+        while let Some((s, canary)) = match (p.peek(), c.peek()) {
+            (Some(a), Some(b)) if b.index < a.index => c.next().map(|s| (s, true)),
+            (Some(_), _) => p.next().map(|s| (s, false)),
+            (None, _) => c.next().map(|s| (s, true)),
+        } {
+            let (version, variant, headers) = match canary {
+                false => (&*self.primary_version, Variant::Primary, &primary_headers),
+                true => (&*canary_version, Variant::Canary, &canary_headers),
+            };
             let item = &self.batch.items[self.slots[s.index].0];
             let latency_us = sending.saturating_duration_since(item.received).as_micros() as u64;
             Prediction {
@@ -341,7 +639,8 @@ impl Worker {
                 entity_id: &s.event.entity_id,
                 ts_ms: s.ts_ms,
                 model: &self.model,
-                version: &self.version,
+                version,
+                variant: variant.as_str(),
                 score: s.score,
                 latency_us,
             }
@@ -513,7 +812,8 @@ impl Worker {
 
     /// Called every loop turn: closes a due time window of drift monitoring.
     pub fn tick(&mut self) {
-        self.pipeline.tick();
+        let at = self.drift_at.clone();
+        self.pipeline_of(&at).tick();
     }
 
     /// Periodic upkeep: store size gauge, expired aggregate entities.
@@ -567,6 +867,9 @@ impl Rebalancing for Worker {
         self.shared
             .assigned
             .store(self.partitions.len(), Ordering::Relaxed);
+        if let Some(hub) = &self.lifecycle {
+            hub.set_deciding(self.partitions.contains_key(&0));
+        }
         tracing::info!(?partitions, ?committed, "partitions revoked");
     }
 
@@ -637,6 +940,9 @@ impl Rebalancing for Worker {
         self.shared
             .assigned
             .store(self.partitions.len(), Ordering::Relaxed);
+        if let Some(hub) = &self.lifecycle {
+            hub.set_deciding(self.partitions.contains_key(&0));
+        }
         if let Some(store) = &self.store {
             self.metrics.store_entities.set(store.len() as f64);
         }

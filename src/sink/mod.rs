@@ -251,6 +251,8 @@ pub struct Prediction<'a> {
     pub ts_ms: i64,
     pub model: &'a str,
     pub version: &'a str,
+    /// `primary`, `canary` or `shadow`.
+    pub variant: &'a str,
     pub score: f32,
     pub latency_us: u64,
 }
@@ -271,7 +273,9 @@ impl Prediction<'_> {
         let _ = serde_json::to_writer(&mut *out, self.model);
         let _ = out.write_all(b",\"model_version\":");
         let _ = serde_json::to_writer(&mut *out, self.version);
-        let _ = out.write_all(b",\"variant\":\"primary\",\"score\":");
+        let _ = out.write_all(b",\"variant\":");
+        let _ = serde_json::to_writer(&mut *out, self.variant);
+        let _ = out.write_all(b",\"score\":");
         let _ = serde_json::to_writer(&mut *out, &self.score);
         let _ = write!(out, ",\"latency_us\":{}}}", self.latency_us);
     }
@@ -290,6 +294,7 @@ mod tests {
             ts_ms: 1763792400123,
             model: "fraud",
             version: "3",
+            variant: "primary",
             score: 0.913,
             latency_us: 412,
         };
@@ -303,6 +308,13 @@ mod tests {
         assert_eq!(v["variant"], "primary");
         assert_eq!(v["score"].as_f64().unwrap() as f32, 0.913f32);
         assert_eq!(v["latency_us"], 412);
+        Prediction {
+            variant: "shadow",
+            ..p
+        }
+        .write_json(&mut buf);
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["variant"], "shadow");
         Prediction {
             score: f32::NAN,
             ..p

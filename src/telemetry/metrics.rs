@@ -43,6 +43,13 @@ pub const RETRAIN_REQUESTS: &str = "driftline_retrain_requests_total";
 pub const LABELS: &str = "driftline_labels_total";
 pub const LABEL_JOIN_PENDING: &str = "driftline_label_join_pending";
 pub const MODEL_PERFORMANCE: &str = "driftline_model_performance";
+pub const VARIANT_PREDICTIONS: &str = "driftline_variant_predictions_total";
+pub const VARIANT_REJECTIONS: &str = "driftline_variant_rejections_total";
+pub const VARIANT_SCORING: &str = "driftline_variant_scoring_seconds";
+pub const LIFECYCLE_EVENTS: &str = "driftline_lifecycle_events_total";
+pub const LIFECYCLE_REFUSALS: &str = "driftline_lifecycle_refusals_total";
+pub const ROLLOUT_SHARE: &str = "driftline_rollout_candidate_share_ratio";
+pub const ROLLOUT_STEP: &str = "driftline_rollout_step";
 
 /// Seconds; from 100 µs (one in-process batch) to 10 s (a stalled broker).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -119,6 +126,79 @@ fn register_at_zero() {
     }
     counter!(DRIFT_WINDOWS_DROPPED).increment(0);
     gauge!(DRIFT_ALERTS_FIRING).set(0.0);
+}
+
+/// Lifecycle event kinds (`model-events` `kind`), registered at zero per
+/// model so that alert rules over them have a series before the first one.
+pub const LIFECYCLE_KINDS: [&str; 12] = [
+    "loaded",
+    "refused",
+    "rollout_started",
+    "shadow_started",
+    "canary_started",
+    "step_passed",
+    "gate_failed",
+    "rolled_back",
+    "promoted",
+    "paused",
+    "resumed",
+    "previous_released",
+];
+
+/// Registers the lifecycle counters of `model` at zero: every event kind,
+/// and every refusal code in `refusals`.
+pub fn lifecycle_model(model: &str, refusals: &[&'static str]) {
+    for kind in LIFECYCLE_KINDS {
+        counter!(LIFECYCLE_EVENTS, "model" => model.to_string(), "kind" => kind).increment(0);
+    }
+    for &reason in refusals {
+        counter!(LIFECYCLE_REFUSALS, "model" => model.to_string(), "reason" => reason).increment(0);
+    }
+}
+
+/// Counts one lifecycle event of `model`.
+pub fn lifecycle_event(model: &str, kind: &'static str) {
+    counter!(LIFECYCLE_EVENTS, "model" => model.to_string(), "kind" => kind).increment(1);
+}
+
+/// Counts one refused version of `model`, by refusal code.
+pub fn lifecycle_refusal(model: &str, reason: &'static str) {
+    counter!(LIFECYCLE_REFUSALS, "model" => model.to_string(), "reason" => reason).increment(1);
+}
+
+/// The rollout gauges of `model`: the candidate's share of entities (0
+/// without one) by role, and the current step (-1 without a rollout).
+pub fn rollout(model: &str, candidate: Option<(&'static str, f64)>, step: Option<usize>) {
+    let (role, share) = candidate.unwrap_or(("none", 0.0));
+    for r in ["shadow", "canary"] {
+        let value = if r == role { share } else { 0.0 };
+        gauge!(ROLLOUT_SHARE, "model" => model.to_string(), "role" => r).set(value);
+    }
+    gauge!(ROLLOUT_STEP, "model" => model.to_string()).set(step.map_or(-1.0, |s| s as f64));
+}
+
+/// Per-variant handles of one (model, version, variant).
+#[derive(Clone)]
+pub struct VariantMetrics {
+    pub predictions: Counter,
+    pub rejections: Counter,
+    /// Scoring time per event (enrichment and model), one sample per batch.
+    pub scoring: Histogram,
+}
+
+impl VariantMetrics {
+    pub fn new(model: &str, version: &str, variant: &'static str) -> Self {
+        let labels = [
+            ("model", model.to_string()),
+            ("version", version.to_string()),
+            ("variant", variant.to_string()),
+        ];
+        VariantMetrics {
+            predictions: counter!(VARIANT_PREDICTIONS, &labels),
+            rejections: counter!(VARIANT_REJECTIONS, &labels),
+            scoring: histogram!(VARIANT_SCORING, &labels),
+        }
+    }
 }
 
 fn describe() {
@@ -214,6 +294,35 @@ fn describe() {
         "Label messages, by outcome (matched, unmatched, duplicate, invalid)."
     );
     describe_gauge!(LABEL_JOIN_PENDING, "Predictions waiting for their label.");
+    describe_counter!(
+        VARIANT_PREDICTIONS,
+        "Predictions by model, version and variant (primary, canary, shadow); shadow ones go to predictions-shadow."
+    );
+    describe_counter!(
+        VARIANT_REJECTIONS,
+        "Events a variant's enrichment or model rejected, by model, version and variant."
+    );
+    describe_histogram!(
+        VARIANT_SCORING,
+        Unit::Seconds,
+        "Enrichment and model time per event of a variant, one sample per batch."
+    );
+    describe_counter!(
+        LIFECYCLE_EVENTS,
+        "Model lifecycle events (the model-events kinds), by model and kind."
+    );
+    describe_counter!(
+        LIFECYCLE_REFUSALS,
+        "Model versions refused at validation, by model and reason code."
+    );
+    describe_gauge!(
+        ROLLOUT_SHARE,
+        "Share of entities (0..1) the rollout candidate takes, by model and role (shadow, canary)."
+    );
+    describe_gauge!(
+        ROLLOUT_STEP,
+        "Index of the running rollout's step, -1 without a running rollout."
+    );
     describe_gauge!(
         MODEL_PERFORMANCE,
         "Rolling performance of a model version on joined labels, by metric (accuracy, auc, logloss, brier, labels)."

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use crate::common::{
-    event_record, metric_sum, unique, wait_until, Broker, OutRecord, Service, START_MS, TOPICS,
+    card_updates, event_record, metric_sum, unique, wait_until, Broker, Service, START_MS, TOPICS,
 };
 use driftline::demo::generator::{FraudGenerator, Shift};
 
@@ -82,18 +82,7 @@ fn a_shift_raises_alerts_on_the_shifted_features_and_a_stationary_stream_none() 
     // snapshot's cards have other attributes than the ones the generator
     // draws activity and fraud from, which is a real difference from the
     // training population that the monitor would rightly report.
-    let cards: Vec<OutRecord> = gen
-        .cards()
-        .map(|(entity, features)| {
-            let features: serde_json::Map<String, serde_json::Value> = features
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_json()))
-                .collect();
-            let update =
-                serde_json::json!({"entity_id": entity, "ts": START_MS, "features": features});
-            OutRecord::new(entity, serde_json::to_vec(&update).expect("JSON"))
-        })
-        .collect();
+    let cards = card_updates(&gen);
     broker.produce("feature-updates", &cards);
     let mut service = Service::start_with(&broker, &unique("drift"), &SETTINGS);
     service.wait_ready(Duration::from_secs(60));

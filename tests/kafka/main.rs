@@ -9,6 +9,7 @@ mod crash;
 mod dlq;
 mod drift;
 mod feature_updates;
+mod lifecycle;
 mod predictions;
 mod rebalance;
 mod selftest;

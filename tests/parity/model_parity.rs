@@ -65,10 +65,15 @@ fn fixture(name: &str) -> Vec<Row> {
 }
 
 fn parity(dir: &str, fixture_name: &str) {
+    parity_with(dir, fixture_name, 1000);
+}
+
+/// [`parity`] for a fixture of at least `min_rows` rows.
+fn parity_with(dir: &str, fixture_name: &str, min_rows: usize) {
     let model = Arc::new(Model::load(&repo(dir)).unwrap());
     let rows = fixture(fixture_name);
     assert!(
-        rows.len() >= 1000,
+        rows.len() >= min_rows,
         "{fixture_name}: only {} rows",
         rows.len()
     );
@@ -149,6 +154,35 @@ fn mlp_matches_onnxruntime() {
 #[test]
 fn random_forest_matches_onnxruntime() {
     parity("models/fraud-rf/1", "fraud-rf-1");
+}
+
+#[test]
+fn lifecycle_versions_of_the_mlp_match_onnxruntime() {
+    // 2: retrained on the demo's shift; 3: deliberately bad (1 - P); 4:
+    // deliberately slow, scoring exactly as 2 (it shares 2's fixture).
+    for (dir, fixture) in [
+        ("models/fraud-mlp/2", "fraud-mlp-2"),
+        ("models/fraud-mlp/3", "fraud-mlp-3"),
+        ("models/fraud-mlp/4", "fraud-mlp-2"),
+    ] {
+        parity_with(dir, fixture, 600);
+    }
+}
+
+#[test]
+fn the_bad_version_scores_one_minus_the_good_one() {
+    let good = fixture("fraud-mlp-2");
+    let bad = fixture("fraud-mlp-3");
+    assert_eq!(good.len(), bad.len());
+    for (g, b) in good.iter().zip(&bad) {
+        assert_eq!(g.event.event_id, b.event.event_id);
+        assert!(
+            (g.score + b.score - 1.0).abs() <= 1e-6,
+            "{} + {}",
+            g.score,
+            b.score
+        );
+    }
 }
 
 /// A copy of a committed model directory whose files a test may damage.

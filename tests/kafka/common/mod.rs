@@ -124,6 +124,22 @@ pub fn predictions_by_event(records: &[Record]) -> HashMap<String, Vec<serde_jso
     by_id
 }
 
+/// One `feature-updates` record per card of `gen`, stamped [`START_MS`]:
+/// the store then holds the generator's own cards.
+pub fn card_updates(gen: &FraudGenerator) -> Vec<OutRecord> {
+    gen.cards()
+        .map(|(entity, features)| {
+            let features: serde_json::Map<String, serde_json::Value> = features
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_json()))
+                .collect();
+            let update =
+                serde_json::json!({"entity_id": entity, "ts": START_MS, "features": features});
+            OutRecord::new(entity, serde_json::to_vec(&update).expect("JSON"))
+        })
+        .collect()
+}
+
 /// Default topics of the service with the partition counts the tests use.
 pub const TOPICS: [(&str, i32); 6] = [
     ("features", 4),

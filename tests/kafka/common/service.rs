@@ -41,13 +41,23 @@ impl Service {
     /// As [`start`](Self::start), with extra `DRIFTLINE_*` (or any) environment
     /// variables, which win over the harness defaults.
     pub fn start_with(broker: &Broker, group_id: &str, env: &[(&str, &str)]) -> Service {
+        Self::start_config(broker, group_id, "config/driftline.toml", env)
+    }
+
+    /// As [`start_with`](Self::start_with), with another config file.
+    pub fn start_config(
+        broker: &Broker,
+        group_id: &str,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Service {
         let admin_port = free_port();
         let dir = scratch_dir("driftline-");
         let log = dir.path().join("driftline.log");
         let out = std::fs::File::create(&log).expect("creating the service log");
         let err = out.try_clone().expect("cloning the service log handle");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_driftline"));
-        cmd.args(["serve", "--config", "config/driftline.toml"])
+        cmd.args(["serve", "--config", config])
             .current_dir(repo())
             .stdin(Stdio::null())
             .stdout(out)
@@ -129,6 +139,12 @@ impl Service {
     /// `GET path` on the admin port: (status, body).
     pub fn try_http_get(&self, path: &str) -> std::io::Result<(u16, String)> {
         http_get(self.admin_port, path)
+    }
+
+    /// `POST path` (no body) with `token` as bearer token if given.
+    pub fn post(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        http_post(self.admin_port, path, token)
+            .unwrap_or_else(|e| panic!("{}: POST {path}: {e}", self.name))
     }
 
     /// `GET path`; panics if the request fails at the transport level.
@@ -238,13 +254,30 @@ fn percent_encode(s: &str) -> String {
 /// A minimal HTTP/1.1 GET to `127.0.0.1:port` (`Connection: close`):
 /// (status, body), with chunked transfer encoding undone.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(port, "GET", path, None)
+}
+
+/// A `POST` without a body, with `token` as the bearer token if given.
+pub fn http_post(port: u16, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
+    http_request(port, "POST", path, token)
+}
+
+fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: */*\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;

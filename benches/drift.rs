@@ -163,6 +163,29 @@ fn drift(c: &mut Criterion) {
         })
     });
 
+    // The service's hot path: one scored event of the fraud MLP into the
+    // recorder (14 inputs and the score: histograms, KLL, exact values,
+    // the entity counter), sub-window closes every 1,000 events included.
+    let (plan, rows) = fraud_plan();
+    let stats = Arc::new(RecorderStats::default());
+    let (mut recorder, _rx) = Recorder::new(plan.clone(), stats);
+    let cards: Vec<String> = (0..1_200).map(|c| format!("card-{c:06}")).collect();
+    let missing = vec![false; plan.profile().columns.len()];
+    let mut i = 0usize;
+    group.bench_function("observe/fraud-mlp recorder", |b| {
+        b.iter(|| {
+            i += 1;
+            let (row, score) = &rows[i % rows.len()];
+            recorder.observe(
+                black_box(row),
+                &missing,
+                *score,
+                common::START_MS + i as i64,
+                &cards[(i * 7919) % cards.len()],
+            );
+        })
+    });
+
     let (mut evaluator, sub_windows) = fraud_evaluator(6);
     for w in &sub_windows[..5] {
         evaluator.push(w.clone());
@@ -178,19 +201,15 @@ fn drift(c: &mut Criterion) {
     group.finish();
 }
 
-/// The service's evaluator for the bundled fraud MLP under the default
-/// drift settings, and `n` closed sub-windows of its fixture rows.
-fn fraud_evaluator(n: usize) -> (Evaluator, Vec<Window>) {
+/// The plan of the bundled fraud MLP under the default drift settings,
+/// and its fixture rows (encoded input, score).
+fn fraud_plan() -> (Arc<Plan>, Vec<(Vec<f32>, f32)>) {
     let dir = common::repo("models/fraud-mlp/1");
     let model = common::model("models/fraud-mlp/1");
     let path = dir.join("reference.json");
     let profile = ReferenceProfile::load(&path).expect("bundled reference");
-    let config = DriftConfig::default();
-    let per_window = config.window_events / u64::from(config.sub_windows);
     let watched = driftline::app::watched_columns(model.manifest());
-    let plan = Arc::new(Plan::new(&watched, profile, &path, config).expect("plan"));
-    let stats = Arc::new(RecorderStats::default());
-    let (mut recorder, rx) = Recorder::new(plan.clone(), stats.clone());
+    let plan = Arc::new(Plan::new(&watched, profile, &path, DriftConfig::default()).expect("plan"));
     let text = std::fs::read_to_string(common::repo("tests/fixtures/scores/fraud-mlp-1.jsonl"))
         .expect("fixture file");
     let rows: Vec<(Vec<f32>, f32)> = text
@@ -202,10 +221,23 @@ fn fraud_evaluator(n: usize) -> (Evaluator, Vec<Window>) {
             (row.collect(), v["score"].as_f64().unwrap_or(0.0) as f32)
         })
         .collect();
-    let missing = vec![false; model.manifest().inputs.len()];
+    (plan, rows)
+}
+
+/// The service's evaluator for the bundled fraud MLP under the default
+/// drift settings, and `n` closed sub-windows of its fixture rows.
+fn fraud_evaluator(n: usize) -> (Evaluator, Vec<Window>) {
+    let (plan, rows) = fraud_plan();
+    let per_window = plan.config().window_events / u64::from(plan.config().sub_windows);
+    let stats = Arc::new(RecorderStats::default());
+    let (mut recorder, rx) = Recorder::new(plan.clone(), stats.clone());
+    let missing = vec![false; plan.profile().columns.len()];
+    // About as many cards per window as the bundled data has.
+    let cards: Vec<String> = (0..1_200).map(|c| format!("card-{c:06}")).collect();
     for i in 0..n as u64 * per_window {
         let (row, score) = &rows[i as usize % rows.len()];
-        recorder.observe(row, &missing, *score, common::START_MS + i as i64);
+        let card = &cards[(i as usize * 7919) % cards.len()];
+        recorder.observe(row, &missing, *score, common::START_MS + i as i64, card);
     }
     let windows: Vec<Window> = rx.try_iter().collect();
     assert_eq!(windows.len(), n, "every sub-window closed");

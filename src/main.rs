@@ -311,6 +311,7 @@ fn profile(args: &ProfileArgs, log_format: Option<LogFormat>) -> anyhow::Result<
         top_k: args.top_k,
         batch_rows: args.batch_rows,
         allow_missing_columns: args.allow_missing_columns,
+        ..ProfileOptions::default()
     };
     let mut bar = Bar::default();
     let built = app::profile::build_profile(&args.data, &args.model, &options, &mut bar)?;
@@ -383,7 +384,7 @@ fn profile_summary(built: &BuiltProfile, out: &std::path::Path) -> String {
     let secs = built.elapsed.as_secs_f64();
     let _ = writeln!(
         s,
-        "{secs:.2} s, {:.0} rows/s (two passes, model load included)",
+        "{secs:.2} s, {:.0} rows/s (three passes, model load included)",
         built.rows as f64 / secs.max(1e-9)
     );
     s
@@ -423,8 +424,9 @@ impl Progress for Bar {
         let bar =
             ProgressBar::with_draw_target(rows, ProgressDrawTarget::stderr()).with_style(style);
         bar.set_message(match pass {
-            Pass::Distributions => "pass 1/2 (quantiles)",
-            Pass::Sketches => "pass 2/2 (sketches)",
+            Pass::Distributions => "pass 1/3 (quantiles)",
+            Pass::Sketches => "pass 2/3 (sketches)",
+            Pass::Seasons => "pass 3/3 (seasons: the rows through the monitor)",
         });
         self.bar = Some(bar);
     }

@@ -419,7 +419,11 @@ impl Pipeline {
                 }
                 let row = &self.rows[k * width..(k + 1) * width];
                 let defaulted = &self.defaulted[k * inputs..(k + 1) * inputs];
-                recorder.observe(row, defaulted, score, self.times[k]);
+                let entity = out
+                    .scored
+                    .get(first_scored + k)
+                    .map_or("", |s| s.event.entity_id.as_str());
+                recorder.observe(row, defaulted, score, self.times[k], entity);
             }
         }
     }

@@ -88,7 +88,24 @@ pub fn watched_columns(manifest: &Manifest) -> Watched {
                 (columns::ColumnKind::Categorical, encoding)
             }
         };
-        watched.push(input.name.as_str(), kind, encoding);
+        let name = input.name.as_str();
+        match input.source {
+            InputSource::Event => {
+                watched.push_from(name, kind, encoding, columns::ValueSource::Event)
+            }
+            InputSource::Store => {
+                watched.push_from(name, kind, encoding, columns::ValueSource::Store)
+            }
+            InputSource::Aggregate => {
+                // A manifest that loaded has a valid window.
+                let history = input
+                    .aggregate
+                    .as_ref()
+                    .and_then(|a| crate::duration::parse_ms(&a.window).ok())
+                    .unwrap_or(0);
+                watched.push_aggregate(name, kind, encoding, history)
+            }
+        }
     }
     watched
 }

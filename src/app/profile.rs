@@ -44,8 +44,14 @@ use compact_str::CompactString;
 use sha2::{Digest, Sha256};
 
 use super::watched_columns;
+use crate::drift::columns::Watched;
+use crate::drift::distinct::EntityCounter;
+use crate::drift::monitor::{
+    DriftConfig, DriftStatus, Evaluator, Output, Plan, Recorder, RecorderStats,
+};
 use crate::drift::profile::{
-    ColumnProfile, ColumnSketch, Profile, ProfileSource, PROFILE_FORMAT, SCORE_COLUMN,
+    ColumnProfile, ColumnSketch, Profile, ProfileSource, ReferenceEntities, PROFILE_FORMAT,
+    SCORE_COLUMN,
 };
 use crate::drift::profile_build::{Distributions, SketchError, SketchOptions, Sketches};
 use crate::drift::sketch::DEFAULT_TOP_K;
@@ -78,6 +84,11 @@ pub struct ProfileOptions {
     /// Profile an input absent from the file as all-missing instead of
     /// failing.
     pub allow_missing_columns: bool,
+    /// The column naming each row's entity (card, account): the profile
+    /// records the Kish effective size of its entities, the number of
+    /// independent draws behind store and aggregate columns. Absent from
+    /// the file: those columns count every row (a warning is worth it).
+    pub entity_column: String,
 }
 
 impl Default for ProfileOptions {
@@ -87,6 +98,7 @@ impl Default for ProfileOptions {
             top_k: DEFAULT_TOP_K,
             batch_rows: DEFAULT_BATCH_ROWS,
             allow_missing_columns: false,
+            entity_column: "entity_id".into(),
         }
     }
 }
@@ -166,6 +178,8 @@ pub enum Pass {
     Distributions,
     /// Pass 2: histograms on the derived edges.
     Sketches,
+    /// Pass 3: the rows replayed through the monitor (seasonal columns).
+    Seasons,
 }
 
 /// Receives progress while a profile is built (a progress bar in the CLI).
@@ -251,6 +265,7 @@ pub fn build_profile(
         batch_rows: opts.batch_rows.max(1),
         allow_missing: opts.allow_missing_columns,
         model: &model_name,
+        entity: &opts.entity_column,
     };
     let sha256 = file_sha256(data)?;
 
@@ -267,7 +282,7 @@ pub fn build_profile(
     let mut first = Distributions::new(watched.columns().iter().map(|c| c.kind));
     let mut rows = 0u64;
     for batch in opened.batches {
-        let batch = reader.cells(&opened.schema, &opened.columns, batch, rows)?;
+        let batch = reader.cells(&opened.schema, &opened.columns, (None, None), batch, rows)?;
         for (column, (cells, &(name, _))) in batch.columns.iter().zip(&inputs).enumerate() {
             match cells {
                 Cells::Number(a) => first.numbers(column, a.iter()),
@@ -321,8 +336,18 @@ pub fn build_profile(
     let opened = reader.open()?;
     progress.start(Pass::Sketches, Some(rows));
     let mut second = 0u64;
+    let mut entities = opened.entity.map(|_| EntityCounter::new());
     for batch in opened.batches {
-        let batch = reader.cells(&opened.schema, &opened.columns, batch, second)?;
+        let batch = reader.cells(
+            &opened.schema,
+            &opened.columns,
+            (opened.entity, None),
+            batch,
+            second,
+        )?;
+        if let (Some(counter), Some(ids)) = (entities.as_mut(), batch.entity.as_ref()) {
+            ids.iter().flatten().for_each(|id| counter.update(id));
+        }
         for (column, cells) in batch.columns.iter().enumerate() {
             match cells {
                 Cells::Number(a) => sketches.numbers(column, a.iter()),
@@ -345,18 +370,28 @@ pub fn build_profile(
             second: (second, scorer.scored),
         });
     }
-    progress.finish();
-    let (sketches, score) = sketches.finish();
-
+    let finished = sketches.finish();
     let columns = inputs
         .iter()
-        .zip(sketches)
-        .map(|(&(name, _), sketch)| ColumnProfile {
+        .zip(finished.columns)
+        .zip(finished.values)
+        .map(|((&(name, _), sketch), values)| ColumnProfile {
             name: name.to_owned(),
             sketch,
+            values,
+            season: None,
         })
         .collect();
-    let profile = Profile {
+    let entities = entities.map(|counter| {
+        let stats = counter.stats();
+        ReferenceEntities {
+            column: opts.entity_column.clone(),
+            events: stats.events,
+            distinct: stats.distinct,
+            kish: stats.kish(),
+        }
+    });
+    let mut profile = Profile {
         format: PROFILE_FORMAT,
         id: format!("{model_name}@{}", sha256.get(..12).unwrap_or(&sha256)),
         model: manifest.name.clone(),
@@ -367,12 +402,25 @@ pub fn build_profile(
             rows,
             sha256,
         },
+        entities,
         columns,
         score: ColumnProfile {
             name: SCORE_COLUMN.into(),
-            sketch: ColumnSketch::Numeric(score),
+            sketch: ColumnSketch::Numeric(finished.score),
+            values: Some(finished.score_values),
+            season: None,
         },
     };
+    // Pass 3: the rows replayed in file order through the monitor at its
+    // defaults; a column it flags in more than 1% of windows is seasonal.
+    progress.start(Pass::Seasons, Some(rows));
+    let seasonal = replay_seasons(&reader, &mut scorer, &watched, &profile, progress)?;
+    for (column, seasonal) in profile.columns.iter_mut().zip(seasonal) {
+        if seasonal {
+            column.season = Some(DEFAULT_SEASON.into());
+        }
+    }
+    progress.finish();
     Ok(BuiltProfile {
         profile,
         rows,
@@ -381,6 +429,105 @@ pub fn build_profile(
         absent_columns,
         elapsed: started.elapsed(),
     })
+}
+
+/// The season recorded for a seasonal column: a day.
+pub const DEFAULT_SEASON: &str = "24h";
+
+/// Share of the self-replay's judged windows above which a column is
+/// seasonal: ten times what the monitor's whole family may spend.
+const SEASONAL_SHARE: f64 = 0.01;
+
+/// Judged windows the self-replay needs before it calls a column seasonal.
+const SEASONAL_MIN_WINDOWS: u64 = 10;
+
+/// Pass 3: replays the rows in file order through the live monitor (the
+/// default `[drift]`, no CUSUM), against the profile just built, and says
+/// per column whether its distribution statistics were bad in more than
+/// [`SEASONAL_SHARE`] of its judged windows. Event time is the data's `ts`
+/// column (epoch ms) when it has one, else one millisecond per row (then
+/// streaming aggregates are never past their warm-up and never seasonal).
+fn replay_seasons(
+    reader: &Reader<'_>,
+    scorer: &mut Scorer,
+    watched: &Watched,
+    profile: &Profile,
+    progress: &mut dyn Progress,
+) -> Result<Vec<bool>, ProfileBuildError> {
+    let columns = profile.columns.len();
+    let config = DriftConfig {
+        cusum: false,
+        ..DriftConfig::default()
+    };
+    let Ok(plan) = Plan::new(watched, profile.clone(), reader.path, config) else {
+        return Ok(vec![false; columns]);
+    };
+    let plan = Arc::new(plan);
+    let stats = Arc::new(RecorderStats::default());
+    let (mut recorder, rx) = Recorder::new(plan.clone(), stats.clone());
+    // Per column: judged windows, windows with a bad distribution statistic.
+    let tally = Arc::new(parking_lot::Mutex::new(vec![(0u64, 0u64); columns]));
+    let counts = tally.clone();
+    let sink = move |status: &DriftStatus, _: &[Output], _: std::time::Duration| {
+        let mut counts = counts.lock();
+        for (c, col) in counts.iter_mut().zip(&status.columns) {
+            if col.skipped.is_none() && !col.statistics.is_empty() {
+                c.0 += 1;
+                if col
+                    .statistics
+                    .iter()
+                    .any(|j| j.bad && j.statistic != "missing_rate")
+                {
+                    c.1 += 1;
+                }
+            }
+        }
+    };
+    let mut evaluator = Evaluator::new(
+        plan,
+        stats,
+        Arc::new(parking_lot::RwLock::new(DriftStatus::default())),
+        Box::new(sink),
+    );
+    let opened = reader.open()?;
+    let mut done = 0u64;
+    for batch in opened.batches {
+        let batch = reader.cells(
+            &opened.schema,
+            &opened.columns,
+            (opened.entity, opened.time),
+            batch,
+            done,
+        )?;
+        let times = batch.time.as_ref();
+        scorer
+            .score_rows(&batch, done, false, |score, s| {
+                let ts = times
+                    .filter(|t| t.is_valid(s.position))
+                    .map_or((done + s.position as u64) as i64, |t| {
+                        t.value(s.position) as i64
+                    });
+                let entity = batch
+                    .entity
+                    .as_ref()
+                    .filter(|a| a.is_valid(s.position))
+                    .map_or("", |a| a.value(s.position));
+                recorder.observe(s.row, s.defaulted, score as f32, ts, entity);
+            })
+            .map_err(|source| reader.score_err(done, source))?;
+        for window in rx.try_iter() {
+            evaluator.push(window);
+        }
+        done += batch.rows as u64;
+        progress.advance(batch.rows as u64);
+    }
+    let counts = tally.lock();
+    Ok(counts
+        .iter()
+        .map(|&(judged, bad)| {
+            judged >= SEASONAL_MIN_WINDOWS && bad as f64 > SEASONAL_SHARE * judged as f64
+        })
+        .collect())
 }
 
 /// Hex SHA-256 of a file, read in blocks.
@@ -419,10 +566,14 @@ enum Cells {
     Text(StringArray),
 }
 
-/// One batch: a [`Cells`] per model input, in manifest order.
+/// One batch: a [`Cells`] per model input, in manifest order, and the
+/// entity ids when the file has them.
 struct BatchCells {
     rows: usize,
     columns: Vec<Cells>,
+    entity: Option<StringArray>,
+    /// Event times (epoch ms) when the file has a time column.
+    time: Option<Float64Array>,
 }
 
 /// An opened data file.
@@ -431,6 +582,10 @@ struct Opened {
     schema: SchemaRef,
     /// Per input, its column in the batches; `None` when absent.
     columns: Vec<Option<usize>>,
+    /// The entity column, when present.
+    entity: Option<usize>,
+    /// The event-time column, when present.
+    time: Option<usize>,
     /// Row count when the format states it up front (Parquet).
     rows: Option<u64>,
     batches: Batches,
@@ -445,11 +600,17 @@ struct Reader<'a> {
     allow_missing: bool,
     /// `name/version`, for messages.
     model: &'a str,
+    /// Name of the entity column (read when present).
+    entity: &'a str,
 }
+
+/// The event-time column `driftline profile` reads when present (epoch
+/// ms), as events carry it.
+const TIME_COLUMN: &str = "ts";
 
 impl Reader<'_> {
     fn wanted(&self, name: &str) -> bool {
-        self.inputs.iter().any(|(n, _)| *n == name)
+        name == self.entity || name == TIME_COLUMN || self.inputs.iter().any(|(n, _)| *n == name)
     }
 
     /// Numeric inputs are parsed as numbers; booleans (0/1 and any case)
@@ -457,6 +618,7 @@ impl Reader<'_> {
     fn csv_type(&self, name: &str) -> CsvType {
         match self.inputs.iter().find(|(n, _)| *n == name) {
             Some((_, InputKind::Numeric)) => CsvType::Number,
+            None if name == TIME_COLUMN => CsvType::Number,
             _ => CsvType::Text,
         }
     }
@@ -506,9 +668,21 @@ impl Reader<'_> {
                 path: self.path.to_owned(),
             });
         }
+        let entity = schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == self.entity)
+            .filter(|_| !self.inputs.iter().any(|(n, _)| *n == self.entity));
+        let time = schema
+            .fields()
+            .iter()
+            .position(|f| f.name() == TIME_COLUMN)
+            .filter(|_| !self.inputs.iter().any(|(n, _)| *n == TIME_COLUMN));
         Ok(Opened {
             schema,
             columns,
+            entity,
+            time,
             rows: table.rows,
             batches: table.batches,
         })
@@ -519,6 +693,7 @@ impl Reader<'_> {
         &self,
         schema: &SchemaRef,
         columns: &[Option<usize>],
+        (entity, time): (Option<usize>, Option<usize>),
         batch: Result<RecordBatch, TabularError>,
         done: u64,
     ) -> Result<BatchCells, ProfileBuildError> {
@@ -544,9 +719,25 @@ impl Reader<'_> {
                 Some(at) => self.convert(batch.column(*at), name, kind, done),
             })
             .collect::<Result<_, TabularError>>()?;
+        // Ids that are not text (or cannot be read) only cost the Kish
+        // size: store columns then count every row.
+        let entity = entity.and_then(|at| {
+            match self.convert(batch.column(at), self.entity, InputKind::Categorical, done) {
+                Ok(Cells::Text(a)) => Some(a),
+                _ => None,
+            }
+        });
+        let time = time.and_then(|at| {
+            match self.convert(batch.column(at), TIME_COLUMN, InputKind::Numeric, done) {
+                Ok(Cells::Number(a)) => Some(a),
+                _ => None,
+            }
+        });
         Ok(BatchCells {
             rows: batch.num_rows(),
             columns: cells,
+            entity,
+            time,
         })
     }
 
@@ -654,6 +845,14 @@ fn parse_bool(v: &str) -> Option<bool> {
 // ---------------------------------------------------------------------------
 // Scoring
 
+/// One scored row as the model saw it.
+struct ScoredRow<'a> {
+    row: &'a [f32],
+    defaulted: &'a [bool],
+    /// Its position in the batch.
+    position: usize,
+}
+
 /// Scores rows as the live loop does: rows become events, the enricher
 /// encodes them (defaults included), the model scores chunks of them.
 struct Scorer {
@@ -665,6 +864,10 @@ struct Scorer {
     scratch: Scratch,
     /// Encoded rows waiting for the model (at most [`SCORE_CHUNK`]).
     rows: Vec<f32>,
+    /// Per waiting row: its inputs that fell back to defaults (row-major)
+    /// and its position in the batch.
+    defaulted: Vec<bool>,
+    positions: Vec<usize>,
     scores: Vec<f32>,
     scored: u64,
     /// Per reason: rows and the first row's detail.
@@ -696,6 +899,8 @@ impl Scorer {
             },
             scratch: Scratch::default(),
             rows: Vec::with_capacity(SCORE_CHUNK * model.width()),
+            defaulted: Vec::new(),
+            positions: Vec::new(),
             scores: Vec::with_capacity(SCORE_CHUNK),
             scored: 0,
             skipped: HashMap::new(),
@@ -712,6 +917,18 @@ impl Scorer {
         tally: bool,
         mut sink: impl FnMut(f64),
     ) -> Result<(), ModelError> {
+        self.score_rows(batch, done, tally, |score, _| sink(score))
+    }
+
+    /// [`Scorer::score`] handing each scored row to `sink` as well: its
+    /// encoded input, defaulted inputs and position in the batch.
+    fn score_rows(
+        &mut self,
+        batch: &BatchCells,
+        done: u64,
+        tally: bool,
+        mut sink: impl FnMut(f64, ScoredRow<'_>),
+    ) -> Result<(), ModelError> {
         for r in 0..batch.rows {
             for ((_, value), cells) in self.event.features.0.iter_mut().zip(&batch.columns) {
                 *value = feature(cells, r);
@@ -725,6 +942,10 @@ impl Scorer {
                 &mut self.scratch,
                 &mut self.rows[start..],
             );
+            if encoded.is_ok() {
+                self.defaulted.extend_from_slice(self.scratch.defaulted());
+                self.positions.push(r);
+            }
             if let Err(rejection) = encoded {
                 self.rows.truncate(start);
                 if tally {
@@ -743,17 +964,33 @@ impl Scorer {
         self.run(&mut sink)
     }
 
-    fn run(&mut self, sink: &mut impl FnMut(f64)) -> Result<(), ModelError> {
+    fn run(&mut self, sink: &mut impl FnMut(f64, ScoredRow<'_>)) -> Result<(), ModelError> {
         if self.rows.is_empty() {
             return Ok(());
         }
         self.scores.clear();
         self.session.score(&self.rows, &mut self.scores)?;
-        self.rows.clear();
         self.scored += self.scores.len() as u64;
-        for &s in &self.scores {
-            sink(f64::from(s));
+        let inputs = self.defaulted.len() / self.positions.len().max(1);
+        for (k, &s) in self.scores.iter().enumerate() {
+            sink(
+                f64::from(s),
+                ScoredRow {
+                    row: self
+                        .rows
+                        .get(k * self.width..(k + 1) * self.width)
+                        .unwrap_or(&[]),
+                    defaulted: self
+                        .defaulted
+                        .get(k * inputs..(k + 1) * inputs)
+                        .unwrap_or(&[]),
+                    position: self.positions.get(k).copied().unwrap_or(0),
+                },
+            );
         }
+        self.rows.clear();
+        self.defaulted.clear();
+        self.positions.clear();
         Ok(())
     }
 

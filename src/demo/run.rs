@@ -209,13 +209,16 @@ fn load_drift(
         window_events: 20_000.max(per_day * 2),
         sub_windows: 10,
         warmup_events: per_day,
-        // Hour of day is seasonal: a window of 1-2 days never has the
-        // week's exact mix, which KS (at 20,000 events) resolves; PSI on
-        // its deciles still catches a real change of the daily pattern.
+        // Hour of day: the generator's daily mix differs from the training
+        // week's (KS 0.13 over whole days), which the tests of its season
+        // window resolve; the demo is about the injected shift, so hour's
+        // distribution tests are off here (its PSI is still reported).
         features: [(
             "hour".to_string(),
             crate::drift::monitor::ColumnSettings {
-                disable: vec!["ks".into()],
+                disable: ["ks", "anderson", "mean", "scale"]
+                    .map(String::from)
+                    .to_vec(),
                 ..Default::default()
             },
         )]

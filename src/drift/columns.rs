@@ -9,6 +9,8 @@
 //! overlap when built with the constructors in order (each column starts
 //! where the previous one ended); [`Watched::push`] keeps that true.
 
+pub use super::significance::ValueSource;
+
 /// What kind of values a watched column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ColumnKind {
@@ -68,10 +70,11 @@ impl Slot {
     }
 }
 
-/// One watched column: its name (a model input's), its kind, and its slot.
+/// One watched column: its name (a model input's), its kind, its slot, and
+/// where its value comes from (which decides how many independent draws a
+/// window of it holds: [`crate::drift::significance::effective_n`]).
 ///
 /// Non-exhaustive so that what the plan learns about a column can grow
-/// (next: where its value comes from, event, entity store or aggregate)
 /// without breaking the code that builds one through [`Watched::push`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -79,6 +82,11 @@ pub struct WatchedColumn {
     pub name: String,
     pub kind: ColumnKind,
     pub slot: Slot,
+    pub source: ValueSource,
+    /// Event time a streaming aggregate needs to cover its window (its
+    /// window length; 0 for other sources): until the stream has run that
+    /// long its values are cold, not drifted.
+    pub history_ms: i64,
 }
 
 /// How a column is encoded, for [`Watched::push`].
@@ -115,8 +123,20 @@ impl Watched {
         }
     }
 
-    /// Appends a column whose slot starts where the previous one ended.
+    /// Appends a column that comes with the event, its slot starting where
+    /// the previous one ended.
     pub fn push(&mut self, name: impl Into<String>, kind: ColumnKind, encoding: Encoding) {
+        self.push_from(name, kind, encoding, ValueSource::Event);
+    }
+
+    /// Appends a column whose value comes from `source`.
+    pub fn push_from(
+        &mut self,
+        name: impl Into<String>,
+        kind: ColumnKind,
+        encoding: Encoding,
+        source: ValueSource,
+    ) {
         let offset = self.width;
         let slot = match encoding {
             Encoding::Value => Slot::Value { offset },
@@ -128,6 +148,8 @@ impl Watched {
             name: name.into(),
             kind,
             slot,
+            source,
+            history_ms: 0,
         });
     }
 
@@ -139,6 +161,26 @@ impl Watched {
     /// Floats of the encoded row the columns take.
     pub fn width(&self) -> usize {
         self.width
+    }
+
+    /// Appends a streaming aggregate over a window of `history_ms`.
+    pub fn push_aggregate(
+        &mut self,
+        name: impl Into<String>,
+        kind: ColumnKind,
+        encoding: Encoding,
+        history_ms: i64,
+    ) {
+        self.push_from(name, kind, encoding, ValueSource::Aggregate);
+        if let Some(c) = self.columns.last_mut() {
+            c.history_ms = history_ms.max(0);
+        }
+    }
+
+    /// Whether any column's value comes per entity (store or aggregate):
+    /// then windows count the entities behind their events.
+    pub fn per_entity(&self) -> bool {
+        self.columns.iter().any(|c| c.source != ValueSource::Event)
     }
 
     /// `model/version`, as messages name the model.

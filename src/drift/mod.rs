@@ -25,6 +25,19 @@
 //! | chi-square, p-value | | categories | [`stats::chi_square_from_counts`] |
 //! | missing-rate change, z, p-value | both | both | [`stats::missing_rate_change`] |
 //!
+//! # Detection with power, calibrated (issue 13)
+//!
+//! - [`significance`]: Anderson-Darling (k-sample, midrank), standardised
+//!   mean and scale tests, KS and chi-square at *effective* sample sizes,
+//!   and the Bonferroni budget that holds a false-alarm rate per evaluation.
+//! - [`exact`]: a numeric column window that keeps the model's `f32` values
+//!   exactly up to a cap and a KLL sketch beyond, with exact moments.
+//! - [`distinct`]: entities behind a window's events (DataSketches Tuple
+//!   sketch), for the effective size of store features and aggregates.
+//! - [`cusum`]: two-sided CUSUM across sub-windows, calibrated per step.
+//!
+//! `docs/drift.md` says how they fit together and what they measured.
+//!
 //! # What drift sees
 //!
 //! Numbers, not models: the columns it watches come as a
@@ -40,11 +53,15 @@
 //! the side (reference or current) and the position or reason.
 
 pub mod columns;
+pub mod cusum;
+pub mod distinct;
+pub mod exact;
 pub mod labels;
 pub mod monitor;
 pub mod profile;
 pub mod profile_build;
 pub mod sequential;
+pub mod significance;
 pub mod sketch;
 mod special;
 pub mod stats;

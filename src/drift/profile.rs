@@ -4,12 +4,21 @@
 //! A profile is one JSON document, versioned by [`PROFILE_FORMAT`]:
 //!
 //! ```text
-//! { "format": 1, "id": "...", "model": "...", "model_version": "...",
+//! { "format": 2, "id": "...", "model": "...", "model_version": "...",
 //!   "created_ms": ..., "source": { "path": "...", "rows": ..., "sha256": "..." },
-//!   "columns": [ { "name": "amount", "kind": "numeric", "sketch": {NumericSketch} },
+//!   "entities": { "column": "entity_id", "events": ..., "distinct": ..., "kish": ... },
+//!   "columns": [ { "name": "amount", "kind": "numeric", "sketch": {NumericSketch},
+//!                  "values": {ColumnValues}, "season": "24h" (when seasonal) },
 //!                { "name": "channel", "kind": "categorical", "sketch": {CategoricalSketch} }, ... ],
-//!   "score": { "name": "score", "kind": "numeric", "sketch": {NumericSketch} } }
+//!   "score": { "name": "score", "kind": "numeric", "sketch": {NumericSketch}, "values": {...} } }
 //! ```
+//!
+//! Format 2 (issue 13) added `values` (a numeric column's values as the
+//! model's `f32`, exact up to 2^16 and a KLL sketch beyond, with exact
+//! moments: [`super::exact::ColumnValues`]), `entities` (the Kish
+//! effective size of the rows' entities, for store and aggregate
+//! columns) and `season` (a seasonal column's season). A format-1 profile is refused with a message naming the file
+//! and the command that rebuilds it.
 //!
 //! Guarantees: a loaded profile names the file and the column in every
 //! error; its columns are the watched columns (the model's inputs) in row
@@ -23,10 +32,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::columns::Watched;
+use super::exact::ColumnValues;
 use super::sketch::{CategoricalSketch, NumericSketch};
 
 /// Version of the profile document; bump on any change of its layout.
-pub const PROFILE_FORMAT: u32 = 1;
+pub const PROFILE_FORMAT: u32 = 2;
 
 /// Name of the score's column in profiles, windows and alerts.
 pub const SCORE_COLUMN: &str = "score";
@@ -55,7 +65,7 @@ pub enum ProfileError {
         expected: String,
         actual: String,
     },
-    #[error("profile {path}: format {found}, this build reads format {PROFILE_FORMAT}")]
+    #[error("profile {path}: format {found}, this build reads format {PROFILE_FORMAT}; rebuild it with `driftline profile --model <model dir> --data <training data>`")]
     Format { path: PathBuf, found: u32 },
     #[error("profile {path} does not fit model {model}: {reason}")]
     Mismatch {
@@ -120,6 +130,31 @@ pub struct ColumnProfile {
     pub name: String,
     #[serde(flatten)]
     pub sketch: ColumnSketch,
+    /// A numeric column's values as the model reads them (`f32`), exact up
+    /// to the reference cap; `None` for categoricals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<ColumnValues>,
+    /// The column's season (`"24h"`): a window of events is not a sample
+    /// of it, so live windows judge it on the last whole season of event
+    /// time. `driftline profile` records it when replaying its own data
+    /// in order through the monitor flags the column in more than 1% of
+    /// the windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub season: Option<String>,
+}
+
+/// The entities behind a profile's rows: how many independent draws a
+/// store or aggregate column of it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceEntities {
+    /// The data file's entity column.
+    pub column: String,
+    /// Rows with an entity id.
+    pub events: u64,
+    /// Distinct entities (estimated beyond the entity counter's exact size).
+    pub distinct: f64,
+    /// Kish effective size `events² / Σ m_e²`.
+    pub kish: f64,
 }
 
 /// Where a profile's data came from.
@@ -144,6 +179,9 @@ pub struct Profile {
     /// Creation time, epoch milliseconds.
     pub created_ms: i64,
     pub source: ProfileSource,
+    /// The rows' entities, when the data has an entity column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entities: Option<ReferenceEntities>,
     /// The model's inputs, in manifest order.
     pub columns: Vec<ColumnProfile>,
     /// The model's score on the same rows.

@@ -64,6 +64,7 @@ use datasketches::common::SearchCriteria;
 use datasketches::kll::{KllFloat, KllSketch};
 
 use super::columns::ColumnKind;
+use super::exact::{ColumnValues, DEFAULT_REFERENCE_MAX_VALUES};
 use super::profile::ColumnSketch;
 use super::sketch::{CategoricalSketch, NumericSketch, DEFAULT_TOP_K};
 use super::stats::DEFAULT_BINS;
@@ -172,9 +173,9 @@ impl Distributions {
 
     /// The empty pass-2 sketches: edges from the quantiles, the top-K
     /// categories, `false`/`true` for booleans.
-    pub fn into_sketches(self, opts: &SketchOptions) -> Result<Sketches, SketchError> {
-        let columns = self
-            .columns
+    pub fn into_sketches(mut self, opts: &SketchOptions) -> Result<Sketches, SketchError> {
+        let values = self.columns_medians();
+        let columns = std::mem::take(&mut self.columns)
             .into_iter()
             .enumerate()
             .map(|(column, state)| {
@@ -185,24 +186,68 @@ impl Distributions {
             .collect::<Result<_, _>>()?;
         let edges = kll_edges(&self.score, opts.bins).map_err(SketchError::Score)?;
         let score = NumericSketch::new(edges).map_err(SketchError::Score)?;
-        Ok(Sketches { columns, score })
+        Ok(Sketches {
+            columns,
+            values,
+            score,
+            score_values: ColumnValues::new(DEFAULT_REFERENCE_MAX_VALUES, kll_median(&self.score)),
+        })
+    }
+
+    /// Empty exact-value columns for the numeric columns, centred on their
+    /// medians (as `f32`, the value a model input can hold).
+    fn columns_medians(&self) -> Vec<Option<ColumnValues>> {
+        self.columns
+            .iter()
+            .map(|c| match c {
+                FirstPass::Numeric(kll) => Some(ColumnValues::new(
+                    DEFAULT_REFERENCE_MAX_VALUES,
+                    kll_median(kll),
+                )),
+                _ => None,
+            })
+            .collect()
     }
 }
 
-/// Pass 2: every value into the sketches on pass 1's edges and categories.
+/// Pass 2: every value into the sketches on pass 1's edges and categories,
+/// and every numeric value, as the model's `f32`, into its exact column.
 pub struct Sketches {
     columns: Vec<ColumnSketch>,
+    values: Vec<Option<ColumnValues>>,
     score: NumericSketch,
+    score_values: ColumnValues,
+}
+
+/// What pass 2 made.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// Per column, in row order.
+    pub columns: Vec<ColumnSketch>,
+    /// Per column: the exact values of a numeric column.
+    pub values: Vec<Option<ColumnValues>>,
+    pub score: NumericSketch,
+    pub score_values: ColumnValues,
 }
 
 impl Sketches {
     /// One batch of a numeric column's values (null, NaN, ±∞: missing).
     pub fn numbers(&mut self, column: usize, values: impl IntoIterator<Item = Option<f64>>) {
-        if let Some(ColumnSketch::Numeric(s)) = self.columns.get_mut(column) {
+        let exact = self.values.get_mut(column).and_then(Option::as_mut);
+        if let (Some(ColumnSketch::Numeric(s)), Some(exact)) = (self.columns.get_mut(column), exact)
+        {
             for x in values {
                 match x {
-                    Some(x) => s.update(x),
-                    None => s.update_missing(),
+                    Some(x) => {
+                        s.update(x);
+                        // What the encoder hands the model (`x as f32`), so
+                        // reference and live windows hold the same numbers.
+                        exact.update(x as f32);
+                    }
+                    None => {
+                        s.update_missing();
+                        exact.update_missing();
+                    }
                 }
             }
         }
@@ -234,6 +279,9 @@ impl Sketches {
 
     /// `rows` missing values of a column (one the data does not have).
     pub fn missing(&mut self, column: usize, rows: usize) {
+        if let Some(Some(exact)) = self.values.get_mut(column) {
+            (0..rows).for_each(|_| exact.update_missing());
+        }
         match self.columns.get_mut(column) {
             Some(ColumnSketch::Numeric(s)) => (0..rows).for_each(|_| s.update_missing()),
             Some(ColumnSketch::Categorical(s)) => (0..rows).for_each(|_| s.update_missing()),
@@ -244,17 +292,28 @@ impl Sketches {
     /// One score.
     pub fn score(&mut self, score: f64) {
         self.score.update(score);
+        self.score_values.update(score as f32);
     }
 
-    /// The finished sketches of the columns, in row order, and of the score.
-    pub fn finish(mut self) -> (Vec<ColumnSketch>, NumericSketch) {
+    /// The finished sketches and exact values of the columns, in row
+    /// order, and of the score.
+    pub fn finish(mut self) -> Finished {
         for sketch in &mut self.columns {
             if let ColumnSketch::Numeric(s) = sketch {
                 s.flush();
             }
         }
         self.score.flush();
-        (self.columns, self.score)
+        Finished {
+            columns: self.columns,
+            values: self
+                .values
+                .iter()
+                .map(|v| v.as_ref().map(ColumnValues::recentred_on_median))
+                .collect(),
+            score: self.score,
+            score_values: self.score_values.recentred_on_median(),
+        }
     }
 }
 
@@ -283,6 +342,15 @@ fn kll_edges(kll: &Kll, bins: usize) -> Result<Vec<f64>, DriftError> {
     edges.sort_unstable_by(f64::total_cmp);
     edges.dedup();
     Ok(edges)
+}
+
+/// The sketch's median as an `f32` widened back (0 when empty): the
+/// centre of a column's exact moments, which live windows share.
+fn kll_median(kll: &Kll) -> f64 {
+    kll.quantile(0.5, SearchCriteria::Inclusive)
+        .ok()
+        .flatten()
+        .map_or(0.0, |q| f64::from(q.into_inner() as f32))
 }
 
 // ---------------------------------------------------------------------------

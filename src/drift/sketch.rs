@@ -92,7 +92,7 @@ pub const FORMAT: u32 = 1;
 /// merging it away every 4096 values (merging keeps KLL's error bound).
 const STAGE: u64 = 4096;
 
-type Kll = KllSketch<KllFloat<f64>>;
+pub(crate) type Kll = KllSketch<KllFloat<f64>>;
 
 fn new_kll() -> Kll {
     // KLL_K is within the library's 8..=65535, so `new` cannot fail; the
@@ -373,7 +373,7 @@ impl NumericSketch {
 /// `[20..20+4L]` level offsets, min item, max item, and the items of levels
 /// 0..L (a level-`i` item has weight `2^i`). A single-item image holds
 /// just that item at `[8..16]`.
-fn kll_retained(kll: &Kll) -> Result<Vec<(f64, u64)>, DriftError> {
+pub(crate) fn kll_retained(kll: &Kll) -> Result<Vec<(f64, u64)>, DriftError> {
     const FLAG_EMPTY: u8 = 1;
     const FLAG_SINGLE_ITEM: u8 = 1 << 2;
     const DATA_START: usize = 20;

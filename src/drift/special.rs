@@ -165,6 +165,134 @@ pub(crate) fn kolmogorov_sf(x: f64) -> f64 {
     sf.clamp(0.0, 1.0)
 }
 
+/// Upper tail of the standard normal, `P(Z > z) = erfc(z / √2) / 2`
+/// (SciPy: `scipy.stats.norm.sf`), accurate in both tails.
+pub(crate) fn normal_sf(z: f64) -> f64 {
+    if z.is_nan() {
+        return f64::NAN;
+    }
+    let tail = 0.5 * gamma_q(0.5, z * z / 2.0);
+    if z >= 0.0 {
+        tail
+    } else {
+        1.0 - tail
+    }
+}
+
+/// The `z` with `P(Z > z) = p` (SciPy: `scipy.stats.norm.isf`), by
+/// bisection on [`normal_sf`] to f64 resolution; `p` outside `(0, 1)` gives
+/// ±∞ (and NaN for NaN). Used for reported thresholds, not on a hot path.
+pub(crate) fn normal_isf(p: f64) -> f64 {
+    if p.is_nan() {
+        return f64::NAN;
+    }
+    if p <= 0.0 {
+        return f64::INFINITY;
+    }
+    if p >= 1.0 {
+        return f64::NEG_INFINITY;
+    }
+    // P(Z > 40) is far below the smallest positive f64.
+    let (mut lo, mut hi) = (-40.0f64, 40.0f64);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if mid == lo || mid == hi {
+            break;
+        }
+        if normal_sf(mid) > p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// Terms of the series `Σ_j λ_j …` summed explicitly before the tail
+/// correction (see [`ad_inf_sf`]); the neglected remainder is below 1e-11.
+const AD_TERMS: u32 = 100;
+
+/// Cumulant generating function of `A²∞` with `m` degrees of freedom and
+/// its first two derivatives at `t < 1`: `A²∞ = Σ_j λ_j χ²_m,j` with
+/// `λ_j = 1 / (j (j + 1))`, so `K(t) = -(m/2) Σ_j ln(1 - 2 t λ_j)`.
+/// Terms past [`AD_TERMS`] use `Σ_{j>J} λ_j = 1/(J+1)` (exact, the series
+/// telescopes) and `Σ_{j>J} λ_j² ≈ 1/(3 (J+1)³)`.
+fn ad_cgf(t: f64, m: f64) -> (f64, f64, f64) {
+    let (mut k0, mut k1, mut k2) = (0.0, 0.0, 0.0);
+    for j in 1..=AD_TERMS {
+        let j = f64::from(j);
+        let lambda = 1.0 / (j * (j + 1.0));
+        let one = 1.0 - 2.0 * t * lambda;
+        k0 += one.ln();
+        k1 += lambda / one;
+        k2 += lambda * lambda / (one * one);
+    }
+    let j1 = f64::from(AD_TERMS) + 1.0;
+    let (s1, s2) = (1.0 / j1, 1.0 / (3.0 * j1 * j1 * j1));
+    k0 += -2.0 * t * s1 - 2.0 * t * t * s2;
+    k1 += s1 + 2.0 * t * s2;
+    k2 += s2;
+    (-0.5 * m * k0, m * k1, 2.0 * m * k2)
+}
+
+/// Upper tail `P(A²∞ > x)` of the limiting distribution of the k-sample
+/// Anderson-Darling statistic with `m = k - 1` (Scholz and Stephens 1987:
+/// `A²akN → Σ_j χ²_m,j / (j (j+1))`; mean `m`, variance
+/// `m · 2(π² - 9)/3`).
+///
+/// Computed with the Lugannani-Rice saddlepoint approximation of that
+/// weighted sum of chi-squares, which keeps a small *relative* error deep
+/// in the tail, where SciPy's `anderson_ksamp` interpolates a table and
+/// caps the p-value at 0.001. Checked against numerical inversion of the
+/// characteristic function (Imhof): between p = 0.05 and 1e-10 it is at
+/// most 1% low and up to 8% high (the error grows slowly into the tail and
+/// is on the conservative side there: a test judged by it fires slightly
+/// less often than its level says); below the mean, up to 3% low. At the mean itself the approximation
+/// is 0/0 and the normal approximation is used (p ≈ 0.5 where the truth
+/// is ≈ 0.36, far from any decision). Total: NaN only for NaN input, 1 for
+/// `x ≤ 0`, 0 for `x = ∞`; `m` must be > 0 (else 1).
+pub(crate) fn ad_inf_sf(x: f64, m: f64) -> f64 {
+    if x.is_nan() || m.is_nan() {
+        return f64::NAN;
+    }
+    if x <= 0.0 || m <= 0.0 || !m.is_finite() {
+        return 1.0;
+    }
+    if x.is_infinite() {
+        return 0.0;
+    }
+    let mean = m;
+    let sd = (m * 2.0 * (PI * PI - 9.0) / 3.0).sqrt();
+    // Solve K'(t) = x: K' increases from 0 (t → -∞) to ∞ (t → 1).
+    let (mut lo, mut hi) = (-1.0f64, 1.0f64);
+    while ad_cgf(lo, m).1 > x && lo > -1e12 {
+        lo *= 4.0;
+    }
+    for _ in 0..300 {
+        let mid = 0.5 * (lo + hi);
+        if mid <= lo || mid >= hi {
+            break;
+        }
+        if ad_cgf(mid, m).1 < x {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let t = 0.5 * (lo + hi);
+    let (k0, _, k2) = ad_cgf(t, m);
+    let w2 = 2.0 * (t * x - k0);
+    // Near the mean the formula is 0/0; the normal approximation is exact
+    // enough there (p ≈ 0.4-0.6 is never near a decision).
+    if t.abs() < 1e-5 || w2 <= 0.0 || !k2.is_finite() || k2 <= 0.0 {
+        return normal_sf((x - mean) / sd).clamp(0.0, 1.0);
+    }
+    let w = t.signum() * w2.sqrt();
+    let u = t * k2.sqrt();
+    let density = (-0.5 * w * w).exp() / (2.0 * PI).sqrt();
+    (normal_sf(w) + density * (1.0 / u - 1.0 / w)).clamp(0.0, 1.0)
+}
+
 /// `ln 2`, the divisor that turns natural-log divergences into bits.
 pub(crate) const LN_BASE_2: f64 = LN_2;
 

@@ -372,6 +372,32 @@ impl Ecdf {
         self.values.is_empty()
     }
 
+    /// The distinct values, ascending.
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+
+    /// Weight at values `≤ values()[i]`, for each `i`.
+    pub fn cumulative(&self) -> &[u64] {
+        &self.cumulative
+    }
+
+    /// The largest share of the total weight at one value: 1/n for
+    /// distinct values, the point mass of the heaviest tie otherwise.
+    pub fn largest_share(&self) -> f64 {
+        let mut previous = 0u64;
+        let mut largest = 0u64;
+        for &c in &self.cumulative {
+            largest = largest.max(c.saturating_sub(previous));
+            previous = c;
+        }
+        if self.total == 0 {
+            0.0
+        } else {
+            largest as f64 / self.total as f64
+        }
+    }
+
     /// `F(x)`: the fraction of the weight at values `≤ x`.
     pub fn cdf(&self, x: f64) -> f64 {
         let i = self.values.partition_point(|&v| v <= x);

@@ -190,6 +190,10 @@ fn publish_evaluation(status: &DriftStatus, outputs: &[Output], elapsed: Duratio
                 let name = match j.statistic {
                     "ks" => "ks_p_value",
                     "chi_square" => "chi_square_p_value",
+                    "anderson" => "anderson_p_value",
+                    "mean" => "mean_p_value",
+                    "scale" => "scale_p_value",
+                    "variance" => "variance_p_value",
                     _ => continue,
                 };
                 gauge!(DRIFT_STATISTIC, "model" => model.clone(), "version" => version.clone(),
@@ -203,7 +207,7 @@ fn publish_evaluation(status: &DriftStatus, outputs: &[Output], elapsed: Duratio
         let on = a.state == AlertState::Firing;
         firing += f64::from(u8::from(on));
         gauge!(DRIFT_ALERT_FIRING, "model" => model.clone(), "kind" => a.kind.as_str(),
-            "feature" => a.feature.clone(), "statistic" => a.statistic.clone())
+            "feature" => a.feature.clone())
         .set(f64::from(u8::from(on)));
     }
     gauge!(DRIFT_ALERTS_FIRING).set(firing);

@@ -338,11 +338,11 @@ fn describe() {
     );
     describe_gauge!(
         DRIFT_STATISTIC,
-        "Latest drift statistic of a column (feature or score) against the reference profile, by statistic (psi, js, ks, ks_p_value, wasserstein, chi_square, chi_square_p_value, missing_rate)."
+        "Latest drift statistic of a column (feature or score) against the reference profile, by statistic (psi, js, wasserstein, ks, anderson, mean, scale, variance, cusum, chi_square, missing_rate, and <test>_p_value of each test)."
     );
     describe_gauge!(
         DRIFT_ALERT_FIRING,
-        "1 while the alert on (kind, feature, statistic) fires, 0 once resolved."
+        "1 while the drift episode of (kind, feature) fires, 0 once resolved (its statistics are in the drift-alerts message and GET /v1/drift)."
     );
     describe_gauge!(
         DRIFT_ALERTS_FIRING,

@@ -346,12 +346,18 @@ fn prometheus_scrapes_driftline_and_every_dashboard_and_rule_expression_works() 
         }
     }
     // The drift rules match driftline's drift alerts: pending, as they
-    // need 5 minutes to fire.
-    for rule in ["DriftlineDataDrift", "DriftlinePredictionDrift"] {
-        wait_for(&format!("{rule} pending"), Duration::from_secs(15), || {
-            let q = format!("ALERTS{{alertname=\"{rule}\",alertstate=\"pending\"}}");
-            (!query(prom_port, &q).is_empty()).then_some(())
-        });
+    // need 5 minutes to fire. The score's tests count its cards, not its
+    // events (it depends on store features): with 500 cards it fires some
+    // seconds after the inputs.
+    for (rule, wait) in [("DriftlineDataDrift", 15), ("DriftlinePredictionDrift", 30)] {
+        wait_for(
+            &format!("{rule} pending"),
+            Duration::from_secs(wait),
+            || {
+                let q = format!("ALERTS{{alertname=\"{rule}\",alertstate=\"pending\"}}");
+                (!query(prom_port, &q).is_empty()).then_some(())
+            },
+        );
     }
     // Otherwise the service is healthy: no alert fires.
     let firing = query(prom_port, "ALERTS{alertstate=\"firing\"}");

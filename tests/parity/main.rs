@@ -12,6 +12,8 @@
 mod drift_bounds;
 mod drift_monitor;
 mod drift_parity;
+mod drift_replay;
+mod drift_tests_parity;
 mod input_rules;
 mod label_parity;
 mod model_parity;

@@ -34,8 +34,9 @@ pub enum AlertState {
     Resolved,
 }
 
-/// One `drift-alerts` message (spec format, plus `p_value`, `ts` and
-/// `model_version` of a performance alert's version).
+/// One `drift-alerts` message: one per state change of an episode of
+/// (kind, feature). Spec fields, plus `p_value`, `ts`, the
+/// `model_version` of a performance alert's version, and `statistics`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertMessage {
     /// Stable for one firing episode: the resolved message repeats the
@@ -45,6 +46,8 @@ pub struct AlertMessage {
     pub model: String,
     pub model_version: String,
     pub feature: String,
+    /// The lead statistic ([`lead`]): the most significant bad one when
+    /// firing, the one that fired the episode when resolving.
     pub statistic: String,
     pub value: f64,
     pub threshold: f64,
@@ -55,6 +58,9 @@ pub struct AlertMessage {
     pub reference: String,
     /// When the state changed (wall clock, epoch ms).
     pub ts: i64,
+    /// Every statistic of the episode's kind judged for the feature in this
+    /// evaluation (the same objects as `/v1/drift`'s columns).
+    pub statistics: Vec<Judged>,
 }
 
 /// One `retrain-requests` message.
@@ -85,6 +91,7 @@ pub enum Output {
 pub struct AlertStatus {
     pub kind: AlertKind,
     pub feature: String,
+    /// The lead statistic (see [`AlertMessage::statistic`]).
     pub statistic: String,
     pub state: AlertState,
     pub since: i64,
@@ -97,13 +104,14 @@ pub struct AlertStatus {
     pub firing_evaluations: u32,
 }
 
-/// Names one alert: its kind, the column (or `model_version=...` of a
-/// performance alert) and the statistic.
+/// Names one alert: its kind and the column (or `model_version=...` of a
+/// performance alert). Every statistic of the column judged under that
+/// kind feeds the same episode, so statistics that hover at their
+/// thresholds cannot page more than once.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) struct AlertKey {
     pub(super) kind: AlertKind,
     pub(super) feature: String,
-    pub(super) statistic: String,
 }
 
 impl AlertKey {
@@ -111,12 +119,31 @@ impl AlertKey {
     /// resolves, unique per model version, alert and start time.
     pub(super) fn alert_id(&self, model: &str, version: &str, now: i64) -> String {
         format!(
-            "{model}/{version}:{}:{}:{}:{now}",
+            "{model}/{version}:{}:{}:{now}",
             self.kind.as_str(),
-            self.feature,
-            self.statistic
+            self.feature
         )
     }
+}
+
+/// The statistic that speaks for an episode's judgement: the most
+/// significant bad one (smallest p-value; among statistics without one,
+/// the largest multiple of its threshold), else, while an episode fired
+/// by `fired_by` is open, that statistic, else the first judged one.
+/// `None` when no statistic has a threshold (nothing to judge).
+pub(super) fn lead<'a>(statistics: &'a [Judged], fired_by: Option<&str>) -> Option<&'a Judged> {
+    let judged = || statistics.iter().filter(|j| j.threshold.is_some());
+    let bad = judged().filter(|j| j.bad).min_by(|a, b| {
+        let key = |j: &Judged| match (j.p_value, j.threshold) {
+            (Some(p), _) => (0, p),
+            (None, Some(t)) if t != 0.0 => (1, -(j.value / t).abs()),
+            _ => (2, 0.0),
+        };
+        let (ka, kb) = (key(a), key(b));
+        ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1))
+    });
+    bad.or_else(|| fired_by.and_then(|f| judged().find(|j| j.statistic == f)))
+        .or_else(|| judged().next())
 }
 
 /// How many judgements in a row change an alert's state
@@ -140,6 +167,12 @@ pub(super) struct Hysteresis {
     /// Set when it fires; kept after it resolves, so the resolved message
     /// repeats the firing message's id.
     pub(super) alert_id: String,
+    /// The statistic that fired the episode.
+    pub(super) fired_by: String,
+    /// The lead statistic of the last judgement.
+    pub(super) statistic: String,
+    /// Every statistic of the last judgement.
+    pub(super) statistics: Vec<Judged>,
     /// When the state last changed.
     pub(super) since: i64,
     pub(super) value: f64,
@@ -152,6 +185,7 @@ impl Hysteresis {
     /// firing after `fire_after` bad judgements in a row, resolving after
     /// `resolve_after` good ones in a row while firing.
     pub(super) fn judge(&mut self, judged: &Judged, rules: Rules, now: i64) -> Option<AlertState> {
+        self.statistic = judged.statistic.to_string();
         self.value = judged.value;
         self.threshold = judged.threshold.unwrap_or(f64::NAN);
         self.p_value = judged.p_value;
@@ -163,6 +197,7 @@ impl Hysteresis {
                 None
             } else if self.bad_streak >= rules.fire_after {
                 self.firing = true;
+                self.fired_by = judged.statistic.to_string();
                 self.firing_evaluations = 1;
                 self.since = now;
                 Some(AlertState::Firing)
@@ -272,11 +307,66 @@ mod tests {
         let key = AlertKey {
             kind: AlertKind::DataDrift,
             feature: "amount".into(),
-            statistic: "psi".into(),
         };
         assert_eq!(
             key.alert_id("fraud", "3", 1_700),
-            "fraud/3:data_drift:amount:psi:1700"
+            "fraud/3:data_drift:amount:1700"
         );
+    }
+
+    fn stat(statistic: &'static str, value: f64, threshold: f64, p: Option<f64>) -> Judged {
+        Judged {
+            statistic,
+            value,
+            threshold: Some(threshold),
+            p_value: p,
+            bound: None,
+            effect: None,
+            bad: match p {
+                Some(p) => p <= 1e-5,
+                None => value >= threshold,
+            },
+        }
+    }
+
+    #[test]
+    fn the_lead_is_the_most_significant_bad_statistic_then_the_one_that_fired() {
+        let mut unjudged = stat("js", 0.9, 0.1, None);
+        unjudged.threshold = None;
+        unjudged.bad = false;
+        let firing = [
+            unjudged.clone(),
+            stat("psi", 0.5, 0.2, None),
+            stat("ks", 0.1, 0.05, Some(1e-9)),
+            stat("mean", 6.0, 4.4, Some(1e-12)),
+            stat("scale", 1.0, 4.4, Some(0.3)),
+        ];
+        // p-values first, smallest wins; then multiples of the threshold.
+        assert_eq!(lead(&firing, None).map(|j| j.statistic), Some("mean"));
+        assert_eq!(lead(&firing[..3], None).map(|j| j.statistic), Some("ks"));
+        assert_eq!(lead(&firing[..2], None).map(|j| j.statistic), Some("psi"));
+        // Nothing bad: the statistic that fired the open episode, else the
+        // first judged one; never an unjudged one.
+        let calm = [
+            unjudged.clone(),
+            stat("psi", 0.01, 0.2, None),
+            stat("ks", 0.01, 0.05, Some(0.4)),
+        ];
+        assert_eq!(lead(&calm, Some("ks")).map(|j| j.statistic), Some("ks"));
+        assert_eq!(lead(&calm, Some("gone")).map(|j| j.statistic), Some("psi"));
+        assert_eq!(lead(&calm[..1], None), None);
+    }
+
+    #[test]
+    fn an_episode_remembers_the_statistic_that_fired_it() {
+        let rules = Rules {
+            fire_after: 1,
+            resolve_after: 1,
+        };
+        let mut h = Hysteresis::default();
+        let ks = stat("ks", 0.1, 0.05, Some(1e-9));
+        assert_eq!(h.judge(&ks, rules, 1), Some(AlertState::Firing));
+        assert_eq!(h.judge(&stat("psi", 0.5, 0.2, None), rules, 2), None);
+        assert_eq!((h.fired_by.as_str(), h.statistic.as_str()), ("ks", "psi"));
     }
 }

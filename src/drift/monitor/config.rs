@@ -22,25 +22,34 @@ pub enum WindowKind {
     Time,
 }
 
-/// Thresholds of the statistics; an absent one does not fire. Keys left
-/// out of `[drift.thresholds]` keep their defaults (turn one off with
-/// `drift.disable`).
+/// User thresholds of the statistics. The significance tests (`ks`,
+/// `anderson`, `mean`, `scale`, `chi_square`, `cusum`) fire at the
+/// family's per-test level (`drift.false_alarm_rate / m`) unless a
+/// `*_p_value` here sets their own; effect-size floors and the
+/// effect-size statistics (`psi`, `js`, `wasserstein`) are off unless set.
+/// Keys left out of `[drift.thresholds]` keep their defaults (turn a
+/// statistic off with `drift.disable`).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
     pub psi: Option<f64>,
     pub js: Option<f64>,
     pub wasserstein: Option<f64>,
-    /// Significance level α of the KS test.
+    /// Significance level α of the KS test (default: the family's
+    /// per-test level).
     pub ks_p_value: Option<f64>,
     /// Smallest KS distance (lower confidence bound of D) worth an alert,
-    /// on top of significance.
+    /// on top of significance (default off).
     pub ks_min_effect: Option<f64>,
-    /// Significance level α of the chi-square test.
+    /// Significance level α of the chi-square test (default: the family's
+    /// per-test level).
     pub chi_square_p_value: Option<f64>,
     /// Smallest PSI over the chi-square's buckets worth an alert, on top
-    /// of significance.
+    /// of significance (default off).
     pub chi_square_min_effect: Option<f64>,
+    /// Smallest standardised mean shift `|Δmean| / σ_ref` worth an alert,
+    /// on top of significance (default off).
+    pub mean_min_effect: Option<f64>,
     /// Absolute change of the missing rate.
     pub missing_rate: Option<f64>,
 }
@@ -49,13 +58,14 @@ impl Thresholds {
     /// The defaults of the module docs' table.
     pub fn defaults() -> Self {
         Thresholds {
-            psi: Some(0.2),
+            psi: None,
             js: None,
             wasserstein: None,
-            ks_p_value: Some(1e-6),
-            ks_min_effect: Some(0.05),
-            chi_square_p_value: Some(1e-6),
-            chi_square_min_effect: Some(0.05),
+            ks_p_value: None,
+            ks_min_effect: None,
+            chi_square_p_value: None,
+            chi_square_min_effect: None,
+            mean_min_effect: None,
             missing_rate: Some(0.1),
         }
     }
@@ -70,6 +80,7 @@ impl Thresholds {
             ks_min_effect: over.ks_min_effect.or(self.ks_min_effect),
             chi_square_p_value: over.chi_square_p_value.or(self.chi_square_p_value),
             chi_square_min_effect: over.chi_square_min_effect.or(self.chi_square_min_effect),
+            mean_min_effect: over.mean_min_effect.or(self.mean_min_effect),
             missing_rate: over.missing_rate.or(self.missing_rate),
         }
     }
@@ -80,9 +91,10 @@ impl Thresholds {
                 "psi" => self.psi = None,
                 "js" => self.js = None,
                 "wasserstein" => self.wasserstein = None,
-                "ks" => self.ks_p_value = None,
-                "chi_square" => self.chi_square_p_value = None,
                 "missing_rate" => self.missing_rate = None,
+                // The significance tests are switched off in the plan's
+                // list of disabled statistics: an absent level means "the
+                // family's".
                 _ => {}
             }
         }
@@ -110,6 +122,13 @@ impl Thresholds {
             f64::MAX,
             p,
         );
+        check(
+            "mean_min_effect",
+            self.mean_min_effect,
+            -1e-300,
+            f64::MAX,
+            p,
+        );
         check("missing_rate", self.missing_rate, 0.0, 1.0, p);
     }
 }
@@ -126,8 +145,7 @@ impl Default for Thresholds {
 pub struct ColumnSettings {
     /// `false` skips the column (no statistics, no alerts).
     pub enabled: Option<bool>,
-    /// Statistics not judged for this column (`psi`, `js`, `wasserstein`,
-    /// `ks`, `chi_square`, `missing_rate`).
+    /// Statistics not judged for this column (see [`STATISTICS`]).
     pub disable: Vec<String>,
     pub psi: Option<f64>,
     pub js: Option<f64>,
@@ -136,7 +154,20 @@ pub struct ColumnSettings {
     pub ks_min_effect: Option<f64>,
     pub chi_square_p_value: Option<f64>,
     pub chi_square_min_effect: Option<f64>,
+    pub mean_min_effect: Option<f64>,
     pub missing_rate: Option<f64>,
+    /// `"24h"` (any duration): judge the column on the last whole season of
+    /// event time; `"none"`: on the event window, whatever the profile
+    /// says. Unset: the profile's `season`.
+    pub season: Option<String>,
+}
+
+/// A season setting: `Ok(None)` for `"none"`, else its length.
+pub fn parse_season(s: &str) -> Result<Option<i64>, DurationError> {
+    if s.trim() == "none" {
+        return Ok(None);
+    }
+    duration::parse_ms(s).map(Some)
 }
 
 impl ColumnSettings {
@@ -150,6 +181,7 @@ impl ColumnSettings {
             ks_min_effect: self.ks_min_effect,
             chi_square_p_value: self.chi_square_p_value,
             chi_square_min_effect: self.chi_square_min_effect,
+            mean_min_effect: self.mean_min_effect,
             missing_rate: self.missing_rate,
         }
     }
@@ -190,6 +222,19 @@ pub struct DriftConfig {
     /// for streams whose features need history to be representative
     /// (streaming aggregates starting cold without a changelog).
     pub warmup_events: u64,
+    /// Probability that an evaluation of a stationary stream raises any
+    /// bad judgement, whatever the number of columns: spent over the
+    /// evaluation's `m` significance tests by Bonferroni (each fires at
+    /// `p ≤ false_alarm_rate / m`; `drift::significance::Budget`).
+    pub false_alarm_rate: f64,
+    /// Present values of a numeric column a window keeps exactly (the
+    /// model's `f32`, 4 bytes each); beyond, a KLL sketch and statistics
+    /// with its rank error. Moments stay exact either way.
+    pub exact_max_values: usize,
+    /// CUSUM across sub-windows on the mean of each numeric input that
+    /// comes with the event (store and aggregate inputs repeat per entity
+    /// across sub-windows, which breaks its independent steps).
+    pub cusum: bool,
     /// Thresholds of every column unless overridden.
     pub thresholds: Thresholds,
     /// Statistics not judged on any column.
@@ -207,14 +252,14 @@ pub struct DriftConfig {
     /// (the demo's stationary stream alarms within 6,000 events).
     pub sequential: bool,
     pub page_hinkley: sequential::Params,
-    /// Most bytes one sub-window holds: its sketches (bounded by their
-    /// bins, categories and KLL size) and the scores kept for the
-    /// sequential detector (4 bytes each; a time window would otherwise
-    /// keep every score). Past it the kept scores are thinned to every
-    /// 2nd, 4th, ... score, so the detector still sees the whole
+    /// Most bytes one sub-window holds: its sketches, exact values, season
+    /// slices and entity counter (each bounded whatever the events; their
+    /// sum must fit, checked when the monitor is built) and the scores
+    /// kept for the sequential detector (4 bytes each; a time window would
+    /// otherwise keep every score). Past it the kept scores are thinned
+    /// to every 2nd, 4th, ... score, so the detector still sees the whole
     /// sub-window in order, at a lower rate. Nothing is kept when
-    /// `sequential` is off. Must leave room for two scores past the
-    /// sketches (checked when the monitor is built).
+    /// `sequential` is off.
     pub max_window_bytes: usize,
 }
 
@@ -233,23 +278,32 @@ impl Default for DriftConfig {
             retrain_after: 20,
             queue: 64,
             warmup_events: 0,
+            false_alarm_rate: 1e-3,
+            exact_max_values: crate::drift::exact::DEFAULT_EXACT_MAX_VALUES,
+            cusum: true,
             thresholds: Thresholds::defaults(),
             disable: Vec::new(),
             features: BTreeMap::new(),
             prediction: ColumnSettings::default(),
             sequential: false,
             page_hinkley: sequential::Params::default(),
-            max_window_bytes: 1024 * 1024,
+            max_window_bytes: 4 * 1024 * 1024,
         }
     }
 }
 
-const STATISTICS: [&str; 6] = [
+/// Statistic names `disable` lists accept.
+pub const STATISTICS: [&str; 11] = [
     "psi",
     "js",
     "wasserstein",
     "ks",
+    "anderson",
+    "mean",
+    "scale",
     "chi_square",
+    "cusum",
+    "page_hinkley",
     "missing_rate",
 ];
 
@@ -292,6 +346,18 @@ impl DriftConfig {
         if self.queue == 0 {
             p.push("drift.queue: must be at least 1".into());
         }
+        if !(self.false_alarm_rate > 0.0 && self.false_alarm_rate <= 0.5) {
+            p.push(format!(
+                "drift.false_alarm_rate: {} is outside (0, 0.5]",
+                self.false_alarm_rate
+            ));
+        }
+        if self.exact_max_values > 1 << 24 {
+            p.push(format!(
+                "drift.exact_max_values: {} is above 16777216 (64 MB per column and window)",
+                self.exact_max_values
+            ));
+        }
         self.thresholds.problems("drift.thresholds", p);
         if let Err(e) = self.page_hinkley.validate() {
             p.push(format!("drift.page_hinkley: {e}"));
@@ -311,6 +377,9 @@ impl DriftConfig {
         self.prediction.thresholds().problems("drift.prediction", p);
         for (name, c) in &self.features {
             statistics(&format!("drift.features.{name}.disable"), &c.disable, p);
+            if let Some(Err(e)) = c.season.as_deref().map(parse_season) {
+                p.push(format!("drift.features.{name}.season: {e} (or \"none\")"));
+            }
             c.thresholds()
                 .problems(&format!("drift.features.{name}"), p);
         }

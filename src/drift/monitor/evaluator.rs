@@ -11,14 +11,16 @@ use parking_lot::RwLock;
 use serde::Serialize;
 
 use super::alert::{
-    AlertKey, AlertKind, AlertMessage, AlertState, AlertStatus, Hysteresis, Output, RetrainRequest,
-    Rules,
+    lead, AlertKey, AlertKind, AlertMessage, AlertState, AlertStatus, Hysteresis, Output,
+    RetrainRequest, Rules,
 };
-use super::judge::{judge_column, ColumnStatus, Judged};
+use super::judge::{judge_column, ColumnStatus, Context, Judged};
 use super::plan::Plan;
 use super::recorder::RecorderStats;
-use super::window::{Window, WindowRef};
-use crate::drift::profile::{ColumnSketch, SCORE_COLUMN};
+use super::window::{SeasonSlice, Window, WindowRef};
+use crate::drift::cusum::{reference_margin, Cusum, CusumParams, DEFAULT_ALLOWANCE};
+use crate::drift::exact::ColumnValues;
+use crate::drift::profile::ColumnSketch;
 use crate::drift::sequential;
 
 /// A performance reading of one model version (from the label join).
@@ -47,8 +49,120 @@ pub struct DriftStatus {
     pub columns: Vec<ColumnStatus>,
     pub score: Option<ColumnStatus>,
     pub alerts: Vec<AlertStatus>,
+    /// The family budget: `drift.false_alarm_rate` spent over `tests`
+    /// significance tests, each firing at `per_test`.
+    pub budget: Option<BudgetStatus>,
     pub performance: Vec<PerformanceReading>,
     pub sequential: Option<serde_json::Value>,
+}
+
+/// The false-alarm budget of an evaluation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct BudgetStatus {
+    pub false_alarm_rate: f64,
+    pub tests: u32,
+    pub per_test: f64,
+}
+
+/// One CUSUM across sub-windows on a numeric column's mean.
+struct ColumnCusum {
+    cusum: Cusum,
+    /// An alarm since the last judged evaluation (the CUSUM restarts at an
+    /// alarm, so it is kept until an evaluation reports it).
+    alarm: Option<f64>,
+}
+
+/// One event-time bucket of a seasonal column.
+struct SeasonPart {
+    sketch: ColumnSketch,
+    values: Option<ColumnValues>,
+}
+
+/// The last whole season of event time of one seasonal column: whole
+/// buckets (hours of a day: the season over
+/// [`SEASON_BUCKETS`](super::recorder::SEASON_BUCKETS)), merged from the
+/// sub-windows' slices. At most one bucket more than a season's are held,
+/// whatever the event rate.
+struct SeasonWindow {
+    length_ms: i64,
+    parts: BTreeMap<i64, SeasonPart>,
+    /// The first bucket seen: partly before the stream started.
+    started: Option<i64>,
+}
+
+impl SeasonWindow {
+    fn new(length_ms: i64) -> Self {
+        SeasonWindow {
+            length_ms,
+            parts: BTreeMap::new(),
+            started: None,
+        }
+    }
+
+    fn push(&mut self, slice: &SeasonSlice) {
+        self.started = Some(
+            self.started
+                .map_or(slice.bucket_ms, |s| s.min(slice.bucket_ms)),
+        );
+        match self.parts.get_mut(&slice.bucket_ms) {
+            // Same plan, same shapes: a failed merge loses the slice.
+            Some(part) => {
+                let _ = merge_part(part, &slice.sketch, slice.values.as_ref());
+            }
+            None => {
+                self.parts.insert(
+                    slice.bucket_ms,
+                    SeasonPart {
+                        sketch: slice.sketch.clone(),
+                        values: slice.values.clone(),
+                    },
+                );
+            }
+        }
+        if let Some(&newest) = self.parts.keys().next_back() {
+            let keep_from = newest.saturating_sub(self.length_ms);
+            self.parts = self.parts.split_off(&keep_from);
+        }
+    }
+
+    /// The season's whole buckets before the newest (still filling) one,
+    /// merged; `None` until a whole season after the first bucket is in.
+    fn merged(&self) -> Option<SeasonPart> {
+        let newest = *self.parts.keys().next_back()?;
+        let from = newest.saturating_sub(self.length_ms);
+        if self.started.is_none_or(|s| s >= from) {
+            return None;
+        }
+        let mut it = self.parts.range(from..newest).map(|(_, p)| p);
+        let first = it.next()?;
+        let mut merged = SeasonPart {
+            sketch: first.sketch.clone(),
+            values: first.values.clone(),
+        };
+        for p in it {
+            merge_part(&mut merged, &p.sketch, p.values.as_ref()).ok()?;
+        }
+        if let ColumnSketch::Numeric(s) = &mut merged.sketch {
+            s.flush();
+        }
+        Some(merged)
+    }
+}
+
+fn merge_part(
+    into: &mut SeasonPart,
+    sketch: &ColumnSketch,
+    values: Option<&ColumnValues>,
+) -> Result<(), crate::drift::DriftError> {
+    match (&mut into.sketch, sketch) {
+        (ColumnSketch::Numeric(a), ColumnSketch::Numeric(b)) => a.merge(b)?,
+        (ColumnSketch::Categorical(a), ColumnSketch::Categorical(b)) => a.merge(b)?,
+        _ => {}
+    }
+    if let (Some(a), Some(b)) = (&mut into.values, values) {
+        a.merge(b)?;
+    }
+    Ok(())
 }
 
 /// Supplies performance readings at each evaluation (the label join).
@@ -107,6 +221,12 @@ impl ScoreDetector for PageHinkleyDetector {
 pub struct Evaluator {
     plan: Arc<Plan>,
     recent: VecDeque<Window>,
+    /// Per column, its CUSUM (numeric event columns, `drift.cusum`).
+    cusums: Vec<Option<ColumnCusum>>,
+    /// Per column, its season window (seasonal columns).
+    seasons: Vec<Option<SeasonWindow>>,
+    /// Event time of the first event seen (aggregates' warm-up).
+    first_ms: Option<i64>,
     states: BTreeMap<AlertKey, Hysteresis>,
     /// A retrain request went out in the current drift episode.
     retrain_sent: bool,
@@ -138,9 +258,28 @@ impl Evaluator {
             s.model_version = plan.version.clone();
             s.reference = plan.profile.id.clone();
         }
+        let params = CusumParams::calibrated(plan.budget.per_test(), DEFAULT_ALLOWANCE);
+        let cusums = plan
+            .columns
+            .iter()
+            .map(|c| {
+                (c.cusum && c.enabled).then(|| ColumnCusum {
+                    cusum: Cusum::new(params),
+                    alarm: None,
+                })
+            })
+            .collect();
+        let seasons = plan
+            .columns
+            .iter()
+            .map(|c| c.season_ms.map(SeasonWindow::new))
+            .collect();
         Evaluator {
             plan,
             recent: VecDeque::new(),
+            cusums,
+            seasons,
+            first_ms: None,
             states: BTreeMap::new(),
             retrain_sent: false,
             evaluations: 0,
@@ -181,13 +320,18 @@ impl Evaluator {
             .stats
             .queued_bytes
             .fetch_update(relaxed, relaxed, |q| Some(q.saturating_sub(bytes)));
-        let sequential = self
+        let sequential_judged = self
             .detector
             .as_mut()
             .and_then(|d| d.observe(&window.scores));
         // The detector has seen them; the windows kept for merging do not
         // need them.
         window.scores = Vec::new();
+        self.step_cusums(&window);
+        self.step_seasons(&window);
+        if let Some(first) = window.first_ts_ms {
+            self.first_ms = Some(self.first_ms.map_or(first, |f| f.min(first)));
+        }
         self.recent.push_back(window);
         while self.recent.len() > self.plan.config.sub_windows.max(1) as usize {
             self.recent.pop_front();
@@ -229,32 +373,109 @@ impl Evaluator {
             status.evaluations = self.evaluations;
         }
         let plan = self.plan.clone();
-        for ((column, sketch), reference) in plan
+        let ctx = Context {
+            enough,
+            min_samples: plan.config.min_samples,
+            level: plan.budget.per_test(),
+            entities: merged.entities.as_ref().map(|e| {
+                let stats = e.stats();
+                (stats.events, stats.kish())
+            }),
+        };
+        status.budget = Some(BudgetStatus {
+            false_alarm_rate: plan.budget.alpha,
+            tests: plan.budget.tests,
+            per_test: plan.budget.per_test(),
+        });
+        for (i, ((column, sketch), reference)) in plan
             .columns
             .iter()
             .zip(&merged.columns)
             .zip(&plan.profile.columns)
+            .enumerate()
         {
-            let col = judge_column(
-                column,
-                &reference.sketch,
-                sketch,
-                enough,
-                plan.config.min_samples,
-            );
+            let values = merged.values.get(i).and_then(Option::as_ref);
+            // A streaming aggregate is cold until the stream has covered
+            // its window in event time: not judged before.
+            let warming = column.history_ms > 0
+                && match (self.first_ms, merged.first_ts_ms) {
+                    (Some(first), Some(start)) => start < first.saturating_add(column.history_ms),
+                    _ => true,
+                };
+            let season = self.seasons.get(i).and_then(Option::as_ref);
+            let season_part = season.and_then(SeasonWindow::merged);
+            let mut col = match (season, &season_part) {
+                (None, _) => {
+                    let ctx = Context {
+                        enough: ctx.enough && !warming,
+                        ..ctx
+                    };
+                    judge_column(column, &reference.sketch, sketch, values, &ctx)
+                }
+                // Judged on its season window: the last whole season of
+                // event time (its events' entities are not counted: the
+                // column's own count is its size).
+                (Some(_), Some(part)) => {
+                    let ctx = Context {
+                        enough: ctx.enough && !warming,
+                        entities: None,
+                        ..ctx
+                    };
+                    judge_column(
+                        column,
+                        &reference.sketch,
+                        &part.sketch,
+                        part.values.as_ref(),
+                        &ctx,
+                    )
+                }
+                (Some(_), None) => {
+                    let ctx = Context {
+                        enough: false,
+                        ..ctx
+                    };
+                    let mut col = judge_column(column, &reference.sketch, sketch, values, &ctx);
+                    col.skipped = Some("season window filling");
+                    col
+                }
+            };
+            if warming && col.skipped.is_some() && column.enabled {
+                col.skipped = Some("aggregate warming up (the stream covers less than its window)");
+            }
+            if enough && col.skipped.is_none() {
+                if let Some(Some(c)) = self.cusums.get_mut(i) {
+                    let h = c.cusum.params().threshold;
+                    let alarm = c.alarm.take();
+                    col.statistics.push(Judged {
+                        statistic: "cusum",
+                        value: alarm.unwrap_or_else(|| c.cusum.statistic()),
+                        threshold: Some(h),
+                        p_value: None,
+                        bound: None,
+                        effect: None,
+                        bad: alarm.is_some(),
+                    });
+                }
+            }
             if enough {
                 self.apply(AlertKind::DataDrift, &col, window, now, &mut outputs);
             }
             status.columns.push(col);
         }
-        let score = judge_column(
+        let mut score = judge_column(
             &plan.score,
             &plan.profile.score.sketch,
             &ColumnSketch::Numeric(merged.score),
-            enough,
-            plan.config.min_samples,
+            Some(&merged.score_values),
+            &ctx,
         );
-        if enough {
+        // The sequential detector judges every sub-window; its alarm is one
+        // more statistic of the score's episode.
+        let sequential = sequential_judged.is_some();
+        if let Some(judged) = sequential_judged {
+            score.statistics.push(judged);
+        }
+        if enough || sequential {
             self.apply(
                 AlertKind::PredictionDrift,
                 &score,
@@ -264,14 +485,6 @@ impl Evaluator {
             );
         }
         status.score = Some(score);
-        if let Some(judged) = sequential {
-            let key = AlertKey {
-                kind: AlertKind::PredictionDrift,
-                feature: SCORE_COLUMN.into(),
-                statistic: judged.statistic.into(),
-            };
-            self.step(key, &judged, window, now, &mut outputs);
-        }
         if let Some(d) = &self.detector {
             status.sequential = Some(d.state());
         }
@@ -279,28 +492,30 @@ impl Evaluator {
             status.performance = source();
             let readings = status.performance.clone();
             for r in readings.iter().filter(|r| r.judged) {
-                for &(metric, value, threshold, higher_is_better) in &r.metrics {
-                    let Some(threshold) = threshold else { continue };
-                    let judged = Judged {
+                let judged = r
+                    .metrics
+                    .iter()
+                    .map(|&(metric, value, threshold, higher_is_better)| Judged {
                         statistic: metric,
                         value,
-                        threshold: Some(threshold),
+                        threshold,
                         p_value: None,
                         bound: None,
                         effect: None,
-                        bad: if higher_is_better {
-                            value < threshold
-                        } else {
-                            value > threshold
-                        },
-                    };
-                    let key = AlertKey {
-                        kind: AlertKind::Performance,
-                        feature: format!("model_version={}", r.model_version),
-                        statistic: metric.into(),
-                    };
-                    self.step(key, &judged, window, now, &mut outputs);
-                }
+                        bad: threshold.is_some_and(|t| {
+                            if higher_is_better {
+                                value < t
+                            } else {
+                                value > t
+                            }
+                        }),
+                    })
+                    .collect();
+                let key = AlertKey {
+                    kind: AlertKind::Performance,
+                    feature: format!("model_version={}", r.model_version),
+                };
+                self.step(key, judged, window, now, &mut outputs);
             }
         }
         self.retrain(window, now, &mut outputs);
@@ -311,7 +526,7 @@ impl Evaluator {
             .map(|(k, h)| AlertStatus {
                 kind: k.kind,
                 feature: k.feature.clone(),
-                statistic: k.statistic.clone(),
+                statistic: h.statistic.clone(),
                 state: if h.firing {
                     AlertState::Firing
                 } else {
@@ -331,6 +546,46 @@ impl Evaluator {
         outputs
     }
 
+    /// Adds the sub-window's slices to each seasonal column's season
+    /// window.
+    fn step_seasons(&mut self, window: &Window) {
+        for (season, slices) in self.seasons.iter_mut().zip(&window.seasons) {
+            if let Some(season) = season {
+                slices.iter().for_each(|s| season.push(s));
+            }
+        }
+    }
+
+    /// Feeds each CUSUM the sub-window's standardised mean,
+    /// `z = (x̄ - μ_r) / (σ_r / √n)`, with the reference margin.
+    fn step_cusums(&mut self, window: &Window) {
+        for (i, slot) in self.cusums.iter_mut().enumerate() {
+            let Some(c) = slot else { continue };
+            let (Some(column), Some(Some(values))) =
+                (self.plan.columns.get(i), window.values.get(i))
+            else {
+                continue;
+            };
+            let Some(prepared) = &column.exact else {
+                continue;
+            };
+            let n = values.count() as f64;
+            let (Some(r), Some(w)) = (
+                prepared.moments().summary(column.e_ref),
+                values.moments().summary(n),
+            ) else {
+                continue;
+            };
+            if !(r.variance > 0.0 && n > 0.0) {
+                continue;
+            }
+            let z = (w.mean - r.mean) / (r.variance / n).sqrt();
+            if let Some(alarm) = c.cusum.update(z, reference_margin(n, column.e_ref)) {
+                c.alarm = Some(alarm.statistic);
+            }
+        }
+    }
+
     fn merged(&self) -> Option<Window> {
         let mut it = self.recent.iter();
         let mut merged = it.next()?.clone();
@@ -343,6 +598,9 @@ impl Evaluator {
         Some(merged)
     }
 
+    /// Steps the column's episodes: `missing_rate` feeds its own kind
+    /// (an upstream field going missing is another incident than a
+    /// distribution change), every other statistic `data_kind`'s.
     fn apply(
         &mut self,
         data_kind: AlertKind,
@@ -351,29 +609,27 @@ impl Evaluator {
         now: i64,
         outputs: &mut Vec<Output>,
     ) {
-        if col.skipped.is_some() {
-            return;
-        }
-        for judged in col.statistics.iter().filter(|j| j.threshold.is_some()) {
-            let kind = if judged.statistic == "missing_rate" {
-                AlertKind::MissingValues
-            } else {
-                data_kind
-            };
+        let (missing, data): (Vec<Judged>, Vec<Judged>) = col
+            .statistics
+            .iter()
+            .cloned()
+            .partition(|j| j.statistic == "missing_rate");
+        for (kind, statistics) in [(AlertKind::MissingValues, missing), (data_kind, data)] {
             let key = AlertKey {
                 kind,
                 feature: col.name.clone(),
-                statistic: judged.statistic.into(),
             };
-            self.step(key, judged, window, now, outputs);
+            self.step(key, statistics, window, now, outputs);
         }
     }
 
-    /// One judgement through the hysteresis of its alert.
+    /// One evaluation of an episode through its hysteresis: bad when any
+    /// judged statistic is bad. Nothing happens when no statistic has a
+    /// threshold (nothing was judged).
     fn step(
         &mut self,
         key: AlertKey,
-        judged: &Judged,
+        statistics: Vec<Judged>,
         window: WindowRef,
         now: i64,
         outputs: &mut Vec<Output>,
@@ -383,7 +639,12 @@ impl Evaluator {
             resolve_after: self.plan.config.resolve_after,
         };
         let h = self.states.entry(key.clone()).or_default();
-        let changed = h.judge(judged, rules, now);
+        let fired_by = h.firing.then(|| h.fired_by.clone());
+        let Some(judged) = lead(&statistics, fired_by.as_deref()).cloned() else {
+            return;
+        };
+        let changed = h.judge(&judged, rules, now);
+        h.statistics = statistics;
         if changed == Some(AlertState::Firing) {
             h.alert_id = key.alert_id(&self.plan.model, &self.plan.version, now);
         }
@@ -414,7 +675,7 @@ impl Evaluator {
             model: self.plan.model.clone(),
             model_version,
             feature: key.feature.clone(),
-            statistic: key.statistic.clone(),
+            statistic: h.map(|h| h.statistic.clone()).unwrap_or_default(),
             value: h.map_or(f64::NAN, |h| h.value),
             threshold: h.map_or(f64::NAN, |h| h.threshold),
             p_value: h.and_then(|h| h.p_value),
@@ -422,6 +683,7 @@ impl Evaluator {
             window,
             reference: self.plan.profile.id.clone(),
             ts: now,
+            statistics: h.map(|h| h.statistics.clone()).unwrap_or_default(),
         }
     }
 
@@ -462,7 +724,7 @@ impl Evaluator {
                 "{} {} {}",
                 trigger.kind.as_str(),
                 trigger.feature,
-                trigger.statistic
+                self.states.get(trigger).map_or("", |h| h.fired_by.as_str())
             ),
             alerts,
             window,

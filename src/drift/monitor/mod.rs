@@ -67,12 +67,12 @@ mod recorder;
 mod window;
 
 pub use alert::{AlertKind, AlertMessage, AlertState, AlertStatus, Output, RetrainRequest};
-pub use config::{ColumnSettings, DriftConfig, Thresholds, WindowKind};
+pub use config::{ColumnSettings, DriftConfig, Thresholds, WindowKind, STATISTICS};
 pub use evaluator::{
-    spawn, DriftStatus, EvaluationSink, Evaluator, PageHinkleyDetector, PerformanceReading,
-    PerformanceSource, ScoreDetector,
+    spawn, BudgetStatus, DriftStatus, EvaluationSink, Evaluator, PageHinkleyDetector,
+    PerformanceReading, PerformanceSource, ScoreDetector,
 };
-pub use judge::{ColumnStatus, Judged};
+pub use judge::{ColumnStatus, Histogram, Judged};
 pub use plan::{MonitorError, Plan};
 pub use recorder::{Recorder, RecorderStats};
-pub use window::{Window, WindowRef};
+pub use window::{SeasonSlice, Window, WindowRef};

@@ -8,8 +8,77 @@ use std::time::{Duration, Instant};
 
 use super::config::WindowKind;
 use super::plan::{Plan, Probe};
-use super::window::{max_opt, min_opt, Window};
+use super::window::{max_opt, min_opt, SeasonSlice, Window};
+use crate::drift::exact::ColumnValues;
 use crate::drift::profile::ColumnSketch;
+
+/// Event-time buckets per season: a seasonal column's values are kept
+/// per bucket (an hour of a day), so its season window is whole buckets.
+pub(super) const SEASON_BUCKETS: i64 = 24;
+
+/// One column's value in one event, as the probe read it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Seen {
+    Missing,
+    Number(f32),
+    /// A categorical sketch bucket.
+    Bucket(usize),
+}
+
+impl Seen {
+    #[inline]
+    fn record(self, sketch: &mut ColumnSketch, values: Option<&mut ColumnValues>) {
+        match (self, sketch) {
+            (Seen::Missing, ColumnSketch::Numeric(s)) => s.update_missing(),
+            (Seen::Missing, ColumnSketch::Categorical(s)) => s.update_missing(),
+            (Seen::Number(x), ColumnSketch::Numeric(s)) => s.update(f64::from(x)),
+            (Seen::Bucket(b), ColumnSketch::Categorical(s)) => s.update_bucket(b),
+            // Plan::new builds probes from the same profile columns.
+            _ => {}
+        }
+        if let Some(v) = values {
+            match self {
+                Seen::Number(x) => v.update(x),
+                Seen::Missing => v.update_missing(),
+                Seen::Bucket(_) => {}
+            }
+        }
+    }
+}
+
+impl Probe {
+    /// The column's value in an encoded row.
+    #[inline]
+    fn read(&self, row: &[f32]) -> Seen {
+        match self {
+            Probe::Numeric { offset } => {
+                Seen::Number(row.get(*offset).copied().unwrap_or(f32::NAN))
+            }
+            Probe::OneHot {
+                offset,
+                buckets,
+                other,
+            } => {
+                let block = row.get(*offset..*offset + buckets.len()).unwrap_or(&[]);
+                let hot = block.iter().position(|&v| v == 1.0);
+                Seen::Bucket(hot.and_then(|p| buckets.get(p).copied()).unwrap_or(*other))
+            }
+            Probe::Ordinal {
+                offset,
+                buckets,
+                other,
+            } => {
+                let code = row.get(*offset).copied().unwrap_or(-1.0);
+                let bucket = if code >= 0.0 && code.fract() == 0.0 {
+                    buckets.get(code as usize).copied()
+                } else {
+                    None
+                };
+                Seen::Bucket(bucket.unwrap_or(*other))
+            }
+        }
+    }
+}
 
 /// Counts of the recorder, read by the evaluator and the service's metrics.
 #[derive(Debug, Default)]
@@ -96,9 +165,11 @@ impl Recorder {
     }
 
     /// Observes one scored event: `row` is the encoded model input,
-    /// `missing[i]` says input `i` fell back to its default (or had no value).
+    /// `missing[i]` says input `i` fell back to its default (or had no
+    /// value), `entity` is the event's entity id (counted only when a
+    /// store or aggregate column is watched).
     #[inline]
-    pub fn observe(&mut self, row: &[f32], missing: &[bool], score: f32, ts_ms: i64) {
+    pub fn observe(&mut self, row: &[f32], missing: &[bool], score: f32, ts_ms: i64, entity: &str) {
         if self.skip > 0 {
             self.skip -= 1;
             if self.skip == 0 {
@@ -108,51 +179,34 @@ impl Recorder {
             return;
         }
         let w = &mut self.window;
-        for (i, (column, sketch)) in self.plan.columns.iter().zip(&mut w.columns).enumerate() {
-            if missing.get(i).copied().unwrap_or(false) {
-                match sketch {
-                    ColumnSketch::Numeric(s) => s.update_missing(),
-                    ColumnSketch::Categorical(s) => s.update_missing(),
+        for (i, ((column, sketch), values)) in self
+            .plan
+            .columns
+            .iter()
+            .zip(&mut w.columns)
+            .zip(&mut w.values)
+            .enumerate()
+        {
+            let seen = if missing.get(i).copied().unwrap_or(false) {
+                Seen::Missing
+            } else {
+                column.probe.read(row)
+            };
+            seen.record(sketch, values.as_mut());
+            if let Some(bucket_ms) = column.season_ms.map(|s| (s / SEASON_BUCKETS).max(1)) {
+                let bucket = ts_ms.div_euclid(bucket_ms).saturating_mul(bucket_ms);
+                if let Some(slices) = w.seasons.get_mut(i) {
+                    if let Some(slice) = season_slice(slices, bucket, bucket_ms, sketch, values) {
+                        seen.record(&mut slice.sketch, slice.values.as_mut());
+                    }
                 }
-                continue;
-            }
-            match (&column.probe, sketch) {
-                (Probe::Numeric { offset }, ColumnSketch::Numeric(s)) => {
-                    s.update(f64::from(row.get(*offset).copied().unwrap_or(f32::NAN)));
-                }
-                (
-                    Probe::OneHot {
-                        offset,
-                        buckets,
-                        other,
-                    },
-                    ColumnSketch::Categorical(s),
-                ) => {
-                    let block = row.get(*offset..*offset + buckets.len()).unwrap_or(&[]);
-                    let hot = block.iter().position(|&v| v == 1.0);
-                    s.update_bucket(hot.and_then(|p| buckets.get(p).copied()).unwrap_or(*other));
-                }
-                (
-                    Probe::Ordinal {
-                        offset,
-                        buckets,
-                        other,
-                    },
-                    ColumnSketch::Categorical(s),
-                ) => {
-                    let code = row.get(*offset).copied().unwrap_or(-1.0);
-                    let bucket = if code >= 0.0 && code.fract() == 0.0 {
-                        buckets.get(code as usize).copied()
-                    } else {
-                        None
-                    };
-                    s.update_bucket(bucket.unwrap_or(*other));
-                }
-                // Plan::new builds probes from the same profile columns.
-                _ => {}
             }
         }
         w.score.update(f64::from(score));
+        w.score_values.update(score);
+        if let Some(e) = &mut w.entities {
+            e.update(entity);
+        }
         if self.plan.config.sequential {
             let thinned = keep_score(w, score, self.plan.score_cap.max(2));
             if thinned > 0 {
@@ -205,6 +259,45 @@ impl Recorder {
             }
         }
     }
+}
+
+/// The slice of `bucket` among a window's season slices (kept ordered by
+/// bucket), opened when new. At most [`SEASON_BUCKETS`] + 1 are kept, one
+/// season's worth behind the newest bucket: the evaluator judges the last
+/// whole season only, so an event older than that (out of order by more
+/// than a season) counts in the event window but in no season slice
+/// (`None`). The window's byte bound counts on this.
+fn season_slice<'a>(
+    slices: &'a mut Vec<SeasonSlice>,
+    bucket: i64,
+    bucket_ms: i64,
+    sketch: &ColumnSketch,
+    values: &Option<ColumnValues>,
+) -> Option<&'a mut SeasonSlice> {
+    // Events mostly arrive in bucket order: the last slice, or a new one.
+    if slices.last().is_some_and(|s| s.bucket_ms == bucket) {
+        return slices.last_mut();
+    }
+    let at = match slices.binary_search_by_key(&bucket, |s| s.bucket_ms) {
+        Ok(at) => return slices.get_mut(at),
+        Err(at) => at,
+    };
+    let newest = slices.last().map_or(bucket, |s| s.bucket_ms.max(bucket));
+    let oldest = newest.saturating_sub(bucket_ms.saturating_mul(SEASON_BUCKETS));
+    if bucket < oldest {
+        return None;
+    }
+    slices.insert(
+        at,
+        SeasonSlice {
+            bucket_ms: bucket,
+            sketch: sketch.empty_like(),
+            values: values.as_ref().map(ColumnValues::empty_like),
+        },
+    );
+    let stale = slices.partition_point(|s| s.bucket_ms < oldest);
+    slices.drain(..stale);
+    slices.iter_mut().find(|s| s.bucket_ms == bucket)
 }
 
 /// Appends `score` to the window's scores for the sequential detector,

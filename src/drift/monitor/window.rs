@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::drift::distinct::EntityCounter;
+use crate::drift::exact::ColumnValues;
 use crate::drift::profile::ColumnSketch;
 use crate::drift::sketch::NumericSketch;
 use crate::drift::DriftError;
@@ -14,7 +16,19 @@ pub struct Window {
     /// Sequence number of the sub-window within this process.
     pub seq: u64,
     pub columns: Vec<ColumnSketch>,
+    /// Per column, a numeric column's values as the model read them
+    /// (exact up to `drift.exact_max_values`, sketched beyond); `None` for
+    /// categoricals.
+    pub values: Vec<Option<ColumnValues>>,
     pub score: NumericSketch,
+    pub score_values: ColumnValues,
+    /// The entities behind the events, when a store or aggregate column
+    /// is watched (their effective sample size).
+    pub entities: Option<EntityCounter>,
+    /// Per column, a seasonal column's values again, split by event-time
+    /// bucket (an hour of a day), for its season window; empty for other
+    /// columns.
+    pub seasons: Vec<Vec<SeasonSlice>>,
     /// Events observed.
     pub count: u64,
     /// Event-time range of the observed events.
@@ -55,6 +69,35 @@ impl Window {
                 }
             }
         }
+        if self.values.len() != other.values.len() {
+            return Err(DriftError::IncompatibleSketches {
+                reason: "windows of different models",
+            });
+        }
+        for (a, b) in self.values.iter_mut().zip(&other.values) {
+            match (a, b) {
+                (Some(a), Some(b)) => a.merge(b)?,
+                (None, None) => {}
+                _ => {
+                    return Err(DriftError::IncompatibleSketches {
+                        reason: "column kinds differ",
+                    })
+                }
+            }
+        }
+        self.score_values.merge(&other.score_values)?;
+        for (a, b) in self.seasons.iter_mut().zip(&other.seasons) {
+            a.extend(b.iter().cloned());
+        }
+        match (&mut self.entities, &other.entities) {
+            (Some(a), Some(b)) => a.merge(b)?,
+            (None, None) => {}
+            _ => {
+                return Err(DriftError::IncompatibleSketches {
+                    reason: "one window counts entities, the other does not",
+                })
+            }
+        }
         self.score.merge(&other.score)?;
         self.count += other.count;
         self.first_ts_ms = min_opt(self.first_ts_ms, other.first_ts_ms);
@@ -65,11 +108,22 @@ impl Window {
         Ok(())
     }
 
-    /// Bytes held now: every sketch and the kept scores.
+    /// Bytes held now: every sketch, exact value, season slice, the
+    /// entity counter and the kept scores.
     pub fn bytes(&self) -> usize {
+        let values = |v: &Option<ColumnValues>| v.as_ref().map_or(0, ColumnValues::bytes);
         std::mem::size_of::<Self>()
             + self.columns.iter().map(ColumnSketch::bytes).sum::<usize>()
+            + self.values.iter().map(values).sum::<usize>()
             + self.score.bytes()
+            + self.score_values.bytes()
+            + self.entities.as_ref().map_or(0, EntityCounter::bytes)
+            + self
+                .seasons
+                .iter()
+                .flatten()
+                .map(|s| std::mem::size_of::<SeasonSlice>() + s.sketch.bytes() + values(&s.values))
+                .sum::<usize>()
             + self.scores.capacity() * std::mem::size_of::<f32>()
     }
 
@@ -95,6 +149,15 @@ pub(super) fn max_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// A seasonal column's values in one event-time bucket of a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeasonSlice {
+    /// Start of the bucket, epoch ms.
+    pub bucket_ms: i64,
+    pub sketch: ColumnSketch,
+    pub values: Option<ColumnValues>,
 }
 
 /// The window an alert or statistic is about.

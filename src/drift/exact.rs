@@ -218,7 +218,7 @@ impl ColumnValues {
                 if self.values.len() == self.values.capacity() {
                     // Doubling, but never past `cap + 1`: what the window's
                     // byte bound (`bytes_bound`) counts on.
-                    let want = (self.values.len() * 2).clamp(16, self.cap + 1);
+                    let want = (self.values.len() * 2).max(16).min(self.cap + 1);
                     self.values
                         .reserve_exact(want.saturating_sub(self.values.len()).max(1));
                 }

@@ -326,7 +326,7 @@ fn keep_score(w: &mut Window, score: f32, cap: usize) -> u64 {
     }
     if w.scores.len() == w.scores.capacity() {
         // Doubling would overshoot the cap by up to twice.
-        let want = (w.scores.len() * 2).clamp(16, cap);
+        let want = (w.scores.len() * 2).max(16).min(cap);
         w.scores.reserve_exact(want.saturating_sub(w.scores.len()));
     }
     w.scores.push(score);

@@ -58,11 +58,22 @@ fn skipped(service: &Service) -> f64 {
 #[test]
 #[ignore = "minutes long; run by scripts/chaos.sh"]
 fn chaos_kills_a_broker_restart_and_a_second_instance_lose_nothing() {
-    let durable = std::env::var("CHAOS_STORAGE").map_or(true, |v| v != "memory");
+    let storage = std::env::var("CHAOS_STORAGE").unwrap_or_default();
+    let durable = storage != "memory";
+    println!(
+        "chaos storage: {}",
+        if durable { &storage } else { "memory" }
+    );
     // A restart waits out the killed member's session (see `crash.rs`).
     let (mut broker, session, session_expiry) = if durable {
         (
-            Broker::start_durable(),
+            // `scripts/chaos.sh` gives a PostgreSQL URL (a fresh database
+            // with Tansu's schema) or nothing (SQLite in the broker's dir).
+            if storage.starts_with("postgres://") {
+                Broker::start_durable_at(&storage)
+            } else {
+                Broker::start_durable()
+            },
             &DURABLE_SESSION,
             Duration::from_millis(30_500),
         )

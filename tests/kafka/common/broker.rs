@@ -88,6 +88,12 @@ impl Broker {
         Self::start_on("sqlite://tansu.db")
     }
 
+    /// A broker on a storage engine of the caller's (e.g. a PostgreSQL URL
+    /// whose database has Tansu's schema), kept across a restart.
+    pub fn start_durable_at(storage: &str) -> Broker {
+        Self::start_on(storage)
+    }
+
     /// Kills the broker process (SIGKILL) and reaps it.
     pub fn stop(&mut self) {
         let _ = self.child.kill();

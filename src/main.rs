@@ -141,8 +141,9 @@ struct DemoArgs {
     /// Model directory; by default the fraud MLP built into the binary.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Number of synthetic cards (entities); the reference profile is a
-    /// week of 2,000 cards.
+    /// Number of cards (entities). 2,000 are the training week's cards (the
+    /// reference profile's); any other number draws synthetic cards, whose
+    /// amounts differ from the reference by card mix.
     #[arg(long, default_value_t = 2_000)]
     cards: usize,
     /// Events per scoring batch.

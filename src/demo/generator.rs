@@ -231,6 +231,18 @@ impl Process {
     }
 }
 
+/// The training week's cards: see [`FraudGenerator::training_population`].
+const POPULATION: &str = include_str!("population.csv");
+
+/// A row of the embedded card population that does not read (a build
+/// defect: the file is generated and tested).
+#[derive(Debug, thiserror::Error)]
+#[error("src/demo/population.csv, row {row}: expected {what}")]
+pub struct PopulationError {
+    pub row: usize,
+    pub what: &'static str,
+}
+
 /// Deterministic synthetic fraud event stream over a fixed card population.
 #[derive(Debug, Clone)]
 pub struct FraudGenerator {
@@ -293,6 +305,83 @@ impl FraudGenerator {
         if legit_rates.is_empty() {
             legit_rates.push((0, rng.random_range(DAILY_RATE.0..DAILY_RATE.1)));
         }
+        Self::assemble(rng, population, legit_rates, burst_rates, start_ms)
+    }
+
+    /// A generator over the training week's 2,000 cards
+    /// (`src/demo/population.csv`, from `scripts/make_demo_population.py`):
+    /// their store features, and daily rates equal to their legit
+    /// transactions in the week over 7, so the amounts (clustered by card)
+    /// follow the training distribution. Events are drawn as by
+    /// [`new`](Self::new).
+    pub fn training_population(seed: u64, start_ms: i64) -> Result<Self, PopulationError> {
+        let rng = SmallRng::seed_from_u64(seed);
+        let mut population = Vec::new();
+        let mut legit_rates = Vec::new();
+        let mut burst_rates = Vec::new();
+        for (i, line) in POPULATION.lines().skip(1).enumerate() {
+            let row = i + 2;
+            let cells: Vec<&str> = line.split(',').collect();
+            let [id, tier, age, limit, avg, chargebacks, week] = cells[..] else {
+                return Err(PopulationError {
+                    row,
+                    what: "7 cells",
+                });
+            };
+            let number = |cell: &str, what| {
+                cell.parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or(PopulationError { row, what })
+            };
+            let tier = CARD_TIERS
+                .iter()
+                .position(|t| *t == tier)
+                .ok_or(PopulationError {
+                    row,
+                    what: "a card tier",
+                })?;
+            let chargebacks_1y = number(chargebacks, "chargebacks_1y")?;
+            let idx = population.len() as u32;
+            let week = number(week, "legit_events_week")?;
+            if week > 0.0 {
+                legit_rates.push((idx, week / 7.0));
+            }
+            burst_rates.push((
+                idx,
+                BURST_RATE_BASE * (1.0 + BURST_CHARGEBACK_FACTOR * chargebacks_1y),
+            ));
+            population.push(Card {
+                id: CompactString::from(id),
+                tier,
+                credit_limit: number(limit, "credit_limit")?,
+                account_age_days: number(age, "account_age_days")?,
+                avg_amount_90d: number(avg, "avg_amount_90d")?,
+                chargebacks_1y,
+            });
+        }
+        if legit_rates.is_empty() {
+            return Err(PopulationError {
+                row: 1,
+                what: "a card with legit transactions",
+            });
+        }
+        Ok(Self::assemble(
+            rng,
+            population,
+            legit_rates,
+            burst_rates,
+            start_ms,
+        ))
+    }
+
+    fn assemble(
+        mut rng: SmallRng,
+        population: Vec<Card>,
+        legit_rates: Vec<(u32, f64)>,
+        burst_rates: Vec<(u32, f64)>,
+        start_ms: i64,
+    ) -> Self {
         let legit = Process::new(legit_rates, &LEGIT_HOUR_WEIGHTS, start_ms, &mut rng);
         let bursts = Process::new(burst_rates, &FRAUD_HOUR_WEIGHTS, start_ms, &mut rng);
         FraudGenerator {
@@ -626,7 +715,11 @@ mod tests {
     }
 
     fn number(event: &Event, name: &str) -> f64 {
-        match event.features.get(name) {
+        number_of(&event.features, name)
+    }
+
+    fn number_of(features: &Features, name: &str) -> f64 {
+        match features.get(name) {
             Some(FeatureValue::Number(x)) => *x,
             other => panic!("{name}: expected number, got {other:?}"),
         }
@@ -802,6 +895,22 @@ mod tests {
         assert!(v["features"]["missing"].is_null());
         assert!(v["features"]["nan"].is_null());
         assert_eq!(v["features"]["tiny"].as_f64(), Some(1e-300));
+    }
+
+    #[test]
+    fn the_training_population_is_the_training_weeks_cards() {
+        let g = FraudGenerator::training_population(3, START).expect("the embedded population");
+        let cards: Vec<(&str, Features)> = g.cards().collect();
+        assert_eq!(cards.len(), 2_000);
+        assert_eq!(cards[1].0, "card-000002");
+        // data/cards.csv: card-000002,...,2737.0,4000.0,112.64,0.0,standard
+        assert_eq!(number_of(&cards[1].1, "avg_amount_90d"), 112.64);
+        assert_eq!(number_of(&cards[1].1, "account_age_days"), 2737.0);
+        // 40,994 legit transactions in the training week.
+        let per_day: f64 = g.legit.cumulative.last().copied().unwrap_or(0.0);
+        assert!((per_day - 40_994.0 / 7.0).abs() < 1e-6, "{per_day}");
+        // Card 1 had none: never picked for legit traffic.
+        assert!(!g.legit.cards.contains(&0));
     }
 
     #[test]

@@ -8,8 +8,10 @@
 //! card-fraud events at a fixed open-loop rate, with one in 500 deliberately
 //! broken so the DLQ shows. It prints a summary every second, stops after
 //! `duration` or on Ctrl-C, waits until every produced event has a
-//! prediction or a DLQ record, and prints totals. The model is built into the binary and the store is filled from
-//! the generator's own cards.
+//! prediction or a DLQ record, and prints totals. The model is built into
+//! the binary; the cards are the training week's 2,000 (their store
+//! features and transaction rates, `src/demo/population.csv`) unless
+//! `cards` asks for another number, and the store is filled from them.
 //!
 //! The model lifecycle runs too: versions 1, 2 and 3 of the fraud MLP are
 //! built into the binary and written to a scratch registry directory. When
@@ -191,6 +193,9 @@ pub struct DemoReport {
     pub model_events: Vec<ModelEventMessage>,
 }
 
+/// Cards in the training week (`src/demo/population.csv`).
+pub const TRAINING_CARDS: usize = 2_000;
+
 /// The drift plan: the embedded model's embedded reference profile, or the
 /// reference a model directory's manifest names (none: no monitoring).
 fn load_drift(
@@ -279,7 +284,18 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         },
     )?;
     let start_ms = now_ms();
-    let mut generator = FraudGenerator::new(options.seed, options.cards.max(1), start_ms);
+    // The training week's cards when the demo runs that many (the
+    // default): another population of cards is another amount
+    // distribution, which the monitor would rightly flag before any shift.
+    let mut generator = if options.cards == TRAINING_CARDS {
+        FraudGenerator::training_population(options.seed, start_ms)?
+    } else {
+        tracing::info!(
+            cards = options.cards,
+            "synthetic cards, not the training week's {TRAINING_CARDS}: amounts differ from the reference by card mix, expect data drift on amount before the shift"
+        );
+        FraudGenerator::new(options.seed, options.cards.max(1), start_ms)
+    };
     if let Some(store) = &store {
         for (entity, features) in generator.cards() {
             store.upsert(entity, &features, start_ms)?;

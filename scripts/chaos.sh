@@ -36,7 +36,7 @@ SQL
     as_postgres "dropdb --if-exists tansu_chaos"
     as_postgres "createdb -O tansu tansu_chaos"
     PGPASSWORD=tansu psql -q -h 127.0.0.1 -U tansu -d tansu_chaos -f scripts/tansu-postgres-schema.sql >/dev/null
-    CHAOS_STORAGE=postgres://tansu:tansu@127.0.0.1/tansu_chaos
+    CHAOS_STORAGE="postgres://tansu:tansu@127.0.0.1/tansu_chaos?sslmode=disable"
     export CHAOS_STORAGE
 fi
 cargo test --test kafka chaos:: -- --ignored --nocapture --test-threads=1 2>&1 |

@@ -22,6 +22,10 @@ const EVENTS: usize = 6_000;
 /// unbatched record): the run lasts as long as the kills take.
 const CHUNK: usize = 10;
 const CHUNK_EVERY: Duration = Duration::from_millis(100);
+/// On durable storage every kill waits out a 30 s session, so 20 kills take
+/// about 12 minutes: about 9 events/s keeps the producer going through
+/// all of them (kills at random moments while events arrive).
+const DURABLE_CHUNK_EVERY: Duration = Duration::from_millis(1_100);
 const MIN_KILLS: usize = 20;
 const READY: Duration = Duration::from_secs(120);
 const DURABLE_SESSION: [(&str, &str); 4] = [
@@ -62,7 +66,11 @@ fn chaos_kills_a_broker_restart_and_a_second_instance_lose_nothing() {
     let durable = storage != "memory";
     println!(
         "chaos storage: {}",
-        if durable { &storage } else { "memory" }
+        match storage.as_str() {
+            "memory" => "memory",
+            "" => "sqlite",
+            url => url,
+        }
     );
     // A restart waits out the killed member's session (see `crash.rs`).
     let (mut broker, session, session_expiry) = if durable {
@@ -101,13 +109,18 @@ fn chaos_kills_a_broker_restart_and_a_second_instance_lose_nothing() {
     let mut skipped_total = 0.0;
     let mut broker_restarts = 0;
 
+    let every = if durable {
+        DURABLE_CHUNK_EVERY
+    } else {
+        CHUNK_EVERY
+    };
     let sent = AtomicUsize::new(0);
     let done = AtomicBool::new(false);
     let started = Instant::now();
     let producer = broker.unbatched_producer();
     let (kills, at) = std::thread::scope(|s| {
         let producing =
-            s.spawn(|| produce_steadily(&producer, &records, (CHUNK, CHUNK_EVERY), &sent, &done));
+            s.spawn(|| produce_steadily(&producer, &records, (CHUNK, every), &sent, &done));
         let mut kills = 0;
         while kills < MIN_KILLS || !done.load(Ordering::Relaxed) {
             let up = Duration::from_millis(rng.random_range(300..4_000));

@@ -56,6 +56,10 @@ pub struct Decoded {
     /// Fold the event into the streaming aggregates; false for an event the
     /// restored aggregate state already holds (a replay after a crash).
     pub observe: bool,
+    /// Feed the event to drift monitoring; false for a replay. Apart from
+    /// `observe` because a shadowed event is not folded in again by the
+    /// candidate, yet its drift monitor must see it.
+    pub monitor: bool,
 }
 
 impl Decoded {
@@ -65,6 +69,7 @@ impl Decoded {
             event,
             broker_ts,
             observe: true,
+            monitor: true,
         }
     }
 }
@@ -335,6 +340,20 @@ impl Pipeline {
     /// Enriches and scores already decoded events (the Kafka loop, with its
     /// Arrow batches and replay marks, enters here). Appends to `out`.
     pub fn score_events(&mut self, events: Vec<Decoded>, now_ms: i64, out: &mut BatchOutput) {
+        self.score_events_with(events, now_ms, out, None);
+    }
+
+    /// [`score_events`](Self::score_events), feeding `recorder` instead of
+    /// the pipeline's own (a rollout candidate's drift monitor, which the
+    /// scoring loop holds apart from the primary's).
+    pub fn score_events_with(
+        &mut self,
+        events: Vec<Decoded>,
+        now_ms: i64,
+        out: &mut BatchOutput,
+        recorder: Option<&mut Recorder>,
+    ) {
+        let recording = recorder.is_some() || self.recorder.is_some();
         let width = self.enricher.width();
         self.rows.clear();
         self.defaulted.clear();
@@ -346,6 +365,7 @@ impl Pipeline {
             event,
             broker_ts,
             observe,
+            monitor,
         } in events
         {
             let ts_ms = event.ts_ms.or(broker_ts).unwrap_or(now_ms);
@@ -368,9 +388,9 @@ impl Pipeline {
                 &mut self.rows[start..],
             ) {
                 Ok(lookup) => {
-                    if self.recorder.is_some() {
+                    if recording {
                         self.defaulted.extend_from_slice(self.scratch.defaulted());
-                        self.observed.push(observe);
+                        self.observed.push(monitor);
                         self.times.push(ts_ms);
                     }
                     match lookup {
@@ -411,7 +431,7 @@ impl Pipeline {
         for (s, score) in out.scored[first_scored..].iter_mut().zip(&self.scores) {
             s.score = *score;
         }
-        if let Some(recorder) = self.recorder.as_mut() {
+        if let Some(recorder) = recorder.or(self.recorder.as_mut()) {
             let inputs = self.defaulted.len() / self.observed.len().max(1);
             for (k, &score) in self.scores.iter().enumerate() {
                 if !self.observed.get(k).copied().unwrap_or(false) {

@@ -108,8 +108,13 @@ pub struct GateStatus {
     pub value: Option<f64>,
     pub threshold: f64,
     pub bound: Bound,
-    /// Samples the value is based on (events, pairs, labels or alerts).
+    /// Samples the value is based on (events, pairs, labels, or for
+    /// `drift_alerts` the candidate's drift windows judged in the step).
     pub samples: u64,
+    /// Why a pending gate cannot be judged, when it is not just too few
+    /// samples (e.g. a candidate without a reference profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What the loop measured for one version since the step started.
@@ -163,6 +168,16 @@ pub struct DistributionSummary {
     pub ks: f64,
 }
 
+/// What the candidate's own drift monitor found since the step started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriftReadings {
+    /// Alert episodes firing at any time since the step started: those
+    /// still firing when it started and those that fired since.
+    pub alerts: u32,
+    /// Windows the monitor judged since the step started.
+    pub evaluations: u64,
+}
+
 /// Everything a check judges, as plain numbers from the scoring loop.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GateReadings {
@@ -177,9 +192,12 @@ pub struct GateReadings {
     pub shadow: Option<PairSummary>,
     /// Score distributions since the step started, in a canary step.
     pub canary: Option<DistributionSummary>,
-    /// Drift alerts firing for the candidate; `None` without drift
-    /// monitoring of the candidate (no reference profile).
-    pub candidate_drift_alerts: Option<u32>,
+    /// The candidate's drift monitor (its inputs and score against its
+    /// own reference profile); `None` without one.
+    pub candidate_drift: Option<DriftReadings>,
+    /// Why the candidate has no drift monitor (no reference profile, drift
+    /// monitoring off, ...): the reason a pending `drift_alerts` gate shows.
+    pub candidate_drift_missing: Option<String>,
     /// Label metrics per version, when labels are joined.
     pub labels: Option<LabelReadings>,
 }
@@ -218,6 +236,7 @@ pub fn evaluate(gates: &GatesConfig, role: Option<Role>, r: &GateReadings) -> Ve
             threshold,
             bound,
             samples,
+            reason: None,
         });
     };
     let c = &r.candidate;
@@ -285,13 +304,15 @@ pub fn evaluate(gates: &GatesConfig, role: Option<Role>, r: &GateReadings) -> Ve
         n,
         n >= min,
     );
-    let alerts = r.candidate_drift_alerts.map(f64::from);
+    // Judged once a window of the step was: before that, no alert says
+    // nothing about the candidate.
+    let drift = r.candidate_drift.filter(|d| d.evaluations > 0);
     push(
         GateKind::DriftAlerts,
         gates.max_drift_alerts.map(f64::from),
         Bound::AtMost,
-        alerts,
-        r.candidate_drift_alerts.map_or(0, u64::from),
+        drift.map(|d| f64::from(d.alerts)),
+        drift.map_or(0, |d| d.evaluations),
         true,
     );
     let labels = r.labels.unwrap_or_default();
@@ -323,6 +344,16 @@ pub fn evaluate(gates: &GatesConfig, role: Option<Role>, r: &GateReadings) -> Ve
         labelled,
         enough,
     );
+    if let Some(gate) = out
+        .iter_mut()
+        .find(|g| g.gate == GateKind::DriftAlerts && g.verdict == Verdict::Pending)
+    {
+        gate.reason = Some(match (&r.candidate_drift, &r.candidate_drift_missing) {
+            (None, Some(why)) => why.clone(),
+            (None, None) => "the candidate has no drift monitor".into(),
+            (Some(_), _) => "no drift window of the candidate judged in this step yet".into(),
+        });
+    }
     out
 }
 
@@ -686,19 +717,43 @@ mod tests {
 
     #[test]
     fn drift_alerts_of_the_candidate_fail_the_gate() {
-        let g = gates(|c| c.max_drift_alerts = Some(0));
-        let mut r = GateReadings::default();
+        let g = gates(|c| c.max_drift_alerts = Some(1));
+        let mut r = GateReadings {
+            candidate_drift_missing: Some("version 2 has no reference profile".into()),
+            ..GateReadings::default()
+        };
+        let s = evaluate(&g, Some(Role::Shadow), &r);
+        let gate = status(&s, GateKind::DriftAlerts);
+        assert_eq!((gate.verdict, gate.value), (Verdict::Pending, None));
         assert_eq!(
-            status(&evaluate(&g, None, &r), GateKind::DriftAlerts).verdict,
-            Verdict::Pending
+            gate.reason.as_deref(),
+            Some("version 2 has no reference profile")
         );
-        r.candidate_drift_alerts = Some(0);
+        // A monitor that has not judged a window yet: pending, whatever it counted.
+        r.candidate_drift_missing = None;
+        r.candidate_drift = Some(DriftReadings {
+            alerts: 0,
+            evaluations: 0,
+        });
+        let s = evaluate(&g, Some(Role::Shadow), &r);
+        let gate = status(&s, GateKind::DriftAlerts);
+        assert_eq!(gate.verdict, Verdict::Pending);
+        assert!(gate.reason.as_deref().is_some_and(|w| w.contains("judged")));
+        r.candidate_drift = Some(DriftReadings {
+            alerts: 1,
+            evaluations: 3,
+        });
+        let s = evaluate(&g, Some(Role::Canary), &r);
+        let gate = status(&s, GateKind::DriftAlerts);
         assert_eq!(
-            status(&evaluate(&g, None, &r), GateKind::DriftAlerts).verdict,
-            Verdict::Pass
+            (gate.verdict, gate.value, gate.samples, gate.reason.clone()),
+            (Verdict::Pass, Some(1.0), 3, None)
         );
-        r.candidate_drift_alerts = Some(2);
-        let s = evaluate(&g, None, &r);
+        r.candidate_drift = Some(DriftReadings {
+            alerts: 2,
+            evaluations: 4,
+        });
+        let s = evaluate(&g, Some(Role::Canary), &r);
         let gate = status(&s, GateKind::DriftAlerts);
         assert_eq!((gate.verdict, gate.value), (Verdict::Fail, Some(2.0)));
     }

@@ -166,7 +166,9 @@ pub struct GatesConfig {
     /// Canary: Kolmogorov-Smirnov distance of the two score distributions.
     pub max_score_ks: Option<f64>,
     /// Drift alerts of the candidate against its own reference profile
-    /// allowed to fire at once (0: any alert fails the gate).
+    /// allowed in a step: alerts firing at any time during the step (0:
+    /// any alert fails the gate). Needs drift monitoring on and a
+    /// reference profile in the candidate's manifest, else pending.
     pub max_drift_alerts: Option<u32>,
     /// Labelled predictions each version needs before the label gates are judged.
     pub min_labels: u64,

@@ -11,9 +11,19 @@
 //! delivery (a failed delivery is logged, not retried forever: alerts are
 //! also in Prometheus and the admin API). At shutdown the evaluator finishes
 //! the closed windows it has before the final producer flush.
+//!
+//! A rollout's candidate gets a monitor of its own ([`CandidateDrift`]):
+//! its own reference profile, the same `[drift]` settings, fed with the
+//! events the candidate scored. Its alerts are counted for the
+//! `max_drift_alerts` gate, shown in `GET /v1/models` and logged; they are
+//! not published to `drift-alerts` (whose consumers act on the served
+//! model's drift: paging, retraining) nor to Prometheus's alert gauges,
+//! and ask for no retraining.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,8 +34,8 @@ use crate::consumer::context::reader;
 use crate::consumer::follower::topic_partitions;
 use crate::drift::labels::{JoinCounters, LabelConfig, LabelJoin};
 use crate::drift::monitor::{
-    AlertState, DriftStatus, Evaluator, Output, PageHinkleyDetector, PerformanceReading,
-    PerformanceSource, Plan, Recorder, RecorderStats,
+    AlertMessage, AlertState, DriftStatus, EvaluationSink, Evaluator, Output, PageHinkleyDetector,
+    PerformanceReading, PerformanceSource, Plan, Recorder, RecorderStats,
 };
 use crate::event::RejectReason;
 use crate::pipeline::Pipeline;
@@ -66,16 +76,7 @@ pub fn start(
         for output in outputs {
             let (topic, key, value) = match output {
                 Output::Alert(a) => {
-                    tracing::warn!(
-                        kind = a.kind.as_str(),
-                        feature = %a.feature,
-                        statistic = %a.statistic,
-                        value = a.value,
-                        threshold = a.threshold,
-                        state = ?a.state,
-                        window_events = a.window.count,
-                        "drift alert"
-                    );
+                    log_alert(a, false);
                     (
                         &topics.alerts,
                         format!("{}/{}", a.model, a.feature),
@@ -109,17 +110,201 @@ pub fn start(
             }
         }
     };
-    let detector = PageHinkleyDetector::for_plan(&plan);
-    let mut evaluator = Evaluator::new(plan, stats, shared.drift.clone(), Box::new(publish));
-    match detector {
-        Some(Ok(d)) => evaluator = evaluator.with_detector(Box::new(d)),
-        Some(Err(e)) => tracing::warn!(error = %e, "no Page-Hinkley detector on the score"),
-        None => {}
-    }
+    let mut evaluator = evaluator(plan, stats, shared.drift.clone(), Box::new(publish));
     if let Some(source) = performance {
         evaluator = evaluator.with_performance(source);
     }
     crate::drift::monitor::spawn(evaluator, rx)
+}
+
+/// Logs one alert state change; `candidate`: a rollout candidate's, counted
+/// for its `max_drift_alerts` gate and not published.
+fn log_alert(a: &AlertMessage, candidate: bool) {
+    tracing::warn!(
+        version = %a.model_version,
+        candidate,
+        kind = a.kind.as_str(),
+        feature = %a.feature,
+        statistic = %a.statistic,
+        value = a.value,
+        threshold = a.threshold,
+        state = ?a.state,
+        window_events = a.window.count,
+        "drift alert"
+    );
+}
+
+/// An evaluator of `plan` with the score detector the plan asks for.
+fn evaluator(
+    plan: Arc<Plan>,
+    stats: Arc<RecorderStats>,
+    status: Arc<RwLock<DriftStatus>>,
+    sink: EvaluationSink,
+) -> Evaluator {
+    let detector = PageHinkleyDetector::for_plan(&plan);
+    let evaluator = Evaluator::new(plan, stats, status, sink);
+    match detector {
+        Some(Ok(d)) => evaluator.with_detector(Box::new(d)),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "no Page-Hinkley detector on the score");
+            evaluator
+        }
+        None => evaluator,
+    }
+}
+
+/// What a candidate's monitor has counted since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DriftCounts {
+    /// Alert episodes that started firing.
+    pub fired: u64,
+    /// Alerts firing after the last evaluation.
+    pub firing: u32,
+    /// Windows judged (enough samples).
+    pub evaluations: u64,
+}
+
+impl DriftCounts {
+    /// Takes one evaluation's outputs and status.
+    fn update(&mut self, status: &DriftStatus, outputs: &[Output]) {
+        self.fired += outputs
+            .iter()
+            .filter(|o| matches!(o, Output::Alert(a) if a.state == AlertState::Firing))
+            .count() as u64;
+        self.firing = status
+            .alerts
+            .iter()
+            .filter(|a| a.state == AlertState::Firing)
+            .count() as u32;
+        self.evaluations = status.evaluations;
+    }
+
+    /// Alert episodes firing at any time since `base` was taken: those
+    /// firing then and those that fired since.
+    pub fn alerts_since(&self, base: &DriftCounts) -> u32 {
+        let fired = self.fired.saturating_sub(base.fired);
+        base.firing
+            .saturating_add(u32::try_from(fired).unwrap_or(u32::MAX))
+    }
+}
+
+/// A rollout candidate's drift monitor (see the module docs): the
+/// evaluator thread writes it, the lifecycle hub reads it. The scoring
+/// loop holds the [`Recorder`] that feeds it; the evaluator thread ends
+/// when that recorder is dropped (the rollout ended), and what it found
+/// stays readable.
+pub struct CandidateDrift {
+    version: String,
+    /// The rollout's routing salt: one monitor per rollout.
+    salt: u64,
+    plan: Arc<Plan>,
+    stats: Arc<RecorderStats>,
+    status: Arc<RwLock<DriftStatus>>,
+    counts: Mutex<DriftCounts>,
+    /// The evaluator thread runs.
+    running: AtomicBool,
+}
+
+impl std::fmt::Debug for CandidateDrift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CandidateDrift")
+            .field("version", &self.version)
+            .field("salt", &self.salt)
+            .field("counts", &*self.counts.lock())
+            .finish()
+    }
+}
+
+impl CandidateDrift {
+    /// Starts the evaluator thread of `version`'s monitor, for the rollout
+    /// routed with `salt`; returns the recorder to feed.
+    pub fn start(
+        version: &str,
+        salt: u64,
+        plan: Arc<Plan>,
+    ) -> std::io::Result<(Recorder, Arc<CandidateDrift>)> {
+        let stats = Arc::new(RecorderStats::default());
+        let (recorder, rx) = Recorder::new(plan.clone(), stats.clone());
+        let monitor = Arc::new(CandidateDrift {
+            version: version.to_owned(),
+            salt,
+            plan: plan.clone(),
+            stats: stats.clone(),
+            status: Arc::new(RwLock::new(DriftStatus::default())),
+            counts: Mutex::new(DriftCounts::default()),
+            running: AtomicBool::new(true),
+        });
+        let shared = monitor.clone();
+        let sink = move |status: &DriftStatus, outputs: &[Output], _: Duration| {
+            shared.counts.lock().update(status, outputs);
+            for output in outputs {
+                if let Output::Alert(a) = output {
+                    log_alert(a, true);
+                }
+            }
+        };
+        let evaluator = evaluator(plan, stats, monitor.status.clone(), Box::new(sink));
+        let ended = monitor.clone();
+        let spawned = std::thread::Builder::new()
+            .name("candidate-drift".into())
+            .spawn(move || {
+                evaluator.run(rx);
+                ended.running.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            monitor.running.store(false, Ordering::Release);
+            return Err(e);
+        }
+        Ok((recorder, monitor))
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn salt(&self) -> u64 {
+        self.salt
+    }
+
+    pub fn counts(&self) -> DriftCounts {
+        *self.counts.lock()
+    }
+
+    /// Whether its evaluator still runs (the rollout's recorder lives).
+    pub fn running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Its windows' bytes (open, queued, held), their bound (none once it
+    /// stopped), and the scores thinned to keep it.
+    pub fn usage(&self) -> (usize, usize, u64) {
+        let thinned = self.stats.thinned.load(Ordering::Relaxed);
+        if !self.running() {
+            return (0, 0, thinned);
+        }
+        let config = self.plan.config();
+        let windows = 1 + config.queue.max(1) + config.sub_windows.max(1) as usize;
+        (
+            self.stats.bytes(),
+            windows * config.max_window_bytes,
+            thinned,
+        )
+    }
+
+    /// What `/v1/models` shows of it.
+    pub fn describe(&self, alerts_in_step: Option<u32>) -> serde_json::Value {
+        let status = self.status.read();
+        serde_json::json!({
+            "version": self.version,
+            "running": self.running(),
+            "reference": status.reference,
+            "evaluations": status.evaluations,
+            "windows_dropped": self.stats.dropped.load(Ordering::Relaxed),
+            "window": status.window,
+            "alerts_in_step": alerts_in_step,
+            "alerts": status.alerts,
+        })
+    }
 }
 
 /// Performance readings of the label join for the evaluator, judged with
@@ -258,4 +443,26 @@ fn publish_label_join(c: &JoinCounters, rejected: &[(RejectReason, u64)], max_by
         counter!(LABELS, "outcome" => outcome).absolute(n);
     }
     gauge!(LABEL_JOIN_PENDING).set(c.pending as f64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_of_a_step_are_those_firing_when_it_started_and_those_fired_since() {
+        let start = DriftCounts {
+            fired: 5,
+            firing: 2,
+            evaluations: 10,
+        };
+        let now = DriftCounts {
+            fired: 8,
+            firing: 1,
+            evaluations: 14,
+        };
+        assert_eq!(now.alerts_since(&start), 5);
+        assert_eq!(start.alerts_since(&start), 2);
+        assert_eq!(now.alerts_since(&DriftCounts::default()), 8);
+    }
 }

@@ -22,7 +22,10 @@
 //!   manual commands are written by the instance the call reached and
 //!   re-applied on top of a record that beat them;
 //! - gate readings come from this instance's own traffic since the step
-//!   started here (the deciding instance judges on its share of partitions).
+//!   started here (the deciding instance judges on its share of partitions);
+//! - a rollout whose plan sets `max_drift_alerts` gets a drift monitor of
+//!   its candidate ([`CandidateDrift`], started by the scoring loop, which
+//!   feeds it without a lock): one per rollout, gone when the rollout ends.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,20 +44,24 @@ use crate::consumer::follower::{
     self, CaughtUp, Follow, FollowError, MissingTopic, Records, Start,
 };
 use crate::drift::labels::LabelJoin;
+use crate::drift::monitor::Plan;
 use crate::event::now_ms;
 use crate::lifecycle::gates::{
-    GateReadings, LabelMetrics, LabelReadings, Reservoir, ScoreStreams, ShadowPairs,
+    DriftReadings, GateReadings, LabelMetrics, LabelReadings, Reservoir, ScoreStreams, ShadowPairs,
     VariantReadings,
 };
 use crate::lifecycle::plan::RolloutPlan;
 use crate::lifecycle::registry::{
     Refusal, Registry, ValidatedVersion, ValidationContext, WatchEvent, Watcher,
 };
-use crate::lifecycle::rollout::{self, Command, CommandError, ModelState, Settings, Transition};
+use crate::lifecycle::rollout::{
+    self, Command, CommandError, ModelState, Rollout, Settings, Transition,
+};
 use crate::lifecycle::routing::{Role, Router, RoutingTable};
 use crate::lifecycle::state::{
     Applied, Cause, Follower, LifecycleEvent, ModelEventMessage, StateRecord, EVENT_FORMAT,
 };
+use crate::serve::drift::{CandidateDrift, DriftCounts};
 use crate::sink::offsets::Token;
 use crate::sink::Sink;
 use crate::status::Shared;
@@ -124,6 +131,9 @@ struct Accum {
     pairs: ShadowPairs,
     streams: ScoreStreams,
     new_candidate_events: u64,
+    /// The candidate's drift monitor and its counts when the step started
+    /// (zero for a monitor that started within the step).
+    drift_base: Option<(Arc<CandidateDrift>, DriftCounts)>,
 }
 
 impl Accum {
@@ -135,6 +145,24 @@ impl Accum {
             pairs: ShadowPairs::new(threshold, 3),
             streams: ScoreStreams::new(4),
             new_candidate_events: 0,
+            drift_base: None,
+        }
+    }
+
+    /// The candidate's drift since the step started, by `monitor`'s
+    /// counts against the ones kept when the step started.
+    fn drift_since_step(&mut self, monitor: &Arc<CandidateDrift>) -> DriftReadings {
+        let counts = monitor.counts();
+        let base = match &self.drift_base {
+            Some((m, base)) if Arc::ptr_eq(m, monitor) => *base,
+            _ => {
+                self.drift_base = Some((monitor.clone(), DriftCounts::default()));
+                DriftCounts::default()
+            }
+        };
+        DriftReadings {
+            alerts: counts.alerts_since(&base),
+            evaluations: counts.evaluations.saturating_sub(base.evaluations),
         }
     }
 }
@@ -259,6 +287,12 @@ pub struct Hub {
     shared: Arc<Shared>,
     /// Labels joined per version, for the label gates.
     labels: Option<Arc<LabelJoin>>,
+    /// `drift.enabled`: candidates get a drift monitor only with it.
+    drift_on: bool,
+    /// The candidate drift monitor the scoring loop started last: the
+    /// running rollout's, or the last one's (stopped; what it found stays
+    /// in `/v1/models`).
+    candidate_drift: Mutex<Option<Arc<CandidateDrift>>>,
 }
 
 impl Hub {
@@ -326,6 +360,8 @@ impl Hub {
             context,
             shared,
             labels: None,
+            drift_on: config.drift.enabled,
+            candidate_drift: Mutex::new(None),
         }
     }
 
@@ -443,6 +479,64 @@ impl Hub {
         }
         for &s in b.canary_scores {
             acc.streams.observe_candidate(s);
+        }
+    }
+
+    /// The drift plan of `version` (built from its own reference profile)
+    /// when the active rollout routed with `salt` has it as candidate and
+    /// its plan sets `max_drift_alerts`; the scoring loop starts the
+    /// candidate's monitor with it.
+    pub fn candidate_drift_plan(&self, version: &str, salt: u64) -> Option<Arc<Plan>> {
+        let state = self.current_state()?;
+        let rollout = state.active()?;
+        let wanted = rollout.candidate == version
+            && rollout.salt() == salt
+            && rollout.plan.gates.max_drift_alerts.is_some();
+        if !wanted || !self.drift_on {
+            return None;
+        }
+        self.loaded(version)?.drift.clone()
+    }
+
+    /// The scoring loop started a candidate's drift monitor.
+    pub fn set_candidate_drift(&self, monitor: Option<Arc<CandidateDrift>>) {
+        *self.candidate_drift.lock() = monitor;
+    }
+
+    /// The candidate drift monitor of `rollout`, if it runs here.
+    fn candidate_drift_of(&self, rollout: &Rollout) -> Option<Arc<CandidateDrift>> {
+        self.candidate_drift
+            .lock()
+            .as_ref()
+            .filter(|m| m.version() == rollout.candidate && m.salt() == rollout.salt())
+            .cloned()
+    }
+
+    /// The candidate drift monitor's [`CandidateDrift::usage`].
+    pub fn candidate_drift_usage(&self) -> (usize, usize, u64) {
+        self.candidate_drift
+            .lock()
+            .as_ref()
+            .map_or((0, 0, 0), |m| m.usage())
+    }
+
+    /// Why `rollout`'s candidate has no drift monitor here.
+    fn candidate_drift_missing(&self, rollout: &Rollout) -> String {
+        let v = &rollout.candidate;
+        if !self.drift_on {
+            return "drift monitoring is off (drift.enabled = false)".into();
+        }
+        match self.loaded(v) {
+            None => format!("version {v} is not loaded on this instance"),
+            Some(l) if l.reference.is_none() => format!(
+                "version {v} has no reference profile (`reference` in its model.toml, built by `driftline profile`)"
+            ),
+            Some(l) if l.drift.is_none() => {
+                format!("version {v} has no drift plan on this instance")
+            }
+            Some(_) => format!(
+                "the drift monitor of version {v} starts with the first event it scores on this instance"
+            ),
         }
     }
 
@@ -715,6 +809,10 @@ impl Hub {
     /// the step changed, and the step's progress after every read.
     fn readings(&self, state: &ModelState) -> GateReadings {
         let key = state.active().map(|r| (r.id.clone(), r.step));
+        let drift_gate = state
+            .active()
+            .filter(|r| r.plan.gates.max_drift_alerts.is_some());
+        let monitor = drift_gate.and_then(|r| self.candidate_drift_of(r));
         let mut acc = self.accum.lock();
         if acc.step != key {
             acc.step = key;
@@ -723,7 +821,13 @@ impl Hub {
             acc.pairs.reset();
             acc.streams.reset();
             acc.new_candidate_events = 0;
+            acc.drift_base = monitor.as_ref().map(|m| (m.clone(), m.counts()));
         }
+        let candidate_drift = monitor.as_ref().map(|m| acc.drift_since_step(m));
+        let candidate_drift_missing = match (drift_gate, &monitor) {
+            (Some(r), None) => Some(self.candidate_drift_missing(r)),
+            _ => None,
+        };
         let role = state
             .active()
             .and_then(|r| r.traffic())
@@ -741,7 +845,8 @@ impl Hub {
             canary: (role == Some(Role::Canary))
                 .then(|| acc.streams.summary())
                 .flatten(),
-            candidate_drift_alerts: None,
+            candidate_drift,
+            candidate_drift_missing,
             labels,
         }
     }
@@ -883,6 +988,14 @@ impl Hub {
             .as_ref()
             .and_then(|r| r.state.rollout.as_ref())
             .map(|r| {
+                let drift = self.candidate_drift_of(r).map(|m| {
+                    // Counted by the deciding instance's checks only.
+                    let mut acc = self.accum.lock();
+                    let in_step = (acc.step == Some((r.id.clone(), r.step)))
+                        .then(|| acc.drift_since_step(&m).alerts);
+                    drop(acc);
+                    m.describe(in_step)
+                });
                 json!({
                     "id": r.id,
                     "candidate": r.candidate,
@@ -894,6 +1007,7 @@ impl Hub {
                     "started_ms": r.started_ms,
                     "step_started_ms": r.step_started_ms,
                     "gates": r.gates,
+                    "candidate_drift": drift,
                     "failures": r.failures,
                     "reason": r.reason,
                     "finished_ms": r.finished_ms,
@@ -1133,26 +1247,23 @@ fn on_change(hub: &Hub, change: WatchEvent) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::path::Path;
 
-    #[test]
-    fn spare_versions_are_released_past_max_model_bytes() {
-        let registry = Registry::new(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fraud-mlp"),
-            "fraud-mlp",
-        );
+    use super::*;
+    use crate::lifecycle::gates::{evaluate, GateKind, Verdict};
+    use crate::lifecycle::plan::{PlanConfig, StepConfig, StepKind};
+
+    /// A hub serving version 1 of the fraud-mlp registry at `root`, with
+    /// its state topic on a broker that is never reached.
+    fn hub(config: &Config, root: &Path) -> Hub {
+        let registry = Registry::new(root, "fraud-mlp");
         let manifest = crate::score::Manifest::load(&registry.root().join("1/model.toml")).unwrap();
         let context = ValidationContext {
             trusted_keys: crate::score::signature::TrustedKeys::load(&[]).unwrap(),
             serving: crate::lifecycle::registry::ServingContract::of_manifest(&manifest),
-            drift: None,
+            drift: Some(config.drift.clone()),
         };
         let primary = registry.validate("1", &context).unwrap();
-        let one = primary.model.onnx_bytes();
-        let mut config = Config::default();
-        // Room for two models of about version 1's size, not three.
-        let max = 2 * one + 1024;
-        config.lifecycle.max_model_bytes = max;
         let mut client = rdkafka::ClientConfig::new();
         client.set("bootstrap.servers", "127.0.0.1:1");
         let sink = Sink::new(
@@ -1161,8 +1272,8 @@ mod tests {
             crate::config::OnPermanentFailure::Halt,
         )
         .unwrap();
-        let hub = Hub::new(
-            &config,
+        Hub::new(
+            config,
             primary,
             registry,
             context,
@@ -1172,7 +1283,21 @@ mod tests {
                 events: String::new(),
             },
             Arc::new(Shared::default()),
-        );
+        )
+    }
+
+    fn committed_models() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fraud-mlp")
+    }
+
+    #[test]
+    fn spare_versions_are_released_past_max_model_bytes() {
+        let mut config = Config::default();
+        let one = hub(&config, &committed_models()).model_bytes().0;
+        // Room for two models of about version 1's size, not three.
+        let max = 2 * one + 1024;
+        config.lifecycle.max_model_bytes = max;
+        let hub = hub(&config, &committed_models());
         assert_eq!(hub.model_bytes(), (one, max, 0));
         hub.load("2").unwrap();
         hub.load("3").unwrap();
@@ -1187,6 +1312,205 @@ mod tests {
         hub.load("2").unwrap();
         assert!(hub.loaded("2").is_some() && hub.loaded("3").is_none());
         assert_eq!(hub.model_bytes().2, 2);
+    }
+
+    /// A running rollout of `version` (a long shadow step) whose plan
+    /// allows no candidate drift alert, applied to `hub`.
+    fn rollout_of(hub: &Hub, version: &str) -> ModelState {
+        let plan = PlanConfig {
+            auto_start: false,
+            steps: vec![
+                StepConfig {
+                    kind: StepKind::Shadow,
+                    percent: None,
+                    events: Some(1_000_000),
+                    duration: None,
+                },
+                StepConfig {
+                    kind: StepKind::Promote,
+                    percent: None,
+                    events: None,
+                    duration: None,
+                },
+            ],
+            gates: crate::lifecycle::plan::GatesConfig {
+                max_drift_alerts: Some(0),
+                ..Default::default()
+            },
+            failure_limit: 0,
+        }
+        .compile("t")
+        .unwrap();
+        // One id (so one routing salt) per rollout.
+        let generation = hub.current_record().map_or(0, |r| r.generation);
+        let id = format!("fraud-mlp-{version}-{generation}");
+        let state = rollout::start(&hub.settings, &ModelState::new("1"), version, plan, &id, 1)
+            .unwrap()
+            .state;
+        // As if read back from the state topic.
+        let record = match hub.current_record() {
+            Some(base) => base.next(state.clone(), "test", Cause::Command, 1),
+            None => StateRecord::initial("fraud-mlp", state.clone(), "test", 1),
+        };
+        hub.apply(record);
+        assert_eq!(hub.current_state().as_ref(), Some(&state));
+        state
+    }
+
+    fn drift_gate(state: &ModelState, r: &GateReadings) -> crate::lifecycle::gates::GateStatus {
+        let rollout = state.active().unwrap();
+        let role = rollout.traffic().map(|(role, _)| role);
+        evaluate(&rollout.plan.gates, role, r)
+            .into_iter()
+            .find(|g| g.gate == GateKind::DriftAlerts)
+            .unwrap()
+    }
+
+    #[test]
+    fn the_drift_gate_counts_the_candidates_own_alerts_and_says_why_it_waits() {
+        // Versions 1 and 2 as committed, and 5: version 2 without a
+        // reference profile.
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path().join("fraud-mlp");
+        for v in ["1", "2"] {
+            let dir = root.join(v);
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in ["model.toml", "model.onnx", "reference.json"] {
+                std::fs::copy(committed_models().join(v).join(f), dir.join(f)).unwrap();
+            }
+        }
+        let five = root.join("5");
+        std::fs::create_dir_all(&five).unwrap();
+        std::fs::copy(root.join("2/model.onnx"), five.join("model.onnx")).unwrap();
+        let manifest: String = std::fs::read_to_string(root.join("2/model.toml"))
+            .unwrap()
+            .replace("version = \"2\"", "version = \"5\"")
+            .lines()
+            .filter(|l| !l.starts_with("reference"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(five.join("model.toml"), manifest).unwrap();
+
+        let mut config = Config::default();
+        config.drift.window_events = 1_000;
+        config.drift.sub_windows = 1;
+        config.drift.min_samples = 500;
+        config.drift.fire_after = 1;
+        config.drift.warmup_events = 0;
+        let mut hub = hub(&config, &root);
+        hub.load("2").unwrap();
+        hub.load("5").unwrap();
+
+        let state = rollout_of(&hub, "5");
+        let r = hub.readings(&state);
+        assert_eq!(r.candidate_drift, None);
+        let gate = drift_gate(&state, &r);
+        assert_eq!(gate.verdict, Verdict::Pending);
+        assert!(
+            gate.reason
+                .as_deref()
+                .is_some_and(|w| w.contains("version 5 has no reference profile")),
+            "{gate:?}"
+        );
+        let salt = state.active().unwrap().salt();
+        assert!(hub.candidate_drift_plan("5", salt).is_none());
+
+        let state = rollout_of(&hub, "2");
+        let salt = state.active().unwrap().salt();
+        assert!(
+            hub.candidate_drift_plan("2", salt ^ 1).is_none(),
+            "another rollout's"
+        );
+        hub.drift_on = false;
+        assert!(hub.candidate_drift_plan("2", salt).is_none());
+        let r = hub.readings(&state);
+        assert_eq!(
+            r.candidate_drift_missing.as_deref(),
+            Some("drift monitoring is off (drift.enabled = false)")
+        );
+        hub.drift_on = true;
+        let r = hub.readings(&state);
+        assert!(
+            r.candidate_drift_missing
+                .as_deref()
+                .is_some_and(|w| w.contains("starts with the first event")),
+            "{r:?}"
+        );
+
+        // Version 2's reference was profiled on the shifted week: rows of
+        // zeros are far from it, so its first window fires alerts.
+        let plan = hub.candidate_drift_plan("2", salt).unwrap();
+        let (mut recorder, monitor) = CandidateDrift::start("2", salt, plan).unwrap();
+        hub.set_candidate_drift(Some(monitor.clone()));
+        let r = hub.readings(&state);
+        assert_eq!(
+            r.candidate_drift,
+            Some(DriftReadings {
+                alerts: 0,
+                evaluations: 0
+            })
+        );
+        assert_eq!(drift_gate(&state, &r).verdict, Verdict::Pending);
+        let row = vec![0.0f32; 512];
+        let missing = vec![false; 64];
+        for i in 0..1_000 {
+            recorder.observe(&row, &missing, 0.0, 1_795_000_000_000 + i, "card-1");
+        }
+        let waited = Instant::now();
+        while monitor.counts().evaluations == 0 {
+            assert!(waited.elapsed() < Duration::from_secs(60), "no evaluation");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let counts = monitor.counts();
+        assert!(counts.fired > 0 && counts.firing > 0, "{counts:?}");
+        let r = hub.readings(&state);
+        let reading = r.candidate_drift.unwrap();
+        assert_eq!(reading.evaluations, 1);
+        assert_eq!(u64::from(reading.alerts), counts.fired);
+        let gate = drift_gate(&state, &r);
+        assert_eq!((gate.verdict, gate.samples), (Verdict::Fail, 1));
+        let shown = hub.describe()["models"][0]["rollout"]["candidate_drift"].clone();
+        assert_eq!(shown["version"], "2", "{shown}");
+        assert_eq!(shown["evaluations"], 1, "{shown}");
+        assert_eq!(shown["alerts_in_step"], counts.fired, "{shown}");
+        assert!(
+            shown["alerts"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["state"] == "firing")),
+            "{shown}"
+        );
+
+        // The next step starts from the alerts still firing, with no
+        // window judged yet.
+        let mut next = state.clone();
+        if let Some(r) = next.rollout.as_mut() {
+            r.step = 1;
+        }
+        let r = hub.readings(&next);
+        assert_eq!(
+            r.candidate_drift,
+            Some(DriftReadings {
+                alerts: counts.firing,
+                evaluations: 0
+            })
+        );
+        // The rollout ended: the loop drops the recorder, the evaluator
+        // ends, and what it found stays shown.
+        drop(recorder);
+        let waited = Instant::now();
+        while monitor.running() {
+            assert!(waited.elapsed() < Duration::from_secs(60), "still running");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(monitor.usage().1, 0, "no bound once stopped");
+        let shown = hub.describe()["models"][0]["rollout"]["candidate_drift"].clone();
+        assert_eq!(shown["running"], false, "{shown}");
+        assert_eq!(shown["evaluations"], 1, "{shown}");
+        // Another rollout does not read it.
+        let other = rollout_of(&hub, "2");
+        let r = hub.readings(&other);
+        assert_eq!(r.candidate_drift, None);
+        assert!(r.candidate_drift_missing.is_some());
     }
 
     #[test]

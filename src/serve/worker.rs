@@ -30,7 +30,13 @@
 //!   candidate (to `predictions-shadow`, enriched without folding the
 //!   event into the aggregates again), so every event counts once in the
 //!   aggregates and yields one published prediction; predictions of a
-//!   batch are sent in input order whichever version scored them.
+//!   batch are sent in input order whichever version scored them;
+//! - a rollout's candidate drift monitor, when the hub asks for one, is fed
+//!   every event the candidate scored (shadowed or served, replays
+//!   excepted) from a recorder this loop owns: no lock, no allocation per
+//!   event, nothing added to the primary's path; it is started when a
+//!   table first routes to the candidate and dropped (its evaluator thread
+//!   ends) when a table no longer does.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -46,12 +52,14 @@ use crate::consumer::batch::Batch;
 use crate::consumer::context::{Reader, Rebalancing};
 use crate::consumer::follower::{read_to_end, FollowError};
 use crate::drift::labels::LabelJoin;
+use crate::drift::monitor::Recorder;
 use crate::event::{now_ms, RejectReason, Rejection};
 use crate::features::aggregates::Aggregator;
 use crate::features::store::FeatureStore;
 use crate::lifecycle::routing::{Route, RoutingTable, Variant};
 use crate::pipeline::{BatchOutput, Decoded, Pipeline};
 use crate::serve::changelog::Record;
+use crate::serve::drift::CandidateDrift;
 use crate::serve::lifecycle::{BatchReadings, Hub, VariantBatch};
 use crate::sink::offsets::{Token, Tracker};
 use crate::sink::{prediction_headers, Prediction, Sink, SinkError, Source};
@@ -162,6 +170,10 @@ pub struct Worker {
     drift_at: Arc<str>,
     /// `version`, shared.
     configured: Arc<str>,
+    /// The rollout (candidate version, routing salt) the candidate drift
+    /// monitor was decided for, and its recorder when the hub wanted one.
+    candidate_drift_for: Option<(Arc<str>, u64)>,
+    candidate_recorder: Option<Recorder>,
     /// `out.scored[..canary_from]` came from the primary, the rest from the canary.
     canary_from: usize,
     shadow_out: BatchOutput,
@@ -236,6 +248,8 @@ impl Worker {
             candidate_version: None,
             drift_at: served.clone(),
             configured: served,
+            candidate_drift_for: None,
+            candidate_recorder: None,
             canary_from: 0,
             shadow_out: BatchOutput::default(),
             pairs: Vec::new(),
@@ -332,6 +346,7 @@ impl Worker {
                     event,
                     broker_ts: item.timestamp_ms,
                     observe,
+                    monitor: observe,
                 });
             };
             if item.arrow {
@@ -395,6 +410,7 @@ impl Worker {
         match table.filter(|t| t.candidate().is_some() || t.primary() != self.version) {
             Some(table) => self.score_routed(&table, decoded, now),
             None => {
+                self.follow_candidate_drift(None);
                 let configured = self.configured.clone();
                 self.move_drift(&configured);
                 self.pipeline.score_events(decoded, now, &mut self.out);
@@ -456,6 +472,7 @@ impl Worker {
             .candidate()
             .filter(|c| self.ensure_pipeline(&c.version))
             .map(|c| c.version.clone());
+        self.follow_candidate_drift(candidate.clone().map(|c| (c, table.salt())));
         let mut primary_events = Vec::with_capacity(decoded.len());
         let mut canary_events = Vec::new();
         let mut shadow_events = Vec::new();
@@ -479,10 +496,10 @@ impl Worker {
         // The shadow goes first so that it reads each entity's aggregates
         // as they were before this batch, as the primary does for the
         // entity's first event of the batch.
-        let shadow = self.score_variant(candidate.as_deref(), shadow_events, now, true);
-        let served = self.score_variant(Some(&primary), primary_events, now, false);
+        let shadow = self.score_variant(candidate.as_deref(), shadow_events, now, true, true);
+        let served = self.score_variant(Some(&primary), primary_events, now, false, false);
         self.canary_from = self.out.scored.len();
-        let canary = self.score_variant(candidate.as_deref(), canary_events, now, false);
+        let canary = self.score_variant(candidate.as_deref(), canary_events, now, false, true);
         self.record_variant(&primary, Variant::Primary, &served);
         if let Some(c) = &candidate {
             self.record_variant(c, Variant::Shadow, &shadow);
@@ -524,13 +541,15 @@ impl Worker {
         self.candidate_version = candidate;
     }
 
-    /// Scores `events` with `version` into `out` (or `shadow_out`).
+    /// Scores `events` with `version` into `out` (or `shadow_out`); the
+    /// candidate's scored events go to its drift monitor, if it has one.
     fn score_variant(
         &mut self,
         version: Option<&str>,
         events: Vec<Decoded>,
         now: i64,
         shadow: bool,
+        candidate: bool,
     ) -> VariantBatch {
         let (Some(version), false) = (version, events.is_empty()) else {
             return VariantBatch::default();
@@ -548,10 +567,11 @@ impl Worker {
                 None => &mut self.pipeline,
             }
         };
+        let recorder = self.candidate_recorder.as_mut().filter(|_| candidate);
         let n = events.len() as u64;
         let rejected = out.rejected.len();
         let started = Instant::now();
-        pipeline.score_events(events, now, out);
+        pipeline.score_events_with(events, now, out, recorder);
         VariantBatch {
             events: n,
             rejected: (out.rejected.len() - rejected) as u64,
@@ -582,6 +602,45 @@ impl Worker {
             self.pipeline_of(primary).set_recorder(recorder);
         }
         self.drift_at = primary.clone();
+    }
+
+    /// Starts, keeps or drops the candidate's drift monitor so that it
+    /// follows `rollout` (the candidate version taking traffic and the
+    /// table's salt, one per rollout): a comparison when nothing changed,
+    /// which is every batch but the first of a rollout and the first
+    /// after it.
+    fn follow_candidate_drift(&mut self, rollout: Option<(Arc<str>, u64)>) {
+        if self.candidate_drift_for == rollout {
+            return;
+        }
+        let Some(hub) = self.lifecycle.clone() else {
+            return;
+        };
+        // Dropping the recorder ends its evaluator; the hub keeps what it
+        // found for `/v1/models` until the next rollout's monitor starts.
+        if let Some((version, _)) = self.candidate_drift_for.take() {
+            if self.candidate_recorder.take().is_some() {
+                tracing::info!(model = %self.model, %version, "candidate drift monitor stopped");
+            }
+        }
+        self.candidate_drift_for = rollout.clone();
+        let Some((version, salt)) = rollout else {
+            return;
+        };
+        let Some(plan) = hub.candidate_drift_plan(&version, salt) else {
+            return;
+        };
+        match CandidateDrift::start(&version, salt, plan) {
+            Ok((recorder, monitor)) => {
+                self.candidate_recorder = Some(recorder);
+                hub.set_candidate_drift(Some(monitor));
+                tracing::info!(model = %self.model, %version, "candidate drift monitor started");
+            }
+            Err(e) => tracing::error!(
+                model = %self.model, %version, error = %e,
+                "candidate drift monitor not started; its max_drift_alerts gate stays pending"
+            ),
+        }
     }
 
     /// Makes sure a pipeline for `version` exists; false when the version
@@ -946,10 +1005,25 @@ impl Worker {
         }
     }
 
-    /// Called every loop turn: closes a due time window of drift monitoring.
+    /// Called every loop turn: closes a due time window of drift
+    /// monitoring, and drops the candidate's monitor once the rollout it
+    /// belongs to no longer routes (a quiet stream scores no batch that
+    /// would).
     pub fn tick(&mut self) {
         let at = self.drift_at.clone();
         self.pipeline_of(&at).tick();
+        if let Some(r) = self.candidate_recorder.as_mut() {
+            r.tick();
+        }
+        if let (Some((version, salt)), Some(hub)) = (&self.candidate_drift_for, &self.lifecycle) {
+            let table = hub.router.current();
+            let routed = table
+                .candidate()
+                .is_some_and(|c| c.version == *version && table.salt() == *salt);
+            if !routed {
+                self.follow_candidate_drift(None);
+            }
+        }
     }
 
     /// Periodic upkeep: store size gauge; one aggregate shard's idle
@@ -1022,6 +1096,9 @@ impl Worker {
             metrics::evictions("drift_windows", "bytes", thinned);
         }
         if let Some(hub) = &self.lifecycle {
+            let (bytes, max, thinned) = hub.candidate_drift_usage();
+            metrics::state_bytes("candidate_drift_windows", bytes, max);
+            metrics::evictions("candidate_drift_windows", "bytes", thinned);
             let (bytes, max, released) = hub.model_bytes();
             metrics::state_bytes("lifecycle_models", bytes, max);
             metrics::evictions("lifecycle_models", "bytes", released);

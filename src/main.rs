@@ -160,7 +160,7 @@ struct DemoArgs {
     /// and one merchant category surges from 35% to 65% of the run).
     #[arg(long)]
     no_shift: bool,
-    /// Admin HTTP address (`/metrics`, `/readyz`, `/v1/...`); port 0 picks a free one.
+    /// Admin HTTP address (the live page at `/`, `/metrics`, `/readyz`, `/v1/...`); port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:9464")]
     listen: String,
 }

@@ -162,9 +162,14 @@ const DriftView = (function () {
       }
       return [view.report.judged_windows ? "ok" : "skipped", []];
     }
+    // One line per drifting column: its bad statistics against their thresholds.
     const rules = [];
-    for (const c of cols) for (const j of c.statistics) if (j.bad) rules.push(`${c.name}: ${j.statistic} ${num(j.value)} ≥ ${num(j.threshold)}`);
-    for (const a of st.alerts) if (a.state === "firing") rules.push(`alert firing: ${a.kind} ${a.feature} (${a.statistic})`);
+    for (const c of cols) {
+      const bad = c.statistics.filter((j) => j.bad).map((j) => `${j.statistic} ${num(j.value)} ≥ ${num(j.threshold)}`);
+      if (bad.length) rules.push(`${c.name}: ${bad.join(", ")}`);
+    }
+    const firing = st.alerts.filter((a) => a.state === "firing");
+    if (firing.length) rules.push(`${firing.length} alert${firing.length > 1 ? "s" : ""} firing: ${firing.map((a) => `${a.kind} ${a.feature}`).join(", ")}`);
     if (rules.length) return ["drift", rules];
     if (!st.window || cols.every((c) => c.skipped)) return ["skipped", []];
     return ["ok", []];

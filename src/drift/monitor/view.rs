@@ -90,7 +90,7 @@ impl WindowVerdict {
             .columns
             .iter()
             .chain(status.score.as_ref())
-            .flat_map(|c| bad_rules(c))
+            .flat_map(bad_rules)
             .collect();
         WindowVerdict {
             window,
@@ -177,7 +177,7 @@ impl ReportSummary {
                 }),
             }
         }
-        rules.sort_by(|a, b| b.windows.cmp(&a.windows));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.windows));
         self.windows = history.len() as u64;
         self.judged_windows = history.iter().filter(|v| v.judged).count() as u64;
         self.drifted = !rules.is_empty();

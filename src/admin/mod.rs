@@ -579,6 +579,51 @@ mod tests {
     }
 
     #[test]
+    fn the_live_page_and_the_drift_view_are_read_without_a_token() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut st = state(Some("s3cret-token-0123456789"));
+            let plan = crate::app::drift_plan(
+                &crate::config::Config {
+                    model: crate::config::ModelConfig {
+                        dir: "models/fraud-mlp/1".into(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                st.parts.model.manifest(),
+            )
+            .unwrap()
+            .unwrap();
+            st.parts.drift = Some(Arc::new(plan));
+            let (addr, server) = bind("127.0.0.1:0", st, std::future::pending())
+                .await
+                .unwrap();
+            tokio::spawn(server);
+            for path in ["/", "/ui"] {
+                let (status, raw) = request(addr, "GET", path, None, "").await;
+                assert_eq!(status, 200, "{path}");
+                assert!(raw.contains("content-type: text/html"), "{raw:.300}");
+                assert!(raw.contains("const DriftView"), "the renderer is inlined");
+            }
+            // The view's schema: the DriftView type, no `report`, history
+            // empty before the first window.
+            let (status, raw) = request(addr, "GET", "/v1/drift", None, "").await;
+            assert_eq!(status, 200);
+            let body = raw.split("\r\n\r\n").nth(1).unwrap();
+            let view: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(view["enabled"], true);
+            assert_eq!(view["config"]["window_events"], 5000);
+            assert!(view["status"]["history"].as_array().unwrap().is_empty());
+            assert!(view.get("report").is_none());
+        });
+    }
+
+    #[test]
     fn state_changing_endpoints_need_the_bearer_token() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -17,8 +17,9 @@
 //! last one shorter; a window with fewer than `drift.min_samples` events is
 //! evaluated but not judged. `drift.window = "time"` does not apply (a file
 //! has no wall clock); `drift.sub_windows` is 1. Streaming aggregate
-//! columns are judged from the first row: the file carries their values
-//! already computed, so there is no cold start. A seasonal column (the
+//! columns are judged from the first row and `drift.warmup_events` is 0:
+//! the file carries their values already computed, so there is no cold
+//! start. A seasonal column (the
 //! profile's `season`) is judged on its last whole season of event time
 //! in windowed mode, as the service does; with the whole file as one
 //! window it is judged on the whole file, unless `drift.features.<name>.season`
@@ -101,12 +102,14 @@ pub struct Report {
 
 /// The `[drift]` a report judges with: `drift` with its windows made
 /// count windows of `window` events (the whole file when `None`), one
-/// sub-window each.
+/// sub-window each, and no warm-up (the file's aggregates are computed
+/// already: there is nothing cold to skip).
 pub fn report_config(drift: &DriftConfig, window: Option<u64>) -> DriftConfig {
     DriftConfig {
         window: WindowKind::Count,
         window_events: window.unwrap_or(u64::MAX).max(1),
         sub_windows: 1,
+        warmup_events: 0,
         ..drift.clone()
     }
 }

@@ -184,3 +184,75 @@ impl ReportSummary {
         self.rules = rules;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(judged: bool, bad: &[(&str, &'static str)]) -> WindowVerdict {
+        WindowVerdict {
+            window: WindowRef {
+                start: 0,
+                end: 1,
+                count: 10,
+            },
+            judged,
+            bad: bad
+                .iter()
+                .map(|&(column, statistic)| BadRule {
+                    column: column.into(),
+                    statistic,
+                    value: 1.0,
+                    threshold: Some(0.5),
+                })
+                .collect(),
+            firing: 0,
+        }
+    }
+
+    fn summary() -> ReportSummary {
+        ReportSummary {
+            data: "d.csv".into(),
+            model: "m/1".into(),
+            rows: 30,
+            scored: 30,
+            skipped: Vec::new(),
+            window_events: Some(10),
+            windows: 0,
+            judged_windows: 0,
+            drifted: false,
+            rules: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_report_counts_each_bad_rule_per_window_most_first() {
+        let mut s = summary();
+        s.conclude(&[
+            verdict(true, &[("amount", "ks")]),
+            verdict(true, &[("amount", "ks"), ("channel", "chi_square")]),
+            verdict(false, &[]),
+        ]);
+        assert!(s.drifted);
+        assert_eq!((s.windows, s.judged_windows), (3, 2));
+        let rules: Vec<(&str, &str, u64)> = s
+            .rules
+            .iter()
+            .map(|r| (r.column.as_str(), r.statistic, r.windows))
+            .collect();
+        assert_eq!(
+            rules,
+            [("amount", "ks", 2), ("channel", "chi_square", 1)],
+            "{rules:?}"
+        );
+    }
+
+    #[test]
+    fn no_bad_rule_is_no_drift() {
+        let mut s = summary();
+        s.conclude(&[verdict(true, &[]), verdict(false, &[])]);
+        assert!(!s.drifted);
+        assert!(s.rules.is_empty());
+        assert_eq!(s.judged_windows, 1);
+    }
+}

@@ -30,6 +30,12 @@ DRIFTLINE_PROMETHEUS_DIR=$(scripts/install-prometheus.sh)
 export DRIFTLINE_PROMETHEUS_DIR
 echo "DRIFTLINE_PROMETHEUS_DIR=$DRIFTLINE_PROMETHEUS_DIR"
 
+step "chromium for the browser test of the report and live pages (Debian package, when missing)"
+# tests/cli/report_browser.rs opens both pages in headless chromium.
+DRIFTLINE_CHROMIUM=$(scripts/install-chromium.sh)
+export DRIFTLINE_CHROMIUM
+echo "DRIFTLINE_CHROMIUM=$DRIFTLINE_CHROMIUM"
+
 step "Kubernetes manifests against the Kubernetes and CRD schemas (kubernetes-validate from PyPI, venv cached)"
 # docker/kubernetes/: strict schema validation, then broken copies that must
 # be rejected. tests/cli/kubernetes_assets.rs cross-checks them against the binary.

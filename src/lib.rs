@@ -35,10 +35,13 @@
 //! - [`lifecycle`]: model versions and their validation, routing between a
 //!   primary and a shadow or canary candidate, rollout plans with gates,
 //!   automatic rollback, and the shared lifecycle state.
-//! - [`admin`]: the admin HTTP port (metrics, health, readiness, lookups).
+//! - [`admin`]: the admin HTTP port (metrics, health, readiness, lookups,
+//!   the live page) and the drift view's HTML ([`admin::ui`]), shared with
+//!   `driftline report`.
 //! - [`app`]: assembly of model, store and aggregator from a config (and
 //!   `validate`), and the offline commands: [`app::score_lines`]
-//!   (`driftline score`) and [`app::profile`] (`driftline profile`).
+//!   (`driftline score`), [`app::profile`] (`driftline profile`) and
+//!   [`app::report`] (`driftline report`).
 //! - [`config`]: the service configuration, its environment overrides and validation.
 //! - [`demo`]: the synthetic fraud-event generator and the `driftline demo` runner.
 //! - [`tabular`]: one reader for Parquet, Arrow IPC and CSV files.

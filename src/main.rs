@@ -1,7 +1,7 @@
 //! The `driftline` binary: parses the command line, loads configuration, sets
 //! up logging, and hands over to the library.
 
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -54,6 +54,11 @@ enum Command {
     },
     /// Build a model's reference profile (its inputs' and score's training distribution) from a data file.
     Profile(ProfileArgs),
+    /// Judge a data file against a model's reference with the service's drift monitor; write an HTML page and JSON.
+    ///
+    /// Exit codes: 0 judged (and, with --fail-on drift, no drift); 1 drift with --fail-on drift;
+    /// 2 bad usage or input (files, columns, config).
+    Report(ReportArgs),
     /// Model lifecycle helpers: signing keys, signing and verifying model versions.
     Model {
         #[command(subcommand)]
@@ -156,7 +161,7 @@ struct DemoArgs {
     /// and one merchant category surges from 35% to 65% of the run).
     #[arg(long)]
     no_shift: bool,
-    /// Admin HTTP address (`/metrics`, `/readyz`, `/v1/...`); port 0 picks a free one.
+    /// Admin HTTP address (the live page at `/`, `/metrics`, `/readyz`, `/v1/...`); port 0 picks a free one.
     #[arg(long, default_value = "127.0.0.1:9464")]
     listen: String,
 }
@@ -189,6 +194,48 @@ struct ProfileArgs {
     allow_missing_columns: bool,
 }
 
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// The data to judge: Parquet, Arrow IPC (file or stream) or CSV, by extension; columns named like the model's inputs.
+    #[arg(long)]
+    data: PathBuf,
+    /// Model directory: reads and scores the rows; its manifest's reference unless --reference is given.
+    /// Default: the config's `model.dir` when --config is given.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Reference profile (JSON, from `driftline profile`); default: the model's.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Service config whose [drift] section (thresholds, min_samples, disabled statistics,
+    /// per-feature settings) judges the data, as `serve` would; its `model.dir`,
+    /// `drift.reference` and `store.entity_column` apply unless given as flags.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Judge consecutive windows of this many rows instead of the whole file as one window.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<u64>::new().range(1..))]
+    window: Option<u64>,
+    /// Write the report page here: one self-contained HTML file (opens offline).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write the report as JSON here (the schema of GET /v1/drift, plus `report`).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Exit with code 1 when the data drifted (a CI gate).
+    #[arg(long, value_enum)]
+    fail_on: Option<FailOn>,
+    /// Rows per record batch: the unit of memory use while reading.
+    #[arg(long, default_value_t = app::profile::DEFAULT_BATCH_ROWS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    batch_rows: usize,
+}
+
+/// What fails `driftline report`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FailOn {
+    /// Any statistic of any judged window past its threshold.
+    Drift,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -219,6 +266,14 @@ fn main() -> ExitCode {
             cli.log_format,
         ),
         Command::Profile(args) => profile(&args, cli.log_format),
+        Command::Report(args) => {
+            // Bad usage or input exits 2, as clap's usage errors do: 1 is
+            // the CI gate's "drift".
+            return report(&args, cli.log_format).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            });
+        }
         Command::Model { command } => {
             driftline::telemetry::init(cli.log_format.unwrap_or_default(), "warn");
             driftline::lifecycle::command::run(&command)
@@ -322,6 +377,101 @@ fn profile(args: &ProfileArgs, log_format: Option<LogFormat>) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+fn report(args: &ReportArgs, log_format: Option<LogFormat>) -> anyhow::Result<ExitCode> {
+    use app::report::{build_report, ReportOptions};
+    driftline::telemetry::init(log_format.unwrap_or_default(), "warn");
+    let config = match &args.config {
+        Some(path) => Some(Config::merge(path, std::env::vars())?),
+        None => None,
+    };
+    let model_dir = args
+        .model
+        .clone()
+        .or_else(|| config.as_ref().map(|c| c.model.dir.clone()))
+        .context("--model DIR is needed (or --config with model.dir): the model reads and scores the rows")?;
+    let options = ReportOptions {
+        model_dir,
+        reference: args
+            .reference
+            .clone()
+            .or_else(|| config.as_ref().and_then(|c| c.drift.reference.clone())),
+        drift: config.as_ref().map(|c| c.drift.clone()).unwrap_or_default(),
+        window: args.window,
+        batch_rows: args.batch_rows,
+        entity_column: config
+            .as_ref()
+            .map_or_else(|| "entity_id".to_owned(), |c| c.store.entity_column.clone()),
+    };
+    if args.out.is_none() && args.json.is_none() && args.fail_on.is_none() {
+        anyhow::bail!("nothing to do: give --out FILE.html, --json FILE.json or --fail-on drift");
+    }
+    let mut bar = Bar::default();
+    let report = build_report(&args.data, &options, &mut bar)?;
+    bar.finish();
+    let json = serde_json::to_string_pretty(&report.view).context("report JSON")?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, &json).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    if let Some(path) = &args.out {
+        let title = format!("{} against {}", args.data.display(), report.view.reference);
+        let page = driftline::admin::ui::report_page(&json, &title);
+        std::fs::write(path, page).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+    let summary = report.view.report.as_ref();
+    let drifted = summary.is_some_and(|r| r.drifted);
+    print!("{}", report_summary(&report));
+    if let (Some(path), true) = (&args.out, std::io::stdout().is_terminal()) {
+        println!("open {}", path.display());
+    }
+    Ok(match (args.fail_on, drifted) {
+        (Some(FailOn::Drift), true) => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// What `driftline report` prints: the verdict, the rules that were bad,
+/// and the speed.
+fn report_summary(report: &app::report::Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let view = &report.view;
+    let Some(r) = &view.report else {
+        return s;
+    };
+    let verdict = match (r.drifted, r.judged_windows) {
+        (true, _) => "DRIFT",
+        (false, 0) => "NOT JUDGED (no window reached drift.min_samples)",
+        (false, _) => "no drift",
+    };
+    let _ = writeln!(
+        s,
+        "{}: {} rows ({} scored) against {}: {verdict}",
+        r.data, r.rows, r.scored, view.reference
+    );
+    let _ = writeln!(s, "  {} windows, {} judged", r.windows, r.judged_windows);
+    for rule in &r.rules {
+        let _ = writeln!(
+            s,
+            "  {} {}: bad in {} of {} judged windows",
+            rule.column, rule.statistic, rule.windows, r.judged_windows
+        );
+    }
+    for k in &r.skipped {
+        let _ = writeln!(
+            s,
+            "  {} rows not scored: {} (first: {})",
+            k.rows, k.reason, k.example
+        );
+    }
+    let secs = report.elapsed.as_secs_f64();
+    let _ = writeln!(
+        s,
+        "{secs:.2} s, {:.0} rows/s (model load included)",
+        r.rows as f64 / secs.max(1e-9)
+    );
+    s
+}
+
 /// What `driftline profile` prints: where the profile went, a line per
 /// column, the rows left out of the score, and the speed.
 fn profile_summary(built: &BuiltProfile, out: &std::path::Path) -> String {
@@ -410,7 +560,6 @@ struct Bar {
 impl Progress for Bar {
     fn start(&mut self, pass: Pass, rows: Option<u64>) {
         use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-        use std::io::IsTerminal;
         self.finish();
         if !std::io::stderr().is_terminal() {
             return;
@@ -428,6 +577,7 @@ impl Progress for Bar {
             Pass::Distributions => "pass 1/3 (quantiles)",
             Pass::Sketches => "pass 2/3 (sketches)",
             Pass::Seasons => "pass 3/3 (seasons: the rows through the monitor)",
+            Pass::Report => "judging (the rows through the monitor)",
         });
         self.bar = Some(bar);
     }

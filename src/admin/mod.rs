@@ -1,5 +1,6 @@
 //! The admin HTTP port: `/metrics`, `/healthz`, `/readyz`, `/v1/models`,
-//! `/v1/drift`, `/v1/features/{entity_id}` (`GET`, `PUT`, `DELETE`), and
+//! `/v1/drift`, the live page (`/` and `/ui`, [`ui`]),
+//! `/v1/features/{entity_id}` (`GET`, `PUT`, `DELETE`), and
 //! the model lifecycle commands (`POST`):
 //! `/v1/models/{name}/versions/{version}/load`,
 //! `/v1/models/{name}/versions/{version}/rollout`, and
@@ -35,7 +36,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+pub mod ui;
+
 use crate::app::Parts;
+use crate::drift::monitor::{DriftView, ViewConfig};
 use crate::event::{now_ms, Features};
 use crate::features::store::Lookup;
 use crate::lifecycle::rollout::Command;
@@ -116,6 +120,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/models", get(models))
         .route("/v1/drift", get(drift))
+        .route("/", get(live_page))
+        .route("/ui", get(live_page))
         .merge(features)
         .layer(middleware::from_fn_with_state(
             limits.request_timeout,
@@ -235,23 +241,29 @@ async fn drift(State(s): State<AdminState>) -> Response {
             .into_response();
     };
     let status = s.shared.drift.read().clone();
-    let config = plan.config();
-    Json(json!({
-        "enabled": true,
-        "reference": plan.profile().id,
-        "config": {
-            "window": config.window,
-            "window_events": config.window_events,
-            "window_duration": config.window_duration,
-            "sub_windows": config.sub_windows,
-            "min_samples": config.min_samples,
-            "fire_after": config.fire_after,
-            "resolve_after": config.resolve_after,
-            "retrain_after": config.retrain_after,
-        },
-        "status": status,
-    }))
+    Json(DriftView {
+        enabled: true,
+        reference: plan.profile().id.clone(),
+        config: ViewConfig::of(plan.config()),
+        status,
+        report: None,
+    })
     .into_response()
+}
+
+/// The live page: the drift view of the current window, alerts and their
+/// history, throughput, latency, rejections and model versions, polled
+/// from `/v1/drift`, `/v1/models` and `/metrics` (it shows nothing they do
+/// not). Self-contained: no script, style or font from elsewhere.
+async fn live_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        ui::live_page(),
+    )
+        .into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -564,6 +576,51 @@ mod tests {
             limits: HttpLimits::default(),
             lifecycle: Arc::default(),
         }
+    }
+
+    #[test]
+    fn the_live_page_and_the_drift_view_are_read_without_a_token() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut st = state(Some("s3cret-token-0123456789"));
+            let plan = crate::app::drift_plan(
+                &crate::config::Config {
+                    model: crate::config::ModelConfig {
+                        dir: "models/fraud-mlp/1".into(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                st.parts.model.manifest(),
+            )
+            .unwrap()
+            .unwrap();
+            st.parts.drift = Some(Arc::new(plan));
+            let (addr, server) = bind("127.0.0.1:0", st, std::future::pending())
+                .await
+                .unwrap();
+            tokio::spawn(server);
+            for path in ["/", "/ui"] {
+                let (status, raw) = request(addr, "GET", path, None, "").await;
+                assert_eq!(status, 200, "{path}");
+                assert!(raw.contains("content-type: text/html"), "{raw:.300}");
+                assert!(raw.contains("const DriftView"), "the renderer is inlined");
+            }
+            // The view's schema: the DriftView type, no `report`, history
+            // empty before the first window.
+            let (status, raw) = request(addr, "GET", "/v1/drift", None, "").await;
+            assert_eq!(status, 200);
+            let body = raw.split("\r\n\r\n").nth(1).unwrap();
+            let view: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(view["enabled"], true);
+            assert_eq!(view["config"]["window_events"], 5000);
+            assert!(view["status"]["history"].as_array().unwrap().is_empty());
+            assert!(view.get("report").is_none());
+        });
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Assembly: from a validated [`Config`] to the loaded model, the filled
 //! feature store and the aggregator that the scoring loop runs on; and the
 //! offline commands that run on the same pieces ([`score_lines`],
-//! [`profile`]).
+//! [`profile`], [`report`]).
 //!
 //! Guarantees: [`build`] returns only when the snapshot is fully loaded, so
 //! the first event is never scored against a half-filled store. [`check`]
@@ -10,6 +10,7 @@
 //! monitoring only as [`Watched`] columns ([`watched_columns`]).
 
 pub mod profile;
+pub mod report;
 pub mod score_lines;
 
 pub use score_lines::{score_lines, LinesSummary};

@@ -47,7 +47,7 @@ use super::watched_columns;
 use crate::drift::columns::Watched;
 use crate::drift::distinct::EntityCounter;
 use crate::drift::monitor::{
-    DriftConfig, DriftStatus, Evaluator, Output, Plan, Recorder, RecorderStats,
+    DriftConfig, DriftStatus, Evaluator, Output, Plan, Recorder, RecorderStats, Window,
 };
 use crate::drift::profile::{
     ColumnProfile, ColumnSketch, Profile, ProfileSource, ReferenceEntities, PROFILE_FORMAT,
@@ -62,6 +62,7 @@ use crate::event::{now_ms, Event, FeatureValue, Features, RejectReason};
 use crate::score::manifest::{InputKind, InputSource, Manifest};
 use crate::score::{Model, ModelError, Session};
 use crate::tabular::{self, Batches, CsvType, Format, ReadOptions, TabularError};
+use std::sync::mpsc::Receiver;
 
 /// Default rows per record batch: the unit of memory use while reading.
 pub const DEFAULT_BATCH_ROWS: usize = 65_536;
@@ -180,6 +181,8 @@ pub enum Pass {
     Sketches,
     /// Pass 3: the rows replayed through the monitor (seasonal columns).
     Seasons,
+    /// `driftline report`: the rows through the monitor.
+    Report,
 }
 
 /// Receives progress while a profile is built (a progress bar in the CLI).
@@ -489,6 +492,30 @@ fn replay_seasons(
         Arc::new(parking_lot::RwLock::new(DriftStatus::default())),
         Box::new(sink),
     );
+    replay(reader, scorer, &mut recorder, &rx, &mut evaluator, progress)?;
+    let counts = tally.lock();
+    Ok(counts
+        .iter()
+        .map(|&(judged, bad)| {
+            judged >= SEASONAL_MIN_WINDOWS && bad as f64 > SEASONAL_SHARE * judged as f64
+        })
+        .collect())
+}
+
+/// Reads every row of the file in order, scores it as the live loop
+/// would and hands it to `recorder` (the service's monitor), with the
+/// event time of the `ts` column (epoch ms) when the file has one, else
+/// one millisecond per row, and the entity of the entity column. Each
+/// closed sub-window goes to `evaluator` as soon as it closes, so none is
+/// dropped whatever the queue length. Returns the rows read.
+pub(super) fn replay(
+    reader: &Reader<'_>,
+    scorer: &mut Scorer,
+    recorder: &mut Recorder,
+    rx: &Receiver<Window>,
+    evaluator: &mut Evaluator,
+    progress: &mut dyn Progress,
+) -> Result<u64, ProfileBuildError> {
     let opened = reader.open()?;
     let mut done = 0u64;
     for batch in opened.batches {
@@ -501,7 +528,7 @@ fn replay_seasons(
         )?;
         let times = batch.time.as_ref();
         scorer
-            .score_rows(&batch, done, false, |score, s| {
+            .score_rows(&batch, done, true, |score, s| {
                 let ts = times
                     .filter(|t| t.is_valid(s.position))
                     .map_or((done + s.position as u64) as i64, |t| {
@@ -513,21 +540,15 @@ fn replay_seasons(
                     .filter(|a| a.is_valid(s.position))
                     .map_or("", |a| a.value(s.position));
                 recorder.observe(s.row, s.defaulted, score as f32, ts, entity);
+                for window in rx.try_iter() {
+                    evaluator.push(window);
+                }
             })
             .map_err(|source| reader.score_err(done, source))?;
-        for window in rx.try_iter() {
-            evaluator.push(window);
-        }
         done += batch.rows as u64;
         progress.advance(batch.rows as u64);
     }
-    let counts = tally.lock();
-    Ok(counts
-        .iter()
-        .map(|&(judged, bad)| {
-            judged >= SEASONAL_MIN_WINDOWS && bad as f64 > SEASONAL_SHARE * judged as f64
-        })
-        .collect())
+    Ok(done)
 }
 
 /// Hex SHA-256 of a file, read in blocks.
@@ -577,7 +598,7 @@ struct BatchCells {
 }
 
 /// An opened data file.
-struct Opened {
+pub(super) struct Opened {
     /// Schema of the batches (a projection of the file's for Parquet and CSV).
     schema: SchemaRef,
     /// Per input, its column in the batches; `None` when absent.
@@ -587,21 +608,21 @@ struct Opened {
     /// The event-time column, when present.
     time: Option<usize>,
     /// Row count when the format states it up front (Parquet).
-    rows: Option<u64>,
+    pub(super) rows: Option<u64>,
     batches: Batches,
 }
 
 /// Opens the data file and converts its batches; shared by both passes.
-struct Reader<'a> {
-    path: &'a Path,
-    format: Format,
-    inputs: &'a [(&'a str, InputKind)],
-    batch_rows: usize,
-    allow_missing: bool,
+pub(super) struct Reader<'a> {
+    pub(super) path: &'a Path,
+    pub(super) format: Format,
+    pub(super) inputs: &'a [(&'a str, InputKind)],
+    pub(super) batch_rows: usize,
+    pub(super) allow_missing: bool,
     /// `name/version`, for messages.
-    model: &'a str,
+    pub(super) model: &'a str,
     /// Name of the entity column (read when present).
-    entity: &'a str,
+    pub(super) entity: &'a str,
 }
 
 /// The event-time column `driftline profile` reads when present (epoch
@@ -632,7 +653,7 @@ impl Reader<'_> {
     }
 
     /// Opens the file, finds each input's column and checks its type.
-    fn open(&self) -> Result<Opened, ProfileBuildError> {
+    pub(super) fn open(&self) -> Result<Opened, ProfileBuildError> {
         let file = File::open(self.path).map_err(|source| ProfileBuildError::Open {
             path: self.path.to_owned(),
             source,
@@ -855,7 +876,7 @@ struct ScoredRow<'a> {
 
 /// Scores rows as the live loop does: rows become events, the enricher
 /// encodes them (defaults included), the model scores chunks of them.
-struct Scorer {
+pub(super) struct Scorer {
     enricher: Enricher,
     session: Session,
     width: usize,
@@ -869,13 +890,13 @@ struct Scorer {
     defaulted: Vec<bool>,
     positions: Vec<usize>,
     scores: Vec<f32>,
-    scored: u64,
+    pub(super) scored: u64,
     /// Per reason: rows and the first row's detail.
     skipped: HashMap<RejectReason, (u64, String)>,
 }
 
 impl Scorer {
-    fn new(model: &Arc<Model>) -> Result<Self, ProfileBuildError> {
+    pub(super) fn new(model: &Arc<Model>) -> Result<Self, ProfileBuildError> {
         // Every input is read from the row, so no store or aggregator.
         let mut manifest: Manifest = model.manifest().clone();
         for input in &mut manifest.inputs {
@@ -995,7 +1016,7 @@ impl Scorer {
     }
 
     /// Skipped rows by reason, most frequent first.
-    fn skipped(&self) -> Vec<SkippedRows> {
+    pub(super) fn skipped(&self) -> Vec<SkippedRows> {
         let mut skipped: Vec<SkippedRows> = self
             .skipped
             .iter()

@@ -385,7 +385,7 @@ pub fn run(options: DemoOptions) -> anyhow::Result<DemoReport> {
         options.duration.as_secs()
     );
     if let Some(addr) = service.admin_addr() {
-        println!("metrics: http://{addr}/metrics  readiness: http://{addr}/readyz");
+        println!("live page: http://{addr}/  metrics: http://{addr}/metrics  readiness: http://{addr}/readyz");
     }
 
     let generated = Arc::new(AtomicU64::new(0));

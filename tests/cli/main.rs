@@ -1,5 +1,6 @@
 //! Black-box tests of the `driftline` binary and the repository around it:
-//! the commands (`validate`, `score`, `demo`, `profile`, `model`), the container and Kubernetes
+//! the commands (`validate`, `score`, `demo`, `profile`, `report`, `model`), the report
+//! and live pages in a headless browser, the container and Kubernetes
 //! assets, the metrics under a real Prometheus, and the module layout's
 //! import rules. One binary, so the library is linked once for all of them.
 
@@ -10,3 +11,5 @@ mod layout;
 mod lifecycle;
 mod profile;
 mod prometheus;
+mod report;
+mod report_browser;

@@ -17,6 +17,7 @@ use super::alert::{
 use super::judge::{judge_column, ColumnStatus, Context, Judged};
 use super::plan::Plan;
 use super::recorder::RecorderStats;
+use super::view::WindowVerdict;
 use super::window::{SeasonSlice, Window, WindowRef};
 use crate::drift::cusum::{reference_margin, Cusum, CusumParams, DEFAULT_ALLOWANCE};
 use crate::drift::exact::ColumnValues;
@@ -54,7 +55,14 @@ pub struct DriftStatus {
     pub budget: Option<BudgetStatus>,
     pub performance: Vec<PerformanceReading>,
     pub sequential: Option<serde_json::Value>,
+    /// The verdicts of the latest evaluations, oldest first (at most
+    /// [`DEFAULT_HISTORY`] in the service; every window in a report).
+    pub history: Vec<WindowVerdict>,
 }
+
+/// Evaluations the service keeps in [`DriftStatus::history`]: ten minutes
+/// of 5-second windows, a few KB.
+pub const DEFAULT_HISTORY: usize = 120;
 
 /// The false-alarm budget of an evaluation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -236,6 +244,9 @@ pub struct Evaluator {
     status: Arc<RwLock<DriftStatus>>,
     stats: Arc<RecorderStats>,
     sink: EvaluationSink,
+    /// The latest verdicts and how many to keep.
+    history: VecDeque<WindowVerdict>,
+    history_len: usize,
 }
 
 /// Receives each evaluation: the new status, the state changes it caused,
@@ -288,7 +299,24 @@ impl Evaluator {
             status,
             stats,
             sink,
+            history: VecDeque::new(),
+            history_len: DEFAULT_HISTORY,
         }
+    }
+
+    /// Keeps the verdicts of the last `len` evaluations in the status
+    /// (a report keeps every window's).
+    pub fn with_history(mut self, len: usize) -> Self {
+        self.history_len = len;
+        self
+    }
+
+    /// Treats streaming aggregates as warm from the first event: for rows
+    /// that carry the aggregates' values already computed (a data file),
+    /// where no cold start exists.
+    pub fn with_warm_aggregates(mut self) -> Self {
+        self.first_ms = Some(i64::MIN);
+        self
     }
 
     pub fn with_performance(mut self, source: PerformanceSource) -> Self {
@@ -541,6 +569,12 @@ impl Evaluator {
                 firing_evaluations: h.firing_evaluations,
             })
             .collect();
+        self.history
+            .push_back(WindowVerdict::of(&status, window, enough));
+        while self.history.len() > self.history_len {
+            self.history.pop_front();
+        }
+        status.history = self.history.iter().cloned().collect();
         (self.sink)(&status, &outputs, started.elapsed());
         *self.status.write() = status;
         outputs

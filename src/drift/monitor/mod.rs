@@ -56,7 +56,8 @@
 //! (watched columns resolved against the reference profile), `window.rs`
 //! (mergeable windows), `recorder.rs` (the hot path), `judge.rs` (one
 //! column's statistics against its thresholds), `alert.rs` (alert kinds,
-//! messages and hysteresis), `evaluator.rs` (the evaluator thread).
+//! messages and hysteresis), `evaluator.rs` (the evaluator thread),
+//! `view.rs` (the JSON of `/v1/drift` and `driftline report`).
 
 mod alert;
 mod config;
@@ -64,15 +65,19 @@ mod evaluator;
 mod judge;
 mod plan;
 mod recorder;
+mod view;
 mod window;
 
 pub use alert::{AlertKind, AlertMessage, AlertState, AlertStatus, Output, RetrainRequest};
 pub use config::{ColumnSettings, DriftConfig, Thresholds, WindowKind, STATISTICS};
 pub use evaluator::{
     spawn, BudgetStatus, DriftStatus, EvaluationSink, Evaluator, PageHinkleyDetector,
-    PerformanceReading, PerformanceSource, ScoreDetector,
+    PerformanceReading, PerformanceSource, ScoreDetector, DEFAULT_HISTORY,
 };
 pub use judge::{ColumnStatus, Histogram, Judged};
 pub use plan::{MonitorError, Plan};
 pub use recorder::{Recorder, RecorderStats};
+pub use view::{
+    BadRule, DriftView, ReportSummary, RuleCount, SkippedSummary, ViewConfig, WindowVerdict,
+};
 pub use window::{SeasonSlice, Window, WindowRef};

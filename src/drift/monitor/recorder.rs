@@ -225,6 +225,14 @@ impl Recorder {
         }
     }
 
+    /// Closes the open sub-window now, if it holds any event: the end of
+    /// a finite input (`driftline report`), whose last window is short.
+    pub fn close_now(&mut self) {
+        if self.window.count > 0 {
+            self.close();
+        }
+    }
+
     /// Closes a time sub-window that has run its length (called by the loop
     /// between batches, so a quiet stream still closes its windows).
     pub fn tick(&mut self) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The chaos run of issue 15 (not part of scripts/test.sh): a producer at about
-# 200 events/s, at least 20 SIGKILLs of `driftline serve` at random moments,
+# 100 events/s (about 9 on durable storage, so that it runs through all kills),
+# at least 20 SIGKILLs of `driftline serve` at random moments,
 # one broker restart on durable (SQLite) Tansu storage, a second instance
 # joining and leaving; then every event must be in `predictions` or the DLQ.
 # Prints one "chaos summary:" line (lost, duplicates, DLQ, skipped offsets).

@@ -348,8 +348,10 @@ fn prometheus_scrapes_driftline_and_every_dashboard_and_rule_expression_works() 
     // The drift rules match driftline's drift alerts: pending, as they
     // need 5 minutes to fire. The score's tests count its cards, not its
     // events (it depends on store features): with 500 cards it fires some
-    // seconds after the inputs.
-    for (rule, wait) in [("DriftlineDataDrift", 15), ("DriftlinePredictionDrift", 30)] {
+    // seconds after the inputs, later when the machine is busy and the
+    // demo falls behind its rate (the shift lasts until 58 s of the run,
+    // and the promoted version 2 keeps the score's alert up after it).
+    for (rule, wait) in [("DriftlineDataDrift", 15), ("DriftlinePredictionDrift", 60)] {
         wait_for(
             &format!("{rule} pending"),
             Duration::from_secs(wait),

@@ -7,6 +7,18 @@
 //! `model_error` instead of dropping them. Work and allocations are per batch:
 //! the row and score buffers are reused across calls.
 //!
+//! A second version scoring the same events (a rollout's shadow) sees the
+//! aggregate inputs the first one saw: the first captures, per event
+//! marked [`Decoded::shadowed`], the streaming aggregates as of that event
+//! into an [`AggregateTap`] ([`Tap::Capture`]), also when it rejects the
+//! event in enrichment (the aggregates as they stand, the event not folded
+//! in); the second, on the same aggregator, encodes those values without
+//! touching the aggregator, which by then holds the whole batch
+//! ([`Tap::Read`]). An event the tap lacks (the first pipeline refused its
+//! event time, or the second reads another aggregator) is read live. The
+//! tap's buffers are reused across batches; nothing is captured when no
+//! event is marked.
+//!
 //! Event time is checked before anything reads or folds it: an event dated
 //! more than [`InputLimits::max_future_skew_ms`] ahead of the caller's wall
 //! clock is `future_timestamp`, one older than
@@ -19,7 +31,7 @@ use std::sync::Arc;
 
 use crate::config::PipelineConfig;
 use crate::drift::monitor::Recorder;
-use crate::enrich::{EnrichSetupError, Enricher, Scratch, StoreLookup};
+use crate::enrich::{Aggregates, EnrichSetupError, Enricher, Scratch, StoreLookup};
 use crate::event::{Event, RejectReason, Rejection};
 use crate::features::aggregates::Aggregator;
 use crate::features::store::FeatureStore;
@@ -60,6 +72,10 @@ pub struct Decoded {
     /// `observe` because a shadowed event is not folded in again by the
     /// candidate, yet its drift monitor must see it.
     pub monitor: bool,
+    /// Another version scores this event too (a rollout's shadow): with
+    /// [`Tap::Capture`], the aggregates as of it are captured for that
+    /// version.
+    pub shadowed: bool,
 }
 
 impl Decoded {
@@ -70,8 +86,66 @@ impl Decoded {
             broker_ts,
             observe: true,
             monitor: true,
+            shadowed: false,
         }
     }
+}
+
+/// The streaming aggregates as one pipeline read them for the events it
+/// scored marked [`Decoded::shadowed`], for another pipeline on the same
+/// aggregator scoring the same events. Holds one batch (events are told
+/// apart by [`Decoded::index`], which must be unique among the marked
+/// events of a batch); its buffers are reused across batches.
+#[derive(Debug, Default)]
+pub struct AggregateTap {
+    /// The aggregator the values were read from.
+    aggregator: Option<Arc<Aggregator>>,
+    /// Values per event: one per aggregate, in the aggregator's order.
+    width: usize,
+    /// [`Decoded::index`] of each captured event, ascending.
+    indices: Vec<usize>,
+    values: Vec<f64>,
+}
+
+impl AggregateTap {
+    /// Forgets the previous batch's values (keeping the buffers).
+    fn start(&mut self, aggregator: Option<&Arc<Aggregator>>) {
+        self.aggregator = aggregator.cloned();
+        self.width = aggregator.map_or(0, |a| a.specs().len());
+        self.indices.clear();
+        self.values.clear();
+    }
+
+    /// Room for the values of the event at `index`.
+    fn slot(&mut self, index: usize) -> &mut [f64] {
+        debug_assert!(self.indices.last().is_none_or(|&last| last < index));
+        self.indices.push(index);
+        let start = self.values.len();
+        self.values.resize(start + self.width, f64::NAN);
+        &mut self.values[start..]
+    }
+
+    /// The values captured for the event at `index`, if `aggregator` is
+    /// the one they were read from.
+    fn get(&self, index: usize, aggregator: Option<&Arc<Aggregator>>) -> Option<&[f64]> {
+        let same =
+            matches!((aggregator, &self.aggregator), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
+        let k = self.indices.binary_search(&index).ok().filter(|_| same)?;
+        self.values.get(k * self.width..(k + 1) * self.width)
+    }
+}
+
+/// What a pipeline does with an [`AggregateTap`] for one batch.
+#[derive(Debug)]
+pub enum Tap<'a> {
+    /// Nothing: the aggregates are read (and folded into) as they stand.
+    None,
+    /// Clears the tap, then captures the aggregates of each scored event
+    /// marked [`Decoded::shadowed`] as this pipeline read them.
+    Capture(&'a mut AggregateTap),
+    /// Encodes each event the tap holds with its captured aggregates (the
+    /// aggregator is not touched for it); other events read them live.
+    Read(&'a AggregateTap),
 }
 
 /// A scored event.
@@ -340,19 +414,24 @@ impl Pipeline {
     /// Enriches and scores already decoded events (the Kafka loop, with its
     /// Arrow batches and replay marks, enters here). Appends to `out`.
     pub fn score_events(&mut self, events: Vec<Decoded>, now_ms: i64, out: &mut BatchOutput) {
-        self.score_events_with(events, now_ms, out, None);
+        self.score_events_with(events, now_ms, out, None, Tap::None);
     }
 
     /// [`score_events`](Self::score_events), feeding `recorder` instead of
     /// the pipeline's own (a rollout candidate's drift monitor, which the
-    /// scoring loop holds apart from the primary's).
+    /// scoring loop holds apart from the primary's), and capturing or
+    /// reading the aggregates of shadowed events through `tap`.
     pub fn score_events_with(
         &mut self,
         events: Vec<Decoded>,
         now_ms: i64,
         out: &mut BatchOutput,
         recorder: Option<&mut Recorder>,
+        mut tap: Tap<'_>,
     ) {
+        if let Tap::Capture(t) = &mut tap {
+            t.start(self.enricher.aggregator());
+        }
         let recording = recorder.is_some() || self.recorder.is_some();
         let width = self.enricher.width();
         self.rows.clear();
@@ -366,6 +445,7 @@ impl Pipeline {
             broker_ts,
             observe,
             monitor,
+            shadowed,
         } in events
         {
             let ts_ms = event.ts_ms.or(broker_ts).unwrap_or(now_ms);
@@ -379,11 +459,23 @@ impl Pipeline {
             }
             let start = self.rows.len();
             self.rows.resize(start + width, 0.0);
+            let aggregator = self.enricher.aggregator();
+            let aggregates = match &mut tap {
+                Tap::Capture(t) if shadowed && aggregator.is_some() => Aggregates::Capture {
+                    observe,
+                    into: t.slot(index),
+                },
+                Tap::Read(t) => match t.get(index, aggregator) {
+                    Some(values) => Aggregates::Captured(values),
+                    None => Aggregates::Live { observe },
+                },
+                _ => Aggregates::Live { observe },
+            };
             match self.enricher.enrich_with(
                 &event,
                 ts_ms,
                 now_ms,
-                observe,
+                aggregates,
                 &mut self.scratch,
                 &mut self.rows[start..],
             ) {
@@ -478,5 +570,133 @@ mod tests {
         };
         assert!(open.check_time(i64::MAX, now, true).is_ok());
         assert!(open.check_time(i64::MIN, now, true).is_ok());
+    }
+
+    /// A pipeline of fraud-mlp 1 (three aggregate inputs, last in the row)
+    /// on `aggregator` (a new one when `None`).
+    fn fraud_pipeline(aggregator: Option<Arc<Aggregator>>) -> Pipeline {
+        let manifest = crate::score::Manifest::parse(
+            include_str!("../models/fraud-mlp/1/model.toml"),
+            std::path::Path::new("models/fraud-mlp/1/model.toml"),
+        )
+        .unwrap();
+        let (store, own) = crate::app::sources(
+            &manifest,
+            crate::features::store::StoreConfig::default(),
+            crate::features::aggregates::AggregatorConfig::default(),
+        )
+        .unwrap();
+        let model = Model::from_bytes(
+            manifest,
+            include_bytes!("../models/fraud-mlp/1/model.onnx"),
+            std::path::Path::new("models/fraud-mlp/1"),
+        )
+        .unwrap();
+        Pipeline::new(&Arc::new(model), store, aggregator.or(own), 1 << 16).unwrap()
+    }
+
+    /// A batch: card-1 buys four times, card-2 twice, a minute apart; every
+    /// event shadowed.
+    fn shadowed_batch(start_ms: i64) -> Vec<Decoded> {
+        let cards = ["card-1", "card-2", "card-1", "card-1", "card-2", "card-1"];
+        cards
+            .iter()
+            .enumerate()
+            .map(|(i, card)| {
+                let json = format!(
+                    r#"{{"event_id":"e{i}","entity_id":"{card}","ts":{},"features":{{
+                    "amount":{},"merchant_category":"grocery","channel":"chip","hour":12,
+                    "is_international":false,"distance_from_home_km":3.5}}}}"#,
+                    start_ms + 60_000 * i as i64,
+                    10.0 * (i + 1) as f64,
+                );
+                let limits = InputLimits::with_max_message_bytes(1 << 16).decode();
+                let event = decode_json_with(json.as_bytes(), limits).unwrap();
+                Decoded {
+                    shadowed: true,
+                    ..Decoded::new(i, event, None)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_shadow_encodes_the_aggregates_the_primary_read_per_event_and_folds_nothing() {
+        let mut primary = fraud_pipeline(None);
+        let aggregator = primary.enricher.aggregator().cloned().unwrap();
+        let mut shadow = fraud_pipeline(Some(Arc::clone(&aggregator)));
+        let mut tap = AggregateTap::default();
+        let (mut out, mut shadow_out) = (BatchOutput::default(), BatchOutput::default());
+        let start = 1_795_000_000_000;
+        let now = start + 3_600_000;
+        for batch in 0..2 {
+            let events = shadowed_batch(start + 600_000 * batch);
+            let shadowed = events
+                .iter()
+                .map(|d| Decoded {
+                    observe: false,
+                    ..d.clone()
+                })
+                .collect();
+            out.clear();
+            shadow_out.clear();
+            // The worker's order: the primary captures, then the shadow reads.
+            primary.score_events_with(events, now, &mut out, None, Tap::Capture(&mut tap));
+            shadow.score_events_with(shadowed, now, &mut shadow_out, None, Tap::Read(&tap));
+            assert_eq!(out.scored.len(), 6, "{:?}", out.rejected);
+            assert_eq!(shadow_out.scored.len(), 6, "{:?}", shadow_out.rejected);
+            // The same model on the same inputs: the same rows and scores.
+            assert_eq!(shadow.rows, primary.rows, "batch {batch}");
+            let scores = |o: &BatchOutput| o.scored.iter().map(|s| s.score).collect::<Vec<_>>();
+            assert_eq!(scores(&shadow_out), scores(&out));
+            // txn_count_1h as of each event: card-1's count grows within the
+            // batch (the primary folds each event in before the next).
+            let width = primary.enricher.width();
+            let counts: Vec<f32> = primary
+                .rows
+                .chunks(width)
+                .map(|row| row[width - 3])
+                .collect();
+            let expected = match batch {
+                0 => [0.0, 0.0, 1.0, 2.0, 1.0, 3.0],
+                _ => [4.0, 2.0, 5.0, 6.0, 3.0, 7.0],
+            };
+            assert_eq!(counts, expected, "batch {batch}");
+        }
+        // Each event folded in exactly once (by the primary).
+        let mut now_values = vec![f64::NAN; aggregator.specs().len()];
+        aggregator.read("card-1", start + 600_000 + 360_000, &mut now_values);
+        assert_eq!(now_values[0], 8.0);
+        aggregator.read("card-2", start + 600_000 + 360_000, &mut now_values);
+        assert_eq!(now_values[0], 4.0);
+    }
+
+    #[test]
+    fn a_shadow_on_another_aggregator_reads_it_without_folding_in() {
+        let mut primary = fraud_pipeline(None);
+        let mut shadow = fraud_pipeline(None);
+        let own = shadow.enricher.aggregator().cloned().unwrap();
+        let mut tap = AggregateTap::default();
+        let mut out = BatchOutput::default();
+        let mut shadow_out = BatchOutput::default();
+        let start = 1_795_000_000_000;
+        let events = shadowed_batch(start);
+        let shadowed = events
+            .iter()
+            .map(|d| Decoded {
+                observe: false,
+                ..d.clone()
+            })
+            .collect();
+        let now = start + 3_600_000;
+        primary.score_events_with(events, now, &mut out, None, Tap::Capture(&mut tap));
+        shadow.score_events_with(shadowed, now, &mut shadow_out, None, Tap::Read(&tap));
+        assert_eq!(shadow_out.scored.len(), 6, "{:?}", shadow_out.rejected);
+        // Its own aggregator, empty and left so: every count reads 0.
+        let width = shadow.enricher.width();
+        assert!(shadow.rows.chunks(width).all(|row| row[width - 3] == 0.0));
+        let mut values = vec![f64::NAN; own.specs().len()];
+        own.read("card-1", start + 360_000, &mut values);
+        assert_eq!(values[0], 0.0);
     }
 }

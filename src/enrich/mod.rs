@@ -11,7 +11,12 @@
 //!   `unknown_category`) and a detail naming the feature;
 //! - a rejected event leaves the streaming aggregates untouched: all checks
 //!   that can fail run before the event is folded into the aggregates;
-//! - no allocation per event once the [`Scratch`] buffers are warm.
+//! - no allocation per event once the [`Scratch`] buffers are warm;
+//! - with [`Aggregates::Capture`], the values of every aggregate as of the
+//!   event (what a model reading them would see, before the event is folded
+//!   in) are handed out even when this model reads none or rejects the
+//!   event, and [`Aggregates::Captured`] encodes exactly those values: two
+//!   models scoring one event see the same aggregate inputs.
 
 use std::sync::Arc;
 
@@ -80,6 +85,25 @@ impl Scratch {
     pub fn defaulted(&self) -> &[bool] {
         &self.defaulted
     }
+}
+
+/// Where enrichment takes an event's streaming aggregates from.
+#[derive(Debug)]
+pub enum Aggregates<'a> {
+    /// From the aggregator, as of the event; `observe` folds the event in
+    /// after the read (false for a replay the restored state already holds,
+    /// or for a model scoring an event another one folds in).
+    Live { observe: bool },
+    /// As `Live`, and every aggregate the aggregator computes (in
+    /// [`Aggregator::specs`] order, NaN for an empty window) is written to
+    /// `into`, also when this model reads none of them or rejects the event
+    /// before its aggregates (the event is then not folded in), so that
+    /// another model scoring the same event can read what it saw. `into`
+    /// holds one value per aggregate (the aggregator panics otherwise).
+    Capture { observe: bool, into: &'a mut [f64] },
+    /// Values captured for this event by a model on the same aggregator
+    /// (its `Capture`); the aggregator is not touched.
+    Captured(&'a [f64]),
 }
 
 /// What enrichment saw for one event, for store hit/miss telemetry.
@@ -153,18 +177,20 @@ impl Enricher {
         scratch: &mut Scratch,
         out: &mut [f32],
     ) -> Result<StoreLookup, Rejection> {
-        self.enrich_with(event, ts_ms, now_ms, true, scratch, out)
+        let live = Aggregates::Live { observe: true };
+        self.enrich_with(event, ts_ms, now_ms, live, scratch, out)
     }
 
-    /// [`enrich`](Self::enrich), choosing whether the event is folded into
-    /// the aggregates. A replayed event (one the restored aggregate state
-    /// already holds) is read against that state but not counted twice.
+    /// [`enrich`](Self::enrich), choosing where the aggregates come from
+    /// and whether the event is folded into them. A replayed event (one the
+    /// restored aggregate state already holds) is read against that state
+    /// but not counted twice.
     pub fn enrich_with(
         &self,
         event: &Event,
         ts_ms: i64,
         now_ms: i64,
-        observe: bool,
+        mut aggregates: Aggregates<'_>,
         scratch: &mut Scratch,
         out: &mut [f32],
     ) -> Result<StoreLookup, Rejection> {
@@ -180,6 +206,69 @@ impl Enricher {
         scratch.defaulted.clear();
         scratch.defaulted.resize(self.slots.len(), false);
         // Pass 1: everything that can reject the event, before it touches the aggregates.
+        if let Err(rejection) = self.encode_direct(event, lookup, scratch, out) {
+            // Another model may accept the event: it reads the aggregates
+            // as they stand, without this event (which is not folded in).
+            if let (Aggregates::Capture { into, .. }, Some(aggregator)) =
+                (&mut aggregates, &self.aggregator)
+            {
+                aggregator.read(&event.entity_id, ts_ms, into);
+            }
+            return Err(rejection);
+        }
+        // Pass 2: aggregates. Reading and folding in happen under one lock; an
+        // empty window is NaN and falls back to the default, which the manifest
+        // guarantees for every function that can be empty.
+        let values: &[f64] = match (aggregates, &self.aggregator) {
+            (Aggregates::Captured(values), _) => values,
+            (Aggregates::Live { observe }, Some(aggregator)) if self.reads_aggregates => {
+                let read = &mut scratch.aggregates;
+                read.resize(aggregator.specs().len(), f64::NAN);
+                read_aggregates(aggregator, event, ts_ms, observe, read);
+                read
+            }
+            (Aggregates::Capture { observe, into }, Some(aggregator)) => {
+                if self.reads_aggregates {
+                    read_aggregates(aggregator, event, ts_ms, observe, into);
+                } else {
+                    aggregator.read(&event.entity_id, ts_ms, into);
+                }
+                into
+            }
+            _ => &[],
+        };
+        if self.reads_aggregates {
+            for (i, slot) in self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.source == InputSource::Aggregate)
+            {
+                let overridden = event.features.get(&slot.name).filter(|v| !is_null(v));
+                let computed = values
+                    .get(slot.aggregate_index)
+                    .copied()
+                    .filter(|v| !v.is_nan())
+                    .map(FeatureValue::Number);
+                scratch.defaulted[i] = overridden.is_none() && computed.is_none();
+                match overridden.or(computed.as_ref()).or(slot.default.as_ref()) {
+                    Some(v) => encode(slot, v, out)?,
+                    None => return Err(missing(slot, lookup)),
+                }
+            }
+        }
+        Ok(lookup)
+    }
+
+    /// Encodes the inputs that are not aggregates (pass 1 of
+    /// [`enrich_with`](Self::enrich_with)).
+    fn encode_direct(
+        &self,
+        event: &Event,
+        lookup: StoreLookup,
+        scratch: &mut Scratch,
+        out: &mut [f32],
+    ) -> Result<(), Rejection> {
         for (i, slot) in self
             .slots
             .iter()
@@ -202,46 +291,7 @@ impl Enricher {
                 None => return Err(missing(slot, lookup)),
             }
         }
-        // Pass 2: aggregates. Reading and folding in happen under one lock; an
-        // empty window is NaN and falls back to the default, which the manifest
-        // guarantees for every function that can be empty.
-        if self.reads_aggregates {
-            if let Some(aggregator) = &self.aggregator {
-                scratch
-                    .aggregates
-                    .resize(aggregator.specs().len(), f64::NAN);
-                if observe {
-                    aggregator.read_then_observe(
-                        &event.entity_id,
-                        ts_ms,
-                        &event.features,
-                        &mut scratch.aggregates,
-                    );
-                } else {
-                    aggregator.read(&event.entity_id, ts_ms, &mut scratch.aggregates);
-                }
-            }
-            for (i, slot) in self
-                .slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.source == InputSource::Aggregate)
-            {
-                let overridden = event.features.get(&slot.name).filter(|v| !is_null(v));
-                let computed = scratch
-                    .aggregates
-                    .get(slot.aggregate_index)
-                    .copied()
-                    .filter(|v| !v.is_nan())
-                    .map(FeatureValue::Number);
-                scratch.defaulted[i] = overridden.is_none() && computed.is_none();
-                match overridden.or(computed.as_ref()).or(slot.default.as_ref()) {
-                    Some(v) => encode(slot, v, out)?,
-                    None => return Err(missing(slot, lookup)),
-                }
-            }
-        }
-        Ok(lookup)
+        Ok(())
     }
 
     fn stored_value(&self, row: &Row, column: usize) -> Option<FeatureValue> {
@@ -255,6 +305,27 @@ impl Enricher {
     /// The model this enricher feeds, as `name/version`.
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// The aggregator the aggregate inputs are read from, if any.
+    pub fn aggregator(&self) -> Option<&Arc<Aggregator>> {
+        self.aggregator.as_ref()
+    }
+}
+
+/// Every aggregate of `event`'s entity as of the event into `out`, folding
+/// the event in after the read when `observe` (one lock for both).
+fn read_aggregates(
+    aggregator: &Aggregator,
+    event: &Event,
+    ts_ms: i64,
+    observe: bool,
+    out: &mut [f64],
+) {
+    if observe {
+        aggregator.read_then_observe(&event.entity_id, ts_ms, &event.features, out);
+    } else {
+        aggregator.read(&event.entity_id, ts_ms, out);
     }
 }
 
@@ -709,5 +780,85 @@ aggregate = { field = "amount", function = "mean", window = "1h" }
             )
             .unwrap();
         assert_eq!(row[6], 0.0, "tier falls back to its default \"x\"");
+    }
+
+    /// `manifest`'s enricher on `f`'s store and aggregator.
+    fn beside(f: &Fixture, manifest: &str) -> Enricher {
+        let m = Manifest::parse(manifest, Path::new("t.toml")).unwrap();
+        let aggregator = f.enricher.aggregator().cloned();
+        Enricher::new(&m, Some(Arc::clone(&f.store)), aggregator).unwrap()
+    }
+
+    #[test]
+    fn a_captured_event_encodes_the_aggregates_the_capturing_model_read() {
+        let mut f = fixture(MANIFEST);
+        let other = beside(&f, MANIFEST);
+        let aggregator = f.enricher.aggregator().cloned().unwrap();
+        let mut captured = vec![f64::NAN; aggregator.specs().len()];
+        let mut other_scratch = Scratch::default();
+        // One entity, several events close together (one batch's worth).
+        for (i, amount) in [10.0, 20.0, 30.0, 40.0].into_iter().enumerate() {
+            let e = event("known", &[("amount", num(amount)), ("cat", text("a"))]);
+            let ts = 1_000 + i as i64;
+            let mut first = vec![f32::NAN; WIDTH];
+            let into = &mut captured;
+            let capture = Aggregates::Capture {
+                observe: true,
+                into,
+            };
+            f.enricher
+                .enrich_with(&e, ts, ts, capture, &mut f.scratch, &mut first)
+                .unwrap();
+            let mut second = vec![f32::NAN; WIDTH];
+            let read = Aggregates::Captured(&captured);
+            other
+                .enrich_with(&e, ts, ts, read, &mut other_scratch, &mut second)
+                .unwrap();
+            assert_eq!(first, second, "event {i}");
+            assert_eq!(first[7], i as f32, "the count as of event {i}");
+            assert_eq!(other_scratch.defaulted(), f.scratch.defaulted());
+        }
+        // Folded in once each: by the capturing model only.
+        let mut now = vec![f64::NAN; aggregator.specs().len()];
+        aggregator.read("known", 1_004, &mut now);
+        assert_eq!(now[0], 4.0);
+        assert_eq!(now[1], 25.0);
+    }
+
+    #[test]
+    fn a_capture_holds_the_aggregates_as_they_stand_when_its_model_rejects() {
+        let mut f = fixture(MANIFEST);
+        let lenient = MANIFEST.replace(
+            "vocabulary = [\"a\", \"b\", \"c\"]",
+            "vocabulary = [\"a\", \"b\", \"c\"]\non_unknown = \"zeros\"",
+        );
+        let other = beside(&f, &lenient);
+        let aggregator = f.enricher.aggregator().cloned().unwrap();
+        let mut captured = vec![f64::NAN; aggregator.specs().len()];
+        let good = event("known", &[("amount", num(10.0)), ("cat", text("a"))]);
+        f.run(&good, 1_000).unwrap();
+        // The capturing model rejects the unknown category before its
+        // aggregates; the other model accepts it.
+        let odd = event("known", &[("amount", num(99.0)), ("cat", text("zzz"))]);
+        let capture = Aggregates::Capture {
+            observe: true,
+            into: &mut captured,
+        };
+        let mut row = vec![f32::NAN; WIDTH];
+        let err = f
+            .enricher
+            .enrich_with(&odd, 1_001, 1_001, capture, &mut f.scratch, &mut row)
+            .unwrap_err();
+        assert_eq!(err.reason, RejectReason::UnknownCategory);
+        assert_eq!(captured[..2], [1.0, 10.0]);
+        let mut scratch = Scratch::default();
+        let read = Aggregates::Captured(&captured);
+        other
+            .enrich_with(&odd, 1_001, 1_001, read, &mut scratch, &mut row)
+            .unwrap();
+        assert_eq!(row[7..], [1.0, 10.0]);
+        // Nobody folded the rejected event in.
+        let next = f.run(&good, 1_002).unwrap();
+        assert_eq!(next[7..], [1.0, 10.0]);
     }
 }

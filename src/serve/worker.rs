@@ -27,10 +27,16 @@
 //! - with a model lifecycle, a batch is routed by one routing table, taken
 //!   once per batch: a canary entity's events are scored by the candidate
 //!   alone, a shadowed entity's by the primary (published) and the
-//!   candidate (to `predictions-shadow`, enriched without folding the
-//!   event into the aggregates again), so every event counts once in the
-//!   aggregates and yields one published prediction; predictions of a
+//!   candidate (to `predictions-shadow`), so every event counts once in
+//!   the aggregates and yields one published prediction; predictions of a
 //!   batch are sent in input order whichever version scored them;
+//! - the candidate's shadow sees the aggregate inputs the primary saw for
+//!   the same event: the primary scores first and captures, per shadowed
+//!   event, the aggregates as of that event into an [`AggregateTap`]; the
+//!   candidate encodes those values and never touches the aggregator
+//!   (so it cannot fold an event in a second time). A candidate on another
+//!   aggregator reads its own, as of the end of the primary's batch,
+//!   without folding in; every pipeline here shares the loop's one;
 //! - a rollout's candidate drift monitor, when the hub asks for one, is fed
 //!   every event the candidate scored (shadowed or served, replays
 //!   excepted) from a recorder this loop owns: no lock, no allocation per
@@ -57,7 +63,7 @@ use crate::event::{now_ms, RejectReason, Rejection};
 use crate::features::aggregates::Aggregator;
 use crate::features::store::FeatureStore;
 use crate::lifecycle::routing::{Route, RoutingTable, Variant};
-use crate::pipeline::{BatchOutput, Decoded, Pipeline};
+use crate::pipeline::{AggregateTap, BatchOutput, Decoded, Pipeline, Tap};
 use crate::serve::changelog::Record;
 use crate::serve::drift::CandidateDrift;
 use crate::serve::lifecycle::{BatchReadings, Hub, VariantBatch};
@@ -177,6 +183,9 @@ pub struct Worker {
     /// `out.scored[..canary_from]` came from the primary, the rest from the canary.
     canary_from: usize,
     shadow_out: BatchOutput,
+    /// The aggregates the primary read for the batch's shadowed events,
+    /// for the candidate's shadow to encode (reused across batches).
+    tap: AggregateTap,
     pairs: Vec<(f32, f32)>,
     // Per-batch scratch, reused.
     slots: Vec<(usize, Option<usize>)>,
@@ -188,6 +197,27 @@ pub struct Worker {
     /// within `aggregates.max_mark_bytes`.
     marks_dropped_evicted: u64,
     marks_dropped_bytes: u64,
+}
+
+/// Which version's role a [`Worker::score_variant`] call scores for.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// The primary: published.
+    Served,
+    /// The candidate beside the primary: to `predictions-shadow`.
+    Shadow,
+    /// The candidate alone: published.
+    Canary,
+}
+
+/// What a [`Worker::score_variant`] call does with the worker's
+/// [`AggregateTap`] (see [`Tap`]). Capture and read happen in the same
+/// batch, capture first: the tap holds one batch's values only.
+#[derive(Debug, Clone, Copy)]
+enum TapUse {
+    None,
+    Capture,
+    Read,
 }
 
 /// Errors that stop the loop.
@@ -252,6 +282,7 @@ impl Worker {
             candidate_recorder: None,
             canary_from: 0,
             shadow_out: BatchOutput::default(),
+            tap: AggregateTap::default(),
             pairs: Vec::new(),
             slots: Vec::new(),
             outputs: Vec::new(),
@@ -347,6 +378,7 @@ impl Worker {
                     broker_ts: item.timestamp_ms,
                     observe,
                     monitor: observe,
+                    shadowed: false,
                 });
             };
             if item.arrow {
@@ -485,6 +517,13 @@ impl Worker {
                 Route::Primary => primary_events.push(d),
                 Route::Canary => canary_events.push(d),
                 Route::Shadowed => {
+                    let d = Decoded {
+                        shadowed: true,
+                        ..d
+                    };
+                    // `observe = false` only matters when the candidate
+                    // reads live (another aggregator): the primary folds
+                    // the event in.
                     shadow_events.push(Decoded {
                         observe: false,
                         ..d.clone()
@@ -493,13 +532,30 @@ impl Worker {
                 }
             }
         }
-        // The shadow goes first so that it reads each entity's aggregates
-        // as they were before this batch, as the primary does for the
-        // entity's first event of the batch.
-        let shadow = self.score_variant(candidate.as_deref(), shadow_events, now, true, true);
-        let served = self.score_variant(Some(&primary), primary_events, now, false, false);
+        // The primary goes first and captures the aggregates as of each
+        // shadowed event; the shadow then encodes exactly those (as of its
+        // own event, not of the batch's start or end).
+        let (capture, read) = match shadow_events.is_empty() {
+            true => (TapUse::None, TapUse::None),
+            false => (TapUse::Capture, TapUse::Read),
+        };
+        let served =
+            self.score_variant(Some(&primary), primary_events, now, Target::Served, capture);
+        let shadow = self.score_variant(
+            candidate.as_deref(),
+            shadow_events,
+            now,
+            Target::Shadow,
+            read,
+        );
         self.canary_from = self.out.scored.len();
-        let canary = self.score_variant(candidate.as_deref(), canary_events, now, false, true);
+        let canary = self.score_variant(
+            candidate.as_deref(),
+            canary_events,
+            now,
+            Target::Canary,
+            TapUse::None,
+        );
         self.record_variant(&primary, Variant::Primary, &served);
         if let Some(c) = &candidate {
             self.record_variant(c, Variant::Shadow, &shadow);
@@ -541,23 +597,23 @@ impl Worker {
         self.candidate_version = candidate;
     }
 
-    /// Scores `events` with `version` into `out` (or `shadow_out`); the
-    /// candidate's scored events go to its drift monitor, if it has one.
+    /// Scores `events` with `version` into `out` (`shadow_out` for the
+    /// shadow), using the aggregate tap as `tap` says; the candidate's
+    /// scored events go to its drift monitor, if it has one.
     fn score_variant(
         &mut self,
         version: Option<&str>,
         events: Vec<Decoded>,
         now: i64,
-        shadow: bool,
-        candidate: bool,
+        target: Target,
+        tap: TapUse,
     ) -> VariantBatch {
         let (Some(version), false) = (version, events.is_empty()) else {
             return VariantBatch::default();
         };
-        let out = if shadow {
-            &mut self.shadow_out
-        } else {
-            &mut self.out
+        let out = match target {
+            Target::Shadow => &mut self.shadow_out,
+            Target::Served | Target::Canary => &mut self.out,
         };
         let pipeline = if version == self.version {
             &mut self.pipeline
@@ -567,11 +623,17 @@ impl Worker {
                 None => &mut self.pipeline,
             }
         };
+        let candidate = matches!(target, Target::Shadow | Target::Canary);
         let recorder = self.candidate_recorder.as_mut().filter(|_| candidate);
+        let tap = match tap {
+            TapUse::None => Tap::None,
+            TapUse::Capture => Tap::Capture(&mut self.tap),
+            TapUse::Read => Tap::Read(&self.tap),
+        };
         let n = events.len() as u64;
         let rejected = out.rejected.len();
         let started = Instant::now();
-        pipeline.score_events_with(events, now, out, recorder);
+        pipeline.score_events_with(events, now, out, recorder, tap);
         VariantBatch {
             events: n,
             rejected: (out.rejected.len() - rejected) as u64,

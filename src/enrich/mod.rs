@@ -244,14 +244,16 @@ impl Enricher {
                 .enumerate()
                 .filter(|(_, s)| s.source == InputSource::Aggregate)
             {
-                let overridden = event.features.get(&slot.name).filter(|v| !is_null(v));
+                if event.features.get(&slot.name).is_some_and(|v| !is_null(v)) {
+                    continue; // overridden: encoded in pass 1
+                }
                 let computed = values
                     .get(slot.aggregate_index)
                     .copied()
                     .filter(|v| !v.is_nan())
                     .map(FeatureValue::Number);
-                scratch.defaulted[i] = overridden.is_none() && computed.is_none();
-                match overridden.or(computed.as_ref()).or(slot.default.as_ref()) {
+                scratch.defaulted[i] = computed.is_none();
+                match computed.as_ref().or(slot.default.as_ref()) {
                     Some(v) => encode(slot, v, out)?,
                     None => return Err(missing(slot, lookup)),
                 }
@@ -260,8 +262,9 @@ impl Enricher {
         Ok(lookup)
     }
 
-    /// Encodes the inputs that are not aggregates (pass 1 of
-    /// [`enrich_with`](Self::enrich_with)).
+    /// Encodes the inputs that are not computed aggregates: the event's and
+    /// the store's, and aggregates the event overrides (pass 1 of
+    /// [`enrich_with`](Self::enrich_with): everything that can reject).
     fn encode_direct(
         &self,
         event: &Event,
@@ -269,13 +272,16 @@ impl Enricher {
         scratch: &mut Scratch,
         out: &mut [f32],
     ) -> Result<(), Rejection> {
-        for (i, slot) in self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.source != InputSource::Aggregate)
-        {
+        for (i, slot) in self.slots.iter().enumerate() {
             let from_event = event.features.get(&slot.name).filter(|v| !is_null(v));
+            if slot.source == InputSource::Aggregate {
+                // An override of an aggregate is the event's own value: a
+                // bad one rejects the event here, before it is folded in.
+                if let Some(v) = from_event {
+                    encode(slot, v, out)?;
+                }
+                continue;
+            }
             let stored;
             let value = match from_event {
                 Some(v) => Some(v),
@@ -753,6 +759,31 @@ aggregate = { field = "amount", function = "mean", window = "1h" }
         let row = f.run(&good, 2_000).unwrap();
         assert_eq!(row[7], 0.0, "the rejected event was counted");
         assert_eq!(row[8], -1.0);
+    }
+
+    #[test]
+    fn a_bad_override_of_an_aggregate_rejects_before_the_event_is_folded_in() {
+        let mut f = fixture(MANIFEST);
+        let bad = event(
+            "known",
+            &[
+                ("amount", num(100.0)),
+                ("cat", text("a")),
+                ("n1h", text("many")),
+            ],
+        );
+        assert!(f.run(&bad, 1_000).is_err());
+        let good = event("known", &[("amount", num(1.0)), ("cat", text("a"))]);
+        let row = f.run(&good, 2_000).unwrap();
+        assert_eq!(row[7], 0.0, "the rejected event was counted");
+        assert_eq!(row[8], -1.0, "the rejected event's amount was folded in");
+        // A good override is the event's value, and the event is folded in.
+        let overridden = event(
+            "known",
+            &[("amount", num(3.0)), ("cat", text("a")), ("n1h", num(42.0))],
+        );
+        assert_eq!(f.run(&overridden, 3_000).unwrap()[7], 42.0);
+        assert_eq!(f.run(&good, 4_000).unwrap()[7], 2.0);
     }
 
     #[test]

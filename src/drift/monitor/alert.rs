@@ -184,7 +184,22 @@ impl Hysteresis {
     /// Takes one judgement at `now` and returns the state change it causes:
     /// firing after `fire_after` bad judgements in a row, resolving after
     /// `resolve_after` good ones in a row while firing.
+    #[cfg(test)]
     pub(super) fn judge(&mut self, judged: &Judged, rules: Rules, now: i64) -> Option<AlertState> {
+        self.judge_holding(judged, judged.bad, rules, now)
+    }
+
+    /// [`judge`](Self::judge) with the second level of the hysteresis: a
+    /// judgement that is not bad but `holding` (still significant at the
+    /// resolve level) keeps a firing alert firing and restarts its good
+    /// streak; only clear judgements count towards resolving.
+    pub(super) fn judge_holding(
+        &mut self,
+        judged: &Judged,
+        holding: bool,
+        rules: Rules,
+        now: i64,
+    ) -> Option<AlertState> {
         self.statistic = judged.statistic.to_string();
         self.value = judged.value;
         self.threshold = judged.threshold.unwrap_or(f64::NAN);
@@ -205,12 +220,16 @@ impl Hysteresis {
                 None
             }
         } else {
-            self.good_streak += 1;
             self.bad_streak = 0;
             if !self.firing {
                 return None;
             }
             self.firing_evaluations += 1;
+            if holding {
+                self.good_streak = 0;
+                return None;
+            }
+            self.good_streak += 1;
             if self.good_streak >= rules.resolve_after {
                 self.firing = false;
                 self.since = now;
@@ -261,6 +280,32 @@ mod tests {
         );
         // Good judgements while not firing change nothing.
         assert!(run(rules, "ggggbgbg").is_empty());
+    }
+
+    #[test]
+    fn a_holding_judgement_keeps_the_alert_firing_until_clear_ones_resolve_it() {
+        let rules = Rules {
+            fire_after: 1,
+            resolve_after: 2,
+        };
+        let mut h = Hysteresis::default();
+        // b: bad, h: not bad but still significant at the resolve level,
+        // g: clear. A borderline statistic alternating b/h fires once.
+        let mut changes = Vec::new();
+        for (i, c) in "bhbhbhhgg".chars().enumerate() {
+            let j = judged(c == 'b');
+            if let Some(state) = h.judge_holding(&j, c != 'g', rules, i as i64) {
+                changes.push((i, state));
+            }
+        }
+        assert_eq!(
+            changes,
+            [(0, AlertState::Firing), (8, AlertState::Resolved)]
+        );
+        // Holding while not firing does not fire.
+        let mut quiet = Hysteresis::default();
+        assert_eq!(quiet.judge_holding(&judged(false), true, rules, 0), None);
+        assert!(!quiet.firing);
     }
 
     #[test]

@@ -212,6 +212,12 @@ pub struct DriftConfig {
     pub fire_after: u32,
     /// Good evaluations in a row before a firing alert resolves.
     pub resolve_after: u32,
+    /// A firing alert's evaluation counts as good only when none of its
+    /// significance tests has a p-value at or below this (nor its own
+    /// `*_p_value` when looser), effect floors applied: the second level
+    /// of the hysteresis, so that a statistic hovering at its (much
+    /// stricter) firing level keeps one episode instead of flapping.
+    pub resolve_p_value: f64,
     /// Evaluations an alert stays firing before one retrain request is
     /// sent; 0 = never.
     pub retrain_after: u32,
@@ -275,6 +281,7 @@ impl Default for DriftConfig {
             min_samples: 1000,
             fire_after: 1,
             resolve_after: 5,
+            resolve_p_value: 0.01,
             retrain_after: 20,
             queue: 64,
             warmup_events: 0,
@@ -342,6 +349,12 @@ impl DriftConfig {
         }
         if self.resolve_after == 0 {
             p.push("drift.resolve_after: must be at least 1".into());
+        }
+        if !(self.resolve_p_value > 0.0 && self.resolve_p_value < 1.0) {
+            p.push(format!(
+                "drift.resolve_p_value: {} is outside (0, 1)",
+                self.resolve_p_value
+            ));
         }
         if self.queue == 0 {
             p.push("drift.queue: must be at least 1".into());

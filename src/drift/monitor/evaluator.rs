@@ -405,6 +405,7 @@ impl Evaluator {
             enough,
             min_samples: plan.config.min_samples,
             level: plan.budget.per_test(),
+            resolve: plan.config.resolve_p_value,
             entities: merged.entities.as_ref().map(|e| {
                 let stats = e.stats();
                 (stats.events, stats.kish())
@@ -543,7 +544,7 @@ impl Evaluator {
                     kind: AlertKind::Performance,
                     feature: format!("model_version={}", r.model_version),
                 };
-                self.step(key, judged, window, now, &mut outputs);
+                self.step(key, judged, false, window, now, &mut outputs);
             }
         }
         self.retrain(window, now, &mut outputs);
@@ -648,22 +649,29 @@ impl Evaluator {
             .iter()
             .cloned()
             .partition(|j| j.statistic == "missing_rate");
-        for (kind, statistics) in [(AlertKind::MissingValues, missing), (data_kind, data)] {
+        let episodes = [
+            (AlertKind::MissingValues, missing, false),
+            (data_kind, data, col.holding),
+        ];
+        for (kind, statistics, holding) in episodes {
             let key = AlertKey {
                 kind,
                 feature: col.name.clone(),
             };
-            self.step(key, statistics, window, now, outputs);
+            self.step(key, statistics, holding, window, now, outputs);
         }
     }
 
     /// One evaluation of an episode through its hysteresis: bad when any
-    /// judged statistic is bad. Nothing happens when no statistic has a
+    /// judged statistic is bad, holding (neither bad nor counted as good)
+    /// when `holding` says a distribution statistic is still significant at
+    /// `drift.resolve_p_value`. Nothing happens when no statistic has a
     /// threshold (nothing was judged).
     fn step(
         &mut self,
         key: AlertKey,
         statistics: Vec<Judged>,
+        holding: bool,
         window: WindowRef,
         now: i64,
         outputs: &mut Vec<Output>,
@@ -677,7 +685,8 @@ impl Evaluator {
         let Some(judged) = lead(&statistics, fired_by.as_deref()).cloned() else {
             return;
         };
-        let changed = h.judge(&judged, rules, now);
+        let holding = holding || statistics.iter().any(|j| j.bad);
+        let changed = h.judge_holding(&judged, holding, rules, now);
         h.statistics = statistics;
         if changed == Some(AlertState::Firing) {
             h.alert_id = key.alert_id(&self.plan.model, &self.plan.version, now);

@@ -14,6 +14,7 @@
 use serde::Serialize;
 
 use super::plan::PlannedColumn;
+use super::Thresholds;
 use crate::drift::columns::ValueSource;
 use crate::drift::exact::{compare_columns, ColumnValues};
 use crate::drift::profile::ColumnSketch;
@@ -93,6 +94,12 @@ pub struct ColumnStatus {
     /// `None` when the column was not judged (disabled, too few values).
     pub skipped: Option<&'static str>,
     pub statistics: Vec<Judged>,
+    /// A distribution statistic is still significant at the resolve level
+    /// (`drift.resolve_p_value`, with the column's effect floors): a
+    /// firing episode does not count this evaluation as good. Not in the
+    /// JSON: `p_value` shows it.
+    #[serde(skip)]
+    pub holding: bool,
     /// Reference and current histograms.
     pub histogram: Option<Histogram>,
 }
@@ -105,6 +112,9 @@ pub(super) struct Context {
     pub(super) min_samples: u64,
     /// The per-test level of the family budget.
     pub(super) level: f64,
+    /// The level below which a significance test's p-value keeps a firing
+    /// episode from resolving (`drift.resolve_p_value`).
+    pub(super) resolve: f64,
     /// Events and their entities' Kish size (store/aggregate columns).
     pub(super) entities: Option<(u64, f64)>,
 }
@@ -147,6 +157,7 @@ pub(super) fn judge_column(
         skipped: None,
         statistics: Vec::new(),
         histogram: histogram(reference, current),
+        holding: false,
     };
     if !column.enabled {
         status.skipped = Some("disabled");
@@ -273,6 +284,9 @@ pub(super) fn judge_column(
                 .is_some_and(|th| m.difference.abs() >= th && m.p_value <= MISSING_RATE_P),
         });
     }
+    status.holding = s
+        .iter()
+        .any(|j| j.statistic != "missing_rate" && holding(j, t, ctx.resolve));
     status.statistics = s;
     if !present_enough && status.skipped.is_none() {
         status.skipped = Some("too few present values for distribution statistics");
@@ -296,6 +310,27 @@ fn histogram(reference: &ColumnSketch, current: &ColumnSketch) -> Option<Histogr
         }
         _ => None,
     }
+}
+
+/// Whether a judged distribution statistic would still fire at the looser
+/// `resolve` level (or its own, when looser), with the same effect floor:
+/// the second level of the hysteresis. A statistic that hovers at its
+/// threshold (a real but borderline shift) then keeps its episode firing
+/// instead of resolving and firing again at every crossing. Statistics
+/// without a p-value (effect sizes) and the missing rate hold while bad.
+fn holding(j: &Judged, t: &Thresholds, resolve: f64) -> bool {
+    let (Some(_), Some(p)) = (j.threshold, j.p_value) else {
+        return j.bad;
+    };
+    let (own, floor) = match j.statistic {
+        "ks" => (t.ks_p_value, t.ks_min_effect),
+        "chi_square" => (t.chi_square_p_value, t.chi_square_min_effect),
+        "mean" => (None, t.mean_min_effect),
+        "anderson" | "scale" => (None, None),
+        _ => return j.bad,
+    };
+    let level = own.map_or(resolve, |a| a.max(resolve));
+    j.bad || (p <= level && j.effect.map_or(0.0, f64::abs) >= floor.unwrap_or(0.0))
 }
 
 /// A z test judged at `alpha` (and a minimum `|effect|`); its threshold is
@@ -536,8 +571,52 @@ mod tests {
             enough,
             min_samples,
             level: 1e-6,
+            resolve: 1e-2,
             entities: None,
         }
+    }
+
+    #[test]
+    fn a_statistic_holds_while_significant_at_the_resolve_level_above_its_floor() {
+        let j = |statistic, p: f64, effect: f64| Judged {
+            statistic,
+            value: 1.0,
+            threshold: Some(2.0),
+            p_value: Some(p),
+            bound: None,
+            effect: Some(effect),
+            bad: false,
+        };
+        let none = Thresholds::defaults();
+        assert!(holding(&j("anderson", 1e-3, 0.0), &none, 1e-2));
+        assert!(!holding(&j("anderson", 0.2, 0.0), &none, 1e-2));
+        assert!(holding(&j("mean", 5e-3, -0.3), &none, 1e-2));
+        // Below the user's effect floor a shift does not matter: it clears.
+        let floored = Thresholds {
+            mean_min_effect: Some(0.5),
+            ..none
+        };
+        assert!(!holding(&j("mean", 1e-9, -0.3), &floored, 1e-2));
+        // A looser level of the statistic's own is the one that holds.
+        let own = Thresholds {
+            ks_p_value: Some(0.05),
+            ..none
+        };
+        assert!(holding(&j("ks", 0.03, 0.1), &own, 1e-2));
+        assert!(!holding(&j("ks", 0.03, 0.1), &none, 1e-2));
+        // Effect sizes without a p-value and unjudged statistics hold only
+        // while bad.
+        let psi = Judged {
+            p_value: None,
+            ..j("psi", 0.0, 0.0)
+        };
+        assert!(!holding(&psi, &none, 1e-2));
+        assert!(holding(&Judged { bad: true, ..psi }, &none, 1e-2));
+        let reported = Judged {
+            threshold: None,
+            ..j("variance", 1e-9, 1.0)
+        };
+        assert!(!holding(&reported, &none, 1e-2));
     }
 
     fn with_psi() -> Thresholds {

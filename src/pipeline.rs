@@ -597,6 +597,17 @@ mod tests {
 
     /// A batch: card-1 buys four times, card-2 twice, a minute apart; every
     /// event shadowed.
+    /// The events as the worker hands them to the shadow: not folded in.
+    fn for_the_shadow(events: &[Decoded]) -> Vec<Decoded> {
+        events
+            .iter()
+            .map(|d| Decoded {
+                observe: false,
+                ..d.clone()
+            })
+            .collect()
+    }
+
     fn shadowed_batch(start_ms: i64) -> Vec<Decoded> {
         let cards = ["card-1", "card-2", "card-1", "card-1", "card-2", "card-1"];
         cards
@@ -631,13 +642,7 @@ mod tests {
         let now = start + 3_600_000;
         for batch in 0..2 {
             let events = shadowed_batch(start + 600_000 * batch);
-            let shadowed = events
-                .iter()
-                .map(|d| Decoded {
-                    observe: false,
-                    ..d.clone()
-                })
-                .collect();
+            let shadowed = for_the_shadow(&events);
             out.clear();
             shadow_out.clear();
             // The worker's order: the primary captures, then the shadow reads.
@@ -681,13 +686,7 @@ mod tests {
         let mut shadow_out = BatchOutput::default();
         let start = 1_795_000_000_000;
         let events = shadowed_batch(start);
-        let shadowed = events
-            .iter()
-            .map(|d| Decoded {
-                observe: false,
-                ..d.clone()
-            })
-            .collect();
+        let shadowed = for_the_shadow(&events);
         let now = start + 3_600_000;
         primary.score_events_with(events, now, &mut out, None, Tap::Capture(&mut tap));
         shadow.score_events_with(shadowed, now, &mut shadow_out, None, Tap::Read(&tap));
